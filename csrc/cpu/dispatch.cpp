@@ -1,0 +1,182 @@
+// Run-time choice of the per-ISA kernels and the public CPU launchers.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "bigstep/isa.hpp"
+#include "bigstep/launch.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace bigstep::cpu {
+namespace {
+
+bool compiled(Isa isa) {
+  switch (isa) {
+#ifdef BIGSTEP_HAVE_NATIVE
+    case Isa::native: return true;
+#endif
+#ifdef BIGSTEP_HAVE_AVX2
+    case Isa::avx2: return true;
+#endif
+#ifdef BIGSTEP_HAVE_AVX512
+    case Isa::avx512: return true;
+#endif
+#ifdef BIGSTEP_HAVE_BASELINE
+    case Isa::baseline: return true;
+#endif
+    default: return false;
+  }
+}
+
+bool supported(Isa isa) {
+  if (!compiled(isa)) return false;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == Isa::avx512)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#endif
+  return true;
+}
+
+Isa best_isa() {
+  for (Isa isa : {Isa::native, Isa::avx512, Isa::avx2, Isa::baseline})
+    if (supported(isa)) return isa;
+  return Isa::baseline;
+}
+
+std::atomic<int> g_isa{-1};
+
+}  // namespace
+
+Isa active_isa() {
+  int v = g_isa.load();
+  if (v < 0) {
+    v = static_cast<int>(best_isa());
+    g_isa.store(v);
+  }
+  return static_cast<Isa>(v);
+}
+
+std::string isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::baseline: return "baseline";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::native: return "native";
+  }
+  return "unknown";
+}
+
+bool set_isa(const std::string& name) {
+  if (name == "auto") {
+    g_isa.store(static_cast<int>(best_isa()));
+    return true;
+  }
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::native}) {
+    if (isa_name(isa) == name) {
+      if (!supported(isa)) return false;
+      g_isa.store(static_cast<int>(isa));
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string available_isas() {
+  std::string out;
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512, Isa::native})
+    if (supported(isa)) out += (out.empty() ? "" : ",") + isa_name(isa);
+  return out;
+}
+
+std::string simd_level() { return isa_name(active_isa()); }
+
+std::string compiler() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+  return "msvc " + std::to_string(_MSC_VER);
+#else
+  return "unknown";
+#endif
+}
+
+int openmp_max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+// Calls FN<T>(args...) in the namespace of the active instruction set.
+#define BIGSTEP_DISPATCH(FN, ...)                                                   \
+  switch (active_isa()) {                                                         \
+    BIGSTEP_CASE_NATIVE(FN, __VA_ARGS__)                                          \
+    BIGSTEP_CASE_AVX512(FN, __VA_ARGS__)                                          \
+    BIGSTEP_CASE_AVX2(FN, __VA_ARGS__)                                            \
+    default: BIGSTEP_CASE_BASELINE(FN, __VA_ARGS__)                               \
+  }
+
+#ifdef BIGSTEP_HAVE_NATIVE
+#define BIGSTEP_CASE_NATIVE(FN, ...) \
+  case Isa::native: isa_native::FN(__VA_ARGS__); return;
+#else
+#define BIGSTEP_CASE_NATIVE(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_AVX512
+#define BIGSTEP_CASE_AVX512(FN, ...) \
+  case Isa::avx512: isa_avx512::FN(__VA_ARGS__); return;
+#else
+#define BIGSTEP_CASE_AVX512(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_AVX2
+#define BIGSTEP_CASE_AVX2(FN, ...) \
+  case Isa::avx2: isa_avx2::FN(__VA_ARGS__); return;
+#else
+#define BIGSTEP_CASE_AVX2(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_BASELINE
+#define BIGSTEP_CASE_BASELINE(FN, ...) isa_baseline::FN(__VA_ARGS__); return;
+#else  // native-only build
+#define BIGSTEP_CASE_BASELINE(FN, ...) isa_native::FN(__VA_ARGS__); return;
+#endif
+
+template <class T>
+void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const T* mu, index_t mu_stride,
+                      const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean, T* d1, T* d2) {
+  BIGSTEP_DISPATCH(optimal_score_1d<T>, y, q, x_sorted, n, mu, mu_stride, sigma, sigma_stride, score,
+                   log_density, mean, d1, d2)
+}
+
+template <class T>
+void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, index_t mu_stride,
+                      const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean) {
+  BIGSTEP_DISPATCH(optimal_score_nd<T>, y, q, x, n, d, mu, mu_stride, sigma, sigma_stride, score, log_density,
+                   mean)
+}
+
+#define BIGSTEP_INSTANTIATE(T)                                                                                 \
+  template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
+                                    T*, T*, T*, T*, T*);                                                       \
+  template void optimal_score_nd<T>(const T*, index_t, const T*, index_t, index_t, const T*, index_t, const T*, \
+                                    index_t, T*, T*, T*);
+BIGSTEP_INSTANTIATE(float)
+BIGSTEP_INSTANTIATE(double)
+
+}  // namespace bigstep::cpu

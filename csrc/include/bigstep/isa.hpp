@@ -1,0 +1,44 @@
+// Run-time instruction-set dispatch for the CPU kernels.
+//
+// The kernel translation units (csrc/cpu/*_kernels.cpp) are compiled once per
+// instruction set with different flags, each into its own namespace
+// (BIGSTEP_ISA_NS, set by CMake: isa_baseline, isa_avx2, isa_avx512 or
+// isa_native).  csrc/cpu/dispatch.cpp picks one at run time.
+#pragma once
+#include <string>
+
+#include "bigstep/config.hpp"
+
+namespace bigstep::cpu {
+
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, native = 3 };
+
+// The instruction set in use: the best one compiled in and supported by this CPU,
+// unless set_isa() chose another.
+Isa active_isa();
+std::string isa_name(Isa isa);
+// Forces an instruction set by name ("baseline", "avx2", "avx512", "native", or
+// "auto"); returns false (and changes nothing) if it is not compiled in or not
+// supported by this CPU.  For tests and benchmarks.
+bool set_isa(const std::string& name);
+// Names of the instruction sets compiled in and runnable on this CPU.
+std::string available_isas();
+
+#define BIGSTEP_DECLARE_KERNELS(ns)                                                              \
+  namespace ns {                                                                                 \
+  template <class T>                                                                             \
+  void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const T* mu,       \
+                        index_t mu_stride, const T* sigma, index_t sigma_stride, T* score,       \
+                        T* log_density, T* mean, T* d1, T* d2);                                  \
+  template <class T>                                                                             \
+  void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu,   \
+                        index_t mu_stride, const T* sigma, index_t sigma_stride, T* score,       \
+                        T* log_density, T* mean);                                                \
+  }
+
+BIGSTEP_DECLARE_KERNELS(isa_baseline)
+BIGSTEP_DECLARE_KERNELS(isa_avx2)
+BIGSTEP_DECLARE_KERNELS(isa_avx512)
+BIGSTEP_DECLARE_KERNELS(isa_native)
+
+}  // namespace bigstep::cpu

@@ -1,0 +1,48 @@
+// Declarations of the CPU launchers (csrc/cpu/*.cpp).  The CUDA launchers in
+// csrc/cuda/ use the same names in namespace bigstep::cuda.  No Python here.
+//
+// Conventions: row-major contiguous arrays; per-query noise levels are passed as a
+// pointer and a stride (stride 0 broadcasts a scalar).  Launchers never throw for
+// data-dependent reasons and never abort; arguments are validated by the caller.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "bigstep/config.hpp"
+
+namespace bigstep::cpu {
+
+// Optimal-score family, 1-D.  x_sorted must be sorted ascending (the launcher does
+// not sort).  Writes whichever of the outputs are non-null:
+//   score, log_density, mean, d1 (s*'), d2 (s*'').
+template <class T>
+void optimal_score_1d(const T* y, index_t q,          // [q]
+                      const T* x_sorted, index_t n,   // [n], ascending
+                      const T* mu, index_t mu_stride,     // [q] or scalar (stride 0)
+                      const T* sigma, index_t sigma_stride,
+                      T* score, T* log_density, T* mean, T* d1, T* d2);  // each [q] or null
+
+// Optimal-score family, d-D (tiled GEMM form with online log-sum-exp).
+template <class T>
+void optimal_score_nd(const T* y, index_t q,   // [q, d]
+                      const T* x, index_t n,   // [n, d]
+                      index_t d,
+                      const T* mu, index_t mu_stride,
+                      const T* sigma, index_t sigma_stride,
+                      T* score,        // [q, d] or null
+                      T* log_density,  // [q] or null
+                      T* mean);        // [q, d] or null
+
+// Philox streams (csrc/include/bigstep/philox.hpp).
+template <class T>
+void gaussian_noise(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
+template <class T>
+void uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
+
+// Build and run-time facts for bigstep.info().
+std::string simd_level();     // instruction set the dispatched kernels run with
+std::string compiler();       // compiler id and version
+int openmp_max_threads();     // 1 without OpenMP
+void set_num_threads(int n);  // no-op without OpenMP
+
+}  // namespace bigstep::cpu

@@ -1,0 +1,39 @@
+"""bigstep: exact, fast kernels for memorization in diffusion models.
+
+Start with :func:`optimal_score` (the empirical optimal score s*), :func:`info` (what
+is built here) and :func:`gaussian_noise` (the shared Philox stream).
+"""
+
+from .info import __version__, info
+from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
+from .random import gaussian_noise, uniform
+
+__all__ = [
+    "__version__",
+    "info",
+    "optimal_score",
+    "log_density",
+    "posterior_mean",
+    "optimal_score_derivatives",
+    "ou_schedule",
+    "gaussian_noise",
+    "uniform",
+    "set_num_threads",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Number of threads the compiled CPU kernels (and numba) use."""
+    from . import _backend
+    from ._validate import integer
+
+    n = integer(n, "n", minimum=1)
+    core = _backend.core()
+    if core is not None:
+        core.set_num_threads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except Exception:
+        pass

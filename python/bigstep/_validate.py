@@ -1,0 +1,68 @@
+"""Argument checks shared by the public functions.  Each raises at once with a
+message naming the argument, what it got and what it needs: ValueError for values
+and shapes, TypeError for types."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._arrays import as_numpy
+
+
+def noise_level(value, name: str, q: int, *, allow_zero: bool = False) -> np.ndarray:
+    """mu or sigma: a positive finite scalar or an array of shape (q,).
+
+    Returns a float64 array of shape (1,) or (q,)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or an array of numbers, got bool")
+    arr = as_numpy(value, name).astype(np.float64, copy=False)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    elif arr.ndim != 1 or arr.shape[0] != q:
+        raise ValueError(f"{name} must be a scalar or have shape ({q},) (one per query), got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
+    if bad.any():
+        v = arr[np.argmax(bad)]
+        need = "a non-negative finite number" if allow_zero else "a positive finite number"
+        where = "" if arr.shape[0] == 1 else f" (entry {int(np.argmax(bad))})"
+        raise ValueError(f"{name} must be {need}, got {v!r}{where}")
+    return arr
+
+
+def training_data(x, *, ndim: int | None = None) -> np.ndarray:
+    """Training points: shape (n,) or (n, d), n >= 1, all finite."""
+    arr = as_numpy(x, "x")
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"x must have shape (n,) or (n, d), got {arr.ndim} dimensions {arr.shape}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"x must have {ndim} dimension(s), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError("x must contain at least one training point, got an empty array")
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"x must have at least one column, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("x must be finite, got NaN or infinity in the training data")
+    return arr
+
+
+def queries(y, x: np.ndarray) -> np.ndarray:
+    """Queries matching the data: (q,) for 1-D data, (q, d) (or (d,) for one query) in d-D."""
+    arr = as_numpy(y, "y")
+    if x.ndim == 1:
+        if arr.ndim > 1:
+            raise ValueError(f"y must have shape (q,) for 1-D data x of shape {x.shape}, got shape {arr.shape}")
+    else:
+        d = x.shape[1]
+        if arr.ndim not in (1, 2) or arr.shape[-1] != d:
+            raise ValueError(f"y must have shape (q, {d}) or ({d},) to match x of shape {x.shape}, got shape {arr.shape}")
+    return arr
+
+
+def integer(value, name: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,54 @@
+"""Command line: ``bigstep info`` and ``bigstep demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _demo(args) -> int:
+    import numpy as np
+
+    import bigstep
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(args.n)
+    y = np.linspace(-3, 3, args.q)
+    print(f"Empirical optimal score s* for n = {args.n} training points, q = {args.q} queries\n")
+    print(f"{'t':>6} {'mu':>7} {'sigma':>7} {'backend':>8} {'pairs/s':>10} {'mean |s*|':>10} "
+          f"{'max |s* - s*_numba|/|s*|':>26}")
+    for t in (0.01, 0.05, 0.2, 1.0):
+        mu, sigma = bigstep.ou_schedule(t)
+        ref = bigstep.optimal_score(y, x, mu, sigma, backend="numba")
+        for backend in bigstep.info()["backends"]:
+            if backend == "cuda":
+                continue
+            bigstep.optimal_score(y, x, mu, sigma, backend=backend)
+            t0 = time.perf_counter()
+            s = bigstep.optimal_score(y, x, mu, sigma, backend=backend)
+            dt = time.perf_counter() - t0
+            err = float(np.max(np.abs(s - ref) / np.maximum(np.abs(ref), 1e-300)))
+            print(f"{t:6.2f} {mu:7.4f} {sigma:7.4f} {backend:>8} {args.n * args.q / dt:10.3g} "
+                  f"{np.mean(np.abs(s)):10.4g} {err:26.2e}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bigstep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="what is built and available")
+    demo = sub.add_parser("demo", help="a small s* demo that prints a table")
+    demo.add_argument("--n", type=int, default=20000)
+    demo.add_argument("--q", type=int, default=20000)
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        from .info import format_info
+
+        print(format_info())
+        return 0
+    return _demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+// bigstep._core: creates the module and registers each kernel family.
+#include <pybind11/pybind11.h>
+
+namespace bigstep::py {
+void register_info(pybind11::module_& m);
+void register_optimal_score(pybind11::module_& m);
+void register_random(pybind11::module_& m);
+}  // namespace bigstep::py
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "bigstep compiled CPU kernels";
+  bigstep::py::register_info(m);
+  bigstep::py::register_optimal_score(m);
+  bigstep::py::register_random(m);
+}

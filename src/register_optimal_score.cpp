@@ -1,0 +1,88 @@
+// pybind11 registration of the optimal-score family (csrc/cpu/optimal_score_*).
+#include <optional>
+
+#include "bigstep/launch.hpp"
+#include "bigstep/optimal_score.hpp"
+#include "check.hpp"
+
+namespace bigstep::py {
+namespace {
+
+template <class T>
+T* data_or_null(std::optional<carray<T>>& a) {
+  return a ? a->mutable_data() : nullptr;
+}
+
+// Returns (score, log_density, mean, d1, d2), each None unless asked for by `what`.
+template <class T>
+pyb::tuple optimal_score_1d(const carray<T>& y, const carray<T>& x_sorted, const carray<T>& mu,
+                            const carray<T>& sigma, int what) {
+  check_array<T>(y, "y", 1);
+  check_array<T>(x_sorted, "x", 1);
+  const pyb::ssize_t q = y.shape(0), n = x_sorted.shape(0);
+  BIGSTEP_CHECK(n > 0, "x must not be empty");
+  check_levels<T>(mu, "mu", q);
+  check_levels<T>(sigma, "sigma", q);
+  std::optional<carray<T>> score, logp, mean, d1, d2;
+  if (what & (kScore | kDerivatives)) score.emplace(q);
+  if (what & kLogDensity) logp.emplace(q);
+  if (what & kPosteriorMean) mean.emplace(q);
+  if (what & kDerivatives) {
+    d1.emplace(q);
+    d2.emplace(q);
+  }
+  {
+    pyb::gil_scoped_release release;
+    cpu::optimal_score_1d<T>(y.data(), q, x_sorted.data(), n, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
+                             sigma.shape(0) == 1 ? 0 : 1, data_or_null(score), data_or_null(logp),
+                             data_or_null(mean), data_or_null(d1), data_or_null(d2));
+  }
+  auto obj = [](std::optional<carray<T>>& a) -> pyb::object { return a ? pyb::object(*a) : pyb::none(); };
+  return pyb::make_tuple(obj(score), obj(logp), obj(mean), obj(d1), obj(d2));
+}
+
+// Returns (score, log_density, mean), each None unless asked for by `what`.
+template <class T>
+pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray<T>& mu, const carray<T>& sigma,
+                            int what) {
+  check_array<T>(y, "y", 2);
+  check_array<T>(x, "x", 2);
+  const pyb::ssize_t q = y.shape(0), n = x.shape(0), d = x.shape(1);
+  BIGSTEP_CHECK(n > 0, "x must not be empty");
+  BIGSTEP_CHECK(y.shape(1) == d, "y must have " << d << " columns like x, got " << y.shape(1));
+  check_levels<T>(mu, "mu", q);
+  check_levels<T>(sigma, "sigma", q);
+  std::optional<carray<T>> score, logp, mean;
+  if (what & kScore) score.emplace(std::vector<pyb::ssize_t>{q, d});
+  if (what & kLogDensity) logp.emplace(q);
+  if (what & kPosteriorMean) mean.emplace(std::vector<pyb::ssize_t>{q, d});
+  {
+    pyb::gil_scoped_release release;
+    cpu::optimal_score_nd<T>(y.data(), q, x.data(), n, d, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
+                             sigma.shape(0) == 1 ? 0 : 1, data_or_null(score), data_or_null(logp),
+                             data_or_null(mean));
+  }
+  auto obj = [](std::optional<carray<T>>& a) -> pyb::object { return a ? pyb::object(*a) : pyb::none(); };
+  return pyb::make_tuple(obj(score), obj(logp), obj(mean));
+}
+
+}  // namespace
+
+void register_optimal_score(pyb::module_& m) {
+  m.attr("OUT_SCORE") = static_cast<int>(kScore);
+  m.attr("OUT_LOG_DENSITY") = static_cast<int>(kLogDensity);
+  m.attr("OUT_POSTERIOR_MEAN") = static_cast<int>(kPosteriorMean);
+  m.attr("OUT_DERIVATIVES") = static_cast<int>(kDerivatives);
+  const char* doc1 = "1-D optimal-score family on sorted data; returns (score, log_density, mean, d1, d2).";
+  const char* docn = "d-D optimal-score family; returns (score, log_density, mean).";
+  m.def("optimal_score_1d", &optimal_score_1d<float>, pyb::arg("y"), pyb::arg("x_sorted"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("what"), doc1);
+  m.def("optimal_score_1d", &optimal_score_1d<double>, pyb::arg("y"), pyb::arg("x_sorted"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("what"), doc1);
+  m.def("optimal_score_nd", &optimal_score_nd<float>, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("what"), docn);
+  m.def("optimal_score_nd", &optimal_score_nd<double>, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("what"), docn);
+}
+
+}  // namespace bigstep::py
