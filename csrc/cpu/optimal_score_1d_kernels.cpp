@@ -1,74 +1,120 @@
 // 1-D optimal-score kernel (compiled once per instruction set, see isa.hpp).
 //
-// Per query: binary search for the nearest data point x_s and the window of data
-// whose terms do not underflow, then one vectorised pass over the window summing
-// p_i = exp(l_i) and p_i u_i^j (j = 1..3) with the shifted logits of
-// bigstep/optimal_score.hpp.  No running maximum, no rescaling, no temporaries.
-// float inputs: logits and exp in float, sums of blocks of 512 terms in float then
-// added in double; per-query scalars and the final formulas in double.
+// Per query: binary search for the nearest data point x_s and for the window of data
+// whose terms do not underflow, then vectorised sums of p_i = exp(l_i) and
+// p_i u_i^j (j = 1..3) with the shifted logits of bigstep/optimal_score.hpp.  No
+// running maximum, no rescaling, no temporaries of size q x n.
+//
+// Cache blocking: queries are processed in order of y/mu (an argsort, O(q) memory),
+// in groups of kGroup; a group walks the union of its windows in chunks of kChunk
+// data points that stay in L1 while every query of the group uses them.
+//
+// float inputs: logits, exp and lane sums in float, flushed into double every 512
+// terms; per-query scalars and the final formulas in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <vector>
 
 #include "bigstep/fast_exp.hpp"
 #include "bigstep/isa.hpp"
 #include "bigstep/optimal_score.hpp"
+#include "simd.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
 
+constexpr index_t kGroup = 8;
+constexpr index_t kChunk = 2048;
+
+// Adds the sums over x[0..n) to `out`: p_i = exp(l_i) and p_i u_i^j, u_i = x_i - x_s.
+// Vector lanes accumulate in T; for float, blocks of at most kBlock terms are flushed
+// into the double sums so float32 results keep ~1e-6 relative accuracy at any n.
 template <class T, bool kMoments>
 void window_sums(const T* __restrict x, index_t n, T xs, T r, T es, Sums1D& out) {
-  constexpr index_t kBlock = sizeof(T) == 4 ? 512 : 1 << 30;
-  for (index_t start = 0; start < n; start += kBlock) {
-    const index_t stop = std::min(n, start + kBlock);
-    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (index_t i = start; i < stop; ++i) {
-      const T u = x[i] - xs;
-      const T p = exp_nonpos(shifted_logit_1d<T>(x[i], xs, r, es));
-      const T pu = p * u;
-      s0 += p;
-      s1 += pu;
-      if constexpr (kMoments) {
-        s2 += pu * u;
-        s3 += pu * u * u;
-      }
+  using V = simd::vec<T>;
+  constexpr index_t W = simd::width<T>;
+  constexpr int U = 4;  // independent vectors per step, to overlap the exp's latency
+  constexpr index_t kBlock = sizeof(T) == 4 ? 512 : index_t(1) << 40;
+  const V vxs = simd::broadcast(xs), vr = simd::broadcast(r), ves = simd::broadcast(es);
+  auto term = [&](const V& xv, V& s0, V& s1, V& s2, V& s3) {
+    const V u = xv - vxs;
+    const V a = vr * u;
+    const V p = simd::Traits<T>::exp_nonpos(a * (ves - T(0.5) * a));
+    const V pu = p * u;
+    s0 += p;
+    s1 += pu;
+    if constexpr (kMoments) {
+      s2 += pu * u;
+      s3 += pu * u * u;
     }
-    out.s0 += s0;
-    out.s1 += s1;
-    out.s2 += s2;
-    out.s3 += s3;
+  };
+  index_t i = 0;
+  while (i + W <= n) {
+    const index_t stop = std::min(n, i + kBlock);
+    V s0[U] = {}, s1[U] = {}, s2[U] = {}, s3[U] = {};
+    for (; i + U * W <= stop; i += U * W) {
+#pragma GCC unroll 4
+      for (int j = 0; j < U; ++j) term(simd::load(x + i + j * W), s0[j], s1[j], s2[j], s3[j]);
+    }
+    for (; i + W <= stop; i += W) term(simd::load(x + i), s0[0], s1[0], s2[0], s3[0]);
+    for (int j = 1; j < U; ++j) {
+      s0[0] += s0[j];
+      s1[0] += s1[j];
+      s2[0] += s2[j];
+      s3[0] += s3[j];
+    }
+    out.s0 += simd::hsum<T>(s0[0]);
+    out.s1 += simd::hsum<T>(s1[0]);
+    if constexpr (kMoments) {
+      out.s2 += simd::hsum<T>(s2[0]);
+      out.s3 += simd::hsum<T>(s3[0]);
+    }
+  }
+  for (; i < n; ++i) {  // tail: the same math on scalars
+    const T u = x[i] - xs;
+    const T p = exp_nonpos(shifted_logit_1d<T>(x[i], xs, r, es));
+    out.s0 += p;
+    out.s1 += p * u;
+    if constexpr (kMoments) {
+      out.s2 += double(p) * u * u;
+      out.s3 += double(p) * u * u * u;
+    }
   }
 }
 
+// Everything one query needs before the sums: nearest point, window, scaled scalars.
 template <class T>
-void one_query(T yT, const T* x, index_t n, double mu, double sigma, bool moments, Result1D& res) {
-  const double y = yT;
-  if (!std::isfinite(y)) {  // NaN (or infinite) queries give NaN in their row only
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    res = Result1D{nan, nan, nan, nan, nan};
-    return;
-  }
-  // nearest data point to y / mu
-  const double z = y / mu;
-  const T* it = std::lower_bound(x, x + n, static_cast<T>(z));
-  index_t s = it - x;
-  if (s == n || (s > 0 && std::abs(z - double(x[s - 1])) <= std::abs(double(x[s]) - z))) --s;
-  const double xs = x[s];
-  const double e = std::fma(-mu, xs, y);
-  // window of non-underflowing terms: |y - mu x_i| <= R
-  const double R = std::sqrt(2.0 * sigma * sigma * underflow_logit<T>() + e * e);
-  const T lo_key = static_cast<T>((y - R) / mu), hi_key = static_cast<T>((y + R) / mu);
-  const index_t lo = std::min<index_t>(std::lower_bound(x, x + s, lo_key) - x, s);
-  const index_t hi = std::max<index_t>(std::upper_bound(x + s, x + n, hi_key) - x, s + 1);
+struct Query {
+  bool finite;
+  double y, mu, sigma, xs, e;
+  index_t lo, hi;  // window [lo, hi) of the sorted data
+  T xs_t, r, es;
   Sums1D sums;
-  const T r = static_cast<T>(mu / sigma), es = static_cast<T>(e / sigma);
-  if (moments)
-    window_sums<T, true>(x + lo, hi - lo, static_cast<T>(xs), r, es, sums);
-  else
-    window_sums<T, false>(x + lo, hi - lo, static_cast<T>(xs), r, es, sums);
-  res = finish_1d(sums, xs, e, mu, sigma);
+};
+
+template <class T>
+void setup(Query<T>& qr, double y, const T* x, index_t n, double mu, double sigma) {
+  qr.y = y;
+  qr.mu = mu;
+  qr.sigma = sigma;
+  qr.finite = std::isfinite(y);
+  qr.lo = qr.hi = 0;
+  if (!qr.finite) return;
+  const double z = y / mu;  // nearest data point to y / mu
+  index_t s = std::lower_bound(x, x + n, static_cast<T>(z)) - x;
+  if (s == n || (s > 0 && std::abs(z - double(x[s - 1])) <= std::abs(double(x[s]) - z))) --s;
+  qr.xs = x[s];
+  qr.e = std::fma(-mu, qr.xs, y);
+  // window of non-underflowing terms: |y - mu x_i| <= R
+  const double R = std::sqrt(2.0 * sigma * sigma * underflow_logit<T>() + qr.e * qr.e);
+  const T lo_key = static_cast<T>((y - R) / mu), hi_key = static_cast<T>((y + R) / mu);
+  qr.lo = std::min<index_t>(std::lower_bound(x, x + s, lo_key) - x, s);
+  qr.hi = std::max<index_t>(std::upper_bound(x + s, x + n, hi_key) - x, s + 1);
+  qr.xs_t = static_cast<T>(qr.xs);
+  qr.r = static_cast<T>(mu / sigma);
+  qr.es = static_cast<T>(qr.e / sigma);
 }
 
 }  // namespace
@@ -77,15 +123,58 @@ template <class T>
 void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const T* mu, index_t mu_stride,
                       const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean, T* d1, T* d2) {
   const bool moments = d1 != nullptr || d2 != nullptr;
-#pragma omp parallel for schedule(dynamic, 64)
-  for (index_t i = 0; i < q; ++i) {
-    Result1D r;
-    one_query<T>(y[i], x_sorted, n, mu[i * mu_stride], sigma[i * sigma_stride], moments, r);
-    if (score) score[i] = static_cast<T>(r.score);
-    if (log_density) log_density[i] = static_cast<T>(r.log_density - std::log(double(n)));
-    if (mean) mean[i] = static_cast<T>(r.mean);
-    if (d1) d1[i] = static_cast<T>(r.d1);
-    if (d2) d2[i] = static_cast<T>(r.d2);
+  const double log_n = std::log(double(n));
+  // queries in order of y / mu (NaN last) so that a group's windows overlap
+  std::vector<index_t> order(q);
+  std::iota(order.begin(), order.end(), index_t(0));
+  auto key = [&](index_t i) {
+    const double k = double(y[i]) / double(mu[i * mu_stride]);
+    return std::isnan(k) ? std::numeric_limits<double>::infinity() : k;
+  };
+  std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return key(a) < key(b); });
+  const index_t groups = (q + kGroup - 1) / kGroup;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (index_t g = 0; g < groups; ++g) {
+    const index_t g0 = g * kGroup, gn = std::min(kGroup, q - g0);
+    Query<T> qs[kGroup];
+    index_t lo = n, hi = 0;
+    for (index_t k = 0; k < gn; ++k) {
+      const index_t i = order[g0 + k];
+      setup<T>(qs[k], y[i], x_sorted, n, mu[i * mu_stride], sigma[i * sigma_stride]);
+      if (qs[k].finite) {
+        lo = std::min(lo, qs[k].lo);
+        hi = std::max(hi, qs[k].hi);
+      }
+    }
+    for (index_t c = lo; c < hi; c += kChunk) {
+      const index_t c_end = std::min(hi, c + kChunk);
+      for (index_t k = 0; k < gn; ++k) {
+        Query<T>& qr = qs[k];
+        const index_t a = std::max(c, qr.lo), b = std::min(c_end, qr.hi);
+        if (!qr.finite || a >= b) continue;
+        if (moments)
+          window_sums<T, true>(x_sorted + a, b - a, qr.xs_t, qr.r, qr.es, qr.sums);
+        else
+          window_sums<T, false>(x_sorted + a, b - a, qr.xs_t, qr.r, qr.es, qr.sums);
+      }
+    }
+    for (index_t k = 0; k < gn; ++k) {
+      const index_t i = order[g0 + k];
+      const Query<T>& qr = qs[k];
+      Result1D res;
+      if (qr.finite) {
+        res = finish_1d(qr.sums, qr.xs, qr.e, qr.mu, qr.sigma);
+        res.log_density -= log_n;
+      } else {  // NaN (or infinite) queries give NaN in their row only
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        res = Result1D{nan, nan, nan, nan, nan};
+      }
+      if (score) score[i] = static_cast<T>(res.score);
+      if (log_density) log_density[i] = static_cast<T>(res.log_density);
+      if (mean) mean[i] = static_cast<T>(res.mean);
+      if (d1) d1[i] = static_cast<T>(res.d1);
+      if (d2) d2[i] = static_cast<T>(res.d2);
+    }
   }
 }
 

@@ -2,9 +2,14 @@
 // (no libm call).  Range reduction x = k ln2 + r, |r| <= ln2/2 (Cody-Waite, two-part
 // ln2), exp(r) by a near-minimax polynomial (Chebyshev-node fit in 40-digit
 // arithmetic; max relative error 4e-18 for double, 2.5e-9 for float before
-// rounding), 2^k assembled in the exponent bits.  Arguments below the clamp give a
+// rounding), 2^k assembled in the exponent bits.  Measured against mpmath: within
+// 2 ulp over [-700, 0] (tests/test_fast_exp.py).  Arguments below the clamp give a
 // tiny positive normal number instead of 0; callers only add such terms to sums
 // that are >= 1, so they are harmless.
+//
+// The same template serves scalars (V = double/float, CPU and CUDA) and GCC vector
+// extension types (V = a vector of double/float, csrc/cpu/simd.hpp): only
+// arithmetic, one select and a bit cast.
 #pragma once
 #include <cstring>
 
@@ -12,14 +17,27 @@
 
 namespace bigstep {
 
-BIGSTEP_HD double exp_nonpos(double x) {
-  x = x < -700.0 ? -700.0 : x;  // exp(-700) ~ 1e-304, still normal
-  const double magic = 6755399441055744.0;  // 1.5 * 2^52: rounds to nearest integer
-  double t = x * 1.4426950408889634 + magic;
-  double k = t - magic;
-  double r = x - k * 0.693147180559890330187;  // ln2 high part (exact product)
-  r = r - k * 5.4979230187083711552e-14;         // ln2 low part
-  double p = 2.5110037605963777712e-8;
+namespace detail {
+template <class To, class From>
+BIGSTEP_HD To bit_cast(const From& v) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs equal sizes");
+  To out;
+  std::memcpy(&out, &v, sizeof out);
+  return out;
+}
+}  // namespace detail
+
+// V: double or a vector of double; I: std::int64_t or the matching integer vector.
+template <class V, class I>
+BIGSTEP_HD V exp_nonpos_f64(V x) {
+  const V lo = V{} - 700.0;         // exp(-700) ~ 1e-304, still normal
+  x = x < lo ? lo : x;
+  const V magic = V{} + 6755399441055744.0;  // 1.5 * 2^52: rounds to nearest integer
+  const V t = x * 1.4426950408889634 + magic;
+  const V k = t - magic;
+  V r = x - k * 0.693147180559890330187;  // ln2 high part (exact product for |k| < 2^11)
+  r = r - k * 5.4979230187083711552e-14;    // ln2 low part
+  V p = V{} + 2.5110037605963777712e-8;
   p = p * r + 2.7632639639041029749e-7;
   p = p * r + 2.7557240918578969823e-6;
   p = p * r + 2.4801485482328492419e-5;
@@ -31,34 +49,33 @@ BIGSTEP_HD double exp_nonpos(double x) {
   p = p * r + 5.0000000000000183855e-1;
   p = p * r + 9.9999999999999999976e-1;
   p = p * r + 1.0;
-  std::int64_t bits;
-  std::memcpy(&bits, &t, sizeof bits);  // low bits of t hold k + 2^51
-  bits = static_cast<std::int64_t>(static_cast<std::uint64_t>(bits + 1023) << 52);
-  double scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  // the low bits of t hold k + 2^51; shifting by 52 leaves (k + 1023) << 52 = 2^k
+  const I bits = (detail::bit_cast<I>(t) + 1023) << 52;
+  return p * detail::bit_cast<V>(bits);
 }
 
-BIGSTEP_HD float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;  // exp(-87) ~ 1.6e-38, still normal
-  const float magic = 12582912.0f;  // 1.5 * 2^23
-  float t = x * 1.44269504f + magic;
-  float k = t - magic;
-  float r = x - k * 0.693145752f;  // ln2 high part (exact product for |k| < 2^8)
-  r = r - k * 1.42860682e-6f;      // ln2 low part
-  float p = 1.3941108433972674608e-3f;
+// V: float or a vector of float; I: std::int32_t or the matching integer vector.
+template <class V, class I>
+BIGSTEP_HD V exp_nonpos_f32(V x) {
+  const V lo = V{} - 87.0f;  // exp(-87) ~ 1.6e-38, still normal
+  x = x < lo ? lo : x;
+  const V magic = V{} + 12582912.0f;  // 1.5 * 2^23
+  const V t = x * 1.44269504f + magic;
+  const V k = t - magic;
+  V r = x - k * 0.693145752f;  // ln2 high part (exact product for |k| < 2^7)
+  r = r - k * 1.42860682e-6f;  // ln2 low part
+  V p = V{} + 1.3941108433972674608e-3f;
   p = p * r + 8.375126398153335682e-3f;
   p = p * r + 4.1666352896775156786e-2f;
   p = p * r + 1.6666415514653275427e-1f;
   p = p * r + 5.0000000471177576744e-1f;
   p = p * r + 1.0000000377162138425f;
   p = p * r + 1.0f;
-  std::int32_t bits;
-  std::memcpy(&bits, &t, sizeof bits);  // low bits of t hold k + 2^22
-  bits = static_cast<std::int32_t>(static_cast<std::uint32_t>(bits + 127) << 23);
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  const I bits = (detail::bit_cast<I>(t) + 127) << 23;  // low bits of t hold k + 2^22
+  return p * detail::bit_cast<V>(bits);
 }
+
+BIGSTEP_HD double exp_nonpos(double x) { return exp_nonpos_f64<double, std::int64_t>(x); }
+BIGSTEP_HD float exp_nonpos(float x) { return exp_nonpos_f32<float, std::int32_t>(x); }
 
 }  // namespace bigstep
