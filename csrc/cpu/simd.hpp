@@ -45,9 +45,10 @@ inline vec<T> load(const T* p) {
   return v;
 }
 
+// s - 0 (not 0 + s, which is not s for s = -0.0 and so is not folded away).
 template <class T>
 inline vec<T> broadcast(T s) {
-  return vec<T>{} + s;
+  return s - vec<T>{};
 }
 
 template <class T>
