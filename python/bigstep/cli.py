@@ -17,7 +17,7 @@ def _demo(args) -> int:
     y = np.linspace(-3, 3, args.q)
     print(f"Empirical optimal score s* for n = {args.n} training points, q = {args.q} queries\n")
     print(f"{'t':>6} {'mu':>7} {'sigma':>7} {'backend':>8} {'pairs/s':>10} {'mean |s*|':>10} "
-          f"{'max |s* - s*_numba|/|s*|':>26}")
+          f"{'max|s* - s*_numba|/max|s*|':>27}")
     for t in (0.01, 0.05, 0.2, 1.0):
         mu, sigma = bigstep.ou_schedule(t)
         ref = bigstep.optimal_score(y, x, mu, sigma, backend="numba")
@@ -28,9 +28,9 @@ def _demo(args) -> int:
             t0 = time.perf_counter()
             s = bigstep.optimal_score(y, x, mu, sigma, backend=backend)
             dt = time.perf_counter() - t0
-            err = float(np.max(np.abs(s - ref) / np.maximum(np.abs(ref), 1e-300)))
+            err = float(np.max(np.abs(s - ref)) / np.max(np.abs(ref)))
             print(f"{t:6.2f} {mu:7.4f} {sigma:7.4f} {backend:>8} {args.n * args.q / dt:10.3g} "
-                  f"{np.mean(np.abs(s)):10.4g} {err:26.2e}")
+                  f"{np.mean(np.abs(s)):10.4g} {err:27.2e}")
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numba
 
-_OPTIONS = dict(nopython=True, nogil=True, cache=True, error_model="numpy", fastmath=False)
+_OPTIONS = dict(nogil=True, cache=True, error_model="numpy", fastmath=False)
 
 
 def jit(signatures=None, **overrides):
