@@ -171,11 +171,17 @@ void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, c
                    mean)
 }
 
+template <class T>
+void exp_nonpos_array(const T* x, T* out, index_t n) {
+  BIGSTEP_DISPATCH(exp_nonpos_array<T>, x, out, n)
+}
+
 #define BIGSTEP_INSTANTIATE(T)                                                                                 \
   template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
                                     T*, T*, T*, T*, T*);                                                       \
   template void optimal_score_nd<T>(const T*, index_t, const T*, index_t, index_t, const T*, index_t, const T*, \
-                                    index_t, T*, T*, T*);
+                                    index_t, T*, T*, T*);                                                      \
+  template void exp_nonpos_array<T>(const T*, T*, index_t);
 BIGSTEP_INSTANTIATE(float)
 BIGSTEP_INSTANTIATE(double)
 

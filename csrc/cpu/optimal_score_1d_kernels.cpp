@@ -178,6 +178,21 @@ void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const
   }
 }
 
+template <class T>
+void exp_nonpos_array(const T* x, T* out, index_t n) {
+  using V = simd::vec<T>;
+  constexpr index_t W = simd::width<T>;
+  const index_t nv = n / W * W;
+#pragma omp parallel for schedule(static)
+  for (index_t i = 0; i < nv; i += W) {
+    const V r = simd::Traits<T>::exp_nonpos(simd::load(x + i));
+    std::memcpy(out + i, &r, sizeof r);
+  }
+  for (index_t i = nv; i < n; ++i) out[i] = exp_nonpos(x[i]);
+}
+
+template void exp_nonpos_array<float>(const float*, float*, index_t);
+template void exp_nonpos_array<double>(const double*, double*, index_t);
 template void optimal_score_1d<float>(const float*, index_t, const float*, index_t, const float*, index_t,
                                       const float*, index_t, float*, float*, float*, float*, float*);
 template void optimal_score_1d<double>(const double*, index_t, const double*, index_t, const double*, index_t,

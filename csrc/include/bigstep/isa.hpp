@@ -34,6 +34,8 @@ std::string available_isas();
   void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu,   \
                         index_t mu_stride, const T* sigma, index_t sigma_stride, T* score,       \
                         T* log_density, T* mean);                                                \
+  template <class T>                                                                             \
+  void exp_nonpos_array(const T* x, T* out, index_t n);                                          \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)

@@ -33,6 +33,11 @@ void optimal_score_nd(const T* y, index_t q,   // [q, d]
                       T* log_density,  // [q] or null
                       T* mean);        // [q, d] or null
 
+// exp(x) for x <= 0 with the kernels' vectorised polynomial (fast_exp.hpp), over
+// an array, threaded.  The exp-throughput ceiling the benchmarks compare s* with.
+template <class T>
+void exp_nonpos_array(const T* x, T* out, index_t n);
+
 // Philox streams (csrc/include/bigstep/philox.hpp).
 template <class T>
 void gaussian_noise(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
