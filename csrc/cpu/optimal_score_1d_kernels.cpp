@@ -7,10 +7,12 @@
 //
 // Cache blocking: queries are processed in order of y/mu (an argsort, O(q) memory),
 // in groups of kGroup; a group walks the union of its windows in chunks of kChunk
-// data points that stay in L1 while every query of the group uses them.
+// data points, aligned to multiples of kChunk, that stay in L1 while every query of
+// the group uses them.  A query's sums are split at the same places whatever its
+// group, so its result does not depend on the other queries or the thread count.
 //
-// float inputs: logits, exp and lane sums in float, flushed into double every 512
-// terms; per-query scalars and the final formulas in double.
+// Lane sums are in T and flushed into double every kBlock terms (both dtypes);
+// per-query scalars and the final formulas are in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -29,14 +31,15 @@ constexpr index_t kGroup = 8;
 constexpr index_t kChunk = 2048;
 
 // Adds the sums over x[0..n) to `out`: p_i = exp(l_i) and p_i u_i^j, u_i = x_i - x_s.
-// Vector lanes accumulate in T; for float, blocks of at most kBlock terms are flushed
-// into the double sums so float32 results keep ~1e-6 relative accuracy at any n.
+// Vector lanes accumulate in T; blocks of at most kBlock terms are flushed into the
+// double sums, so the rounding error does not grow with the window (float32 keeps
+// ~1e-6 relative accuracy at any n).
 template <class T, bool kMoments>
 void window_sums(const T* __restrict x, index_t n, T xs, T r, T es, Sums1D& out) {
   using V = simd::vec<T>;
   constexpr index_t W = simd::width<T>;
   constexpr int U = 4;  // independent vectors per step, to overlap the exp's latency
-  constexpr index_t kBlock = sizeof(T) == 4 ? 512 : index_t(1) << 40;
+  constexpr index_t kBlock = 512;  // a multiple of U * W on every ISA
   const V vxs = simd::broadcast(xs), vr = simd::broadcast(r), ves = simd::broadcast(es);
   auto term = [&](const V& xv, V& s0, V& s1, V& s2, V& s3) {
     const V u = xv - vxs;
@@ -146,7 +149,7 @@ void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const
         hi = std::max(hi, qs[k].hi);
       }
     }
-    for (index_t c = lo; c < hi; c += kChunk) {
+    for (index_t c = lo / kChunk * kChunk; c < hi; c += kChunk) {
       const index_t c_end = std::min(hi, c + kChunk);
       for (index_t k = 0; k < gn; ++k) {
         Query<T>& qr = qs[k];

@@ -10,10 +10,10 @@
 // Memory: O(QB (NB + d)) per thread and O(n) for the packed norms; nothing q x n.
 //
 // Precision: A is the type the products and sums are formed in.  double inputs use
-// double.  float inputs use float when the GEMM-form logits are accurate enough
-// (a bound below 2e-6 in logit units), double otherwise: the GEMM form cancels two
-// terms of size mu^2 ||x||^2 / sigma^2, so at small sigma float sums would give
-// O(1) errors in the weights.
+// double.  float inputs use float when the GEMM-form logits are accurate enough (see
+// float_logits_accurate), double otherwise: the GEMM form cancels two terms of size
+// mu^2 ||x||^2 / sigma^2, so at small sigma float sums would give O(1) errors in the
+// weights.
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -28,12 +28,12 @@ def set_num_threads(n: int) -> None:
     from ._validate import integer
 
     n = integer(n, "n", minimum=1)
-    core = _backend.core()
-    if core is not None:
-        core.set_num_threads(n)
-    try:
+    try:  # numba first: starting its OpenMP layer resets the process's OpenMP thread count
         import numba
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     except Exception:
         pass
+    core = _backend.core()
+    if core is not None:
+        core.set_num_threads(n)

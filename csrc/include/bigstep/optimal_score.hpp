@@ -9,9 +9,10 @@
 // x_s nearest to y/mu (found by binary search in the sorted data).  With
 // u_i = x_i - x_s, e = y - mu x_s and the scaled a_i = (mu/sigma) u_i, e' = e/sigma,
 //   l_i = -((e - mu u_i)^2 - e^2) / (2 sigma^2) = a_i (e' - a_i / 2),
-// a product of well-conditioned factors, so l_i has a few ulps of relative error at
-// any sigma (no cancellation of two 1/sigma^2-sized terms), and l_i <= 0 without a
-// running maximum.  Terms with l_i below the exp underflow threshold are skipped by
+// which avoids the cancellation of two 1/sigma^2-sized terms of the expanded form:
+// its absolute error is a few ulps of |a_i| max(|e'|, |a_i|), the same as the effect
+// of rounding y and x_i themselves, at any sigma; and l_i <= 0 without a running
+// maximum.  Terms with l_i below the exp underflow threshold are skipped by
 // a window found by binary search: |y - mu x_i| <= sqrt(2 sigma^2 L + e^2); this
 // drops only terms that round to 0 in the compute type, and makes small sigma fast.
 // Moments are taken about x_s:

@@ -223,7 +223,7 @@ def _optimal_score_1d(y, x, mu, sigma, what, order, score, log_density, mean, d1
                 window[k, 1] = qhi
                 lo = min(lo, qlo)
                 hi = max(hi, qhi)
-        for c in range(lo, hi, _CHUNK):
+        for c in range(lo // _CHUNK * _CHUNK, hi, _CHUNK):  # aligned: results independent of the group
             c_end = min(hi, c + _CHUNK)
             for k in range(gn):
                 a = max(c, window[k, 0])
