@@ -1,0 +1,166 @@
+"""Shared fixtures: every kernel test runs on every backend and every instruction set.
+
+The ``backend`` fixture is parametrized (in ``pytest_generate_tests``, so nothing
+probes the hardware at import time) over
+
+- ``cuda``: skipped unless bigstep reports the CUDA backend available;
+- ``cpp-<isa>`` for each instruction set of ``bigstep._core.available_isas()``
+  (``cpp-baseline``, ``cpp-avx2``, ...): the fixture switches the compiled kernels to
+  that ISA with ``bigstep._core.set_isa`` and restores ``"auto"`` afterwards; a single
+  skipped ``cpp`` if the extension does not import;
+- ``numba``: never skipped (numba is a hard dependency).
+
+The fixture's value is the backend name to pass as ``backend=`` ("cuda", "cpp",
+"numba").  ``all_backend_ids()`` and ``use_backend(id)`` give the same list and switch
+to tests that compare backends with each other inside one test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis: no example database in the checkout, no deadline (numba compiles on first
+# use), derandomized by default so CI is reproducible; `--hypothesis-profile=dev` for
+# fresh random examples.
+settings.register_profile(
+    "ci", database=None, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("BIGSTEP_HYPOTHESIS_PROFILE", "ci"))
+
+
+# ------------------------------------------------------------------ what can run
+
+
+@functools.lru_cache(maxsize=None)
+def core_module():
+    """bigstep._core, or None if it does not import (reason in core_error())."""
+    try:
+        import bigstep._core as core
+    except Exception:  # ImportError, or an OSError from a broken build
+        return None
+    return core
+
+
+@functools.lru_cache(maxsize=None)
+def core_error() -> str:
+    try:
+        import bigstep._core  # noqa: F401
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def cpp_isas() -> tuple:
+    """Instruction sets compiled in and runnable here (empty without the extension)."""
+    core = core_module()
+    if core is None:
+        return ()
+    return tuple(s for s in core.available_isas().split(",") if s)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_reason() -> str | None:
+    """None if bigstep says the cuda backend can run, else why not."""
+    from bigstep import _backend
+
+    return _backend.why_unavailable("cuda")
+
+
+def all_backend_ids() -> list:
+    """Every runnable configuration: 'cuda' (if available), 'cpp-<isa>' ..., 'numba'."""
+    ids = ["cuda"] if cuda_reason() is None else []
+    ids += [f"cpp-{isa}" for isa in cpp_isas()]
+    return ids + ["numba"]
+
+
+@contextlib.contextmanager
+def use_backend(config: str):
+    """Switch to a configuration id ('cpp-avx2', 'numba', ...); yields the backend name."""
+    if config.startswith("cpp-"):
+        core = core_module()
+        isa = config[len("cpp-"):]
+        if not core.set_isa(isa):
+            raise RuntimeError(f"set_isa({isa!r}) returned False although available_isas() lists it")
+        try:
+            assert core.simd_level() == isa
+            yield "cpp"
+        finally:
+            core.set_isa("auto")
+    else:
+        yield config
+
+
+def _backend_params() -> list:
+    params = [pytest.param("cuda", marks=pytest.mark.skipif(cuda_reason() is not None,
+                                                            reason=f"cuda backend: {cuda_reason()}"))]
+    if core_module() is None:
+        params.append(pytest.param("cpp", marks=pytest.mark.skip(reason=f"bigstep._core: {core_error()}")))
+    else:
+        params += [pytest.param(f"cpp-{isa}", id=f"cpp-{isa}") for isa in cpp_isas()]
+    params.append(pytest.param("numba"))
+    return params
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", _backend_params(), indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """Backend name for `backend=`, with the ISA of the parameter switched on for cpp."""
+    with use_backend(request.param) as name:
+        yield name
+
+
+@pytest.fixture
+def restore_threads():
+    """Restores the compiled kernels' and numba's thread counts after a test changes them."""
+    import numba
+
+    core = core_module()
+    before_core = core.openmp_max_threads() if core is not None else None
+    before_numba = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before_numba)  # first: numba's OpenMP start can reset the OpenMP count
+    if core is not None:
+        core.set_num_threads(before_core)
+
+
+# --------------------------------------------------------------------- header
+
+
+def pytest_report_header(config):
+    try:
+        import bigstep
+
+        d = bigstep.info()
+    except Exception as exc:  # the header must never break the run
+        return [f"bigstep: info() failed: {type(exc).__name__}: {exc}"]
+    lines = [f"bigstep {d['version']}: backends available {d['backends']}"]
+    for b, why in d.get("unavailable", {}).items():
+        lines.append(f"  {b} unavailable: {why}")
+    if "cpp" in d:
+        c = d["cpp"]
+        lines.append(f"  cpp: {c['compiler']}; SIMD {c['simd']} (runnable {','.join(c['simd_available'])}); "
+                     f"OpenMP {'on' if c['openmp'] else 'off'}, {c['threads']} threads")
+    if "numba" in d:
+        lines.append(f"  numba {d['numba']['version']}, {d['numba']['threads']} threads")
+    if "cuda" in d:
+        c = d["cuda"]
+        devs = ", ".join(dev["name"] for dev in c["devices"]) or "no device visible"
+        lines.append(f"  cuda: archs {c['compiled_archs']}, runtime {c['runtime_version']}, "
+                     f"driver {c['driver_version']}; {devs}")
+    lines.append(f"  cpu_count {d.get('cpu_count')}")
+    return lines
