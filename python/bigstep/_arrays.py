@@ -46,7 +46,7 @@ _TORCH_INTS = ("torch.int8", "torch.uint8", "torch.int16", "torch.int32", "torch
 def result_dtype(*arrays: np.ndarray) -> np.dtype:
     """float32 if every floating input is float32 (and there is one), else float64."""
     kinds = [a.dtype for a in arrays if a.dtype.kind == "f"]
-    if kinds and all(k == np.float32 or k == np.float16 for k in kinds):
+    if kinds and all(k.itemsize <= 4 for k in kinds):  # float16/float32, either byte order
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
@@ -63,5 +63,6 @@ def wrap_like(out, like):
     if _is_torch(like):
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(out))
+        arr = np.asarray(out)  # keeps 0-d results 0-d (np.ascontiguousarray would not)
+        return torch.from_numpy(arr if arr.flags.c_contiguous else arr.copy(order="C"))
     return out

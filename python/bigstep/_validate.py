@@ -51,7 +51,7 @@ def queries(y, x: np.ndarray) -> np.ndarray:
     """Queries matching the data: (q,) for 1-D data, (q, d) (or (d,) for one query) in d-D."""
     arr = as_numpy(y, "y")
     if x.ndim == 1:
-        if arr.ndim > 1:
+        if arr.ndim > 1:  # 0-d: one query
             raise ValueError(f"y must have shape (q,) for 1-D data x of shape {x.shape}, got shape {arr.shape}")
     else:
         d = x.shape[1]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._arrays import as_numpy, prepare, result_dtype, wrap_like
+from ._arrays import _is_torch, as_numpy, prepare, result_dtype, wrap_like
 from ._validate import noise_level, queries, training_data
 
 __all__ = [
@@ -47,18 +47,19 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     """Validate, convert and run one call.  Returns (outputs tuple, y_original, shape info)."""
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
-    single = xa.ndim == 2 and ya.ndim == 1
+    single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
     q = 1 if single else ya.shape[0]
     mua = noise_level(mu, "mu", q)
     siga = noise_level(sigma, "sigma", q)
     dtype = result_dtype(ya, xa)
+    if dtype == np.float32:
+        _check_float32_levels(mua, "mu")
+        _check_float32_levels(siga, "sigma")
     name = _backend.resolve(backend, ya, xa)
-    yk = prepare(ya.reshape(1, -1) if single else ya, dtype)
+    yk = prepare(ya.reshape((1,) + ya.shape) if single else ya, dtype)
     xk = prepare(xa, dtype)
     muk = prepare(mua, dtype)
     sigk = prepare(siga, dtype)
-    if dtype == np.float32 and (not np.isfinite(muk).all() or not np.isfinite(sigk).all() or (sigk <= 0).any()):
-        raise ValueError("mu and sigma must be representable in float32 (finite and > 0) for float32 inputs")
     if q == 0:
         outs = _empty(yk, what, xa.ndim)
     elif xa.ndim == 1:
@@ -71,6 +72,15 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
     return outs
+
+
+def _check_float32_levels(v: np.ndarray, name: str) -> None:
+    """float32 calls compute with float32 mu and sigma: they must round to normal numbers."""
+    f = np.finfo(np.float32)
+    bad = (v > f.max) | (v < f.tiny)
+    if bad.any():
+        raise ValueError(f"{name} must lie in [{f.tiny:.3g}, {f.max:.3g}] for float32 inputs, "
+                         f"got {v[np.argmax(bad)]!r}; pass float64 arrays for a wider range")
 
 
 def _empty(yk, what, ndim):
@@ -180,6 +190,6 @@ def ou_schedule(t):
         raise ValueError(f"t must be positive and finite, got {tf.min() if tf.size else tf!r}")
     mu = np.exp(-tf)
     sigma = np.sqrt(-np.expm1(-2 * tf))
-    if tf.ndim == 0:
+    if tf.ndim == 0 and not _is_torch(t):
         return tf.dtype.type(mu), tf.dtype.type(sigma)
     return wrap_like(mu, t), wrap_like(sigma, t)
