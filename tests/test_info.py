@@ -101,6 +101,22 @@ def test_set_num_threads(restore_threads):
             bigstep.set_num_threads(bad)
 
 
+def test_set_num_threads_is_process_wide_for_the_compiled_kernels(restore_threads):
+    """The compiled kernels' count set in one thread holds in every thread (a library
+    called from worker threads must not silently ignore it)."""
+    import threading
+
+    core = core_module()
+    if core is None or not core.openmp:
+        pytest.skip("compiled extension without OpenMP")
+    bigstep.set_num_threads(1)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(core.openmp_max_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+
+
 def test_version_matches_metadata():
     from importlib.metadata import version
 

@@ -108,21 +108,22 @@ std::string compiler() {
 #endif
 }
 
-int openmp_max_threads() {
+namespace {
+std::atomic<int> g_threads{0};  // 0: OpenMP's default
+}  // namespace
+
+int num_threads() {
+  const int n = g_threads.load();
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return n > 0 ? n : omp_get_max_threads();
 #else
-  return 1;
+  return n > 0 ? n : 1;
 #endif
 }
 
-void set_num_threads(int n) {
-#ifdef _OPENMP
-  if (n > 0) omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
+int openmp_max_threads() { return num_threads(); }
+
+void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0); }
 
 // Calls FN<T>(args...) in the namespace of the active instruction set.
 #define BIGSTEP_DISPATCH(FN, ...)                                                   \

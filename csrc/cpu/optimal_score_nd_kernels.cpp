@@ -48,7 +48,7 @@ struct Packed {
     xt.assign(tiles * d * NB, A(0));
     rows.assign(tiles * NB * dp, A(0));
     norm2.assign(tiles * NB, A(0));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(num_threads())
     for (index_t t = 0; t < tiles; ++t) {
       for (index_t j = t * NB; j < std::min(n, (t + 1) * NB); ++j) {
         double s = 0;  // in double, rounded once: the norm term is the larger one
@@ -224,7 +224,7 @@ void run(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, i
          const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean) {
   const Packed<A> px(x, n, d);
   const index_t tiles = (q + QB - 1) / QB;
-#pragma omp parallel
+#pragma omp parallel num_threads(num_threads())
   {
     Tile<A> tile(px);
 #pragma omp for schedule(dynamic, 1)

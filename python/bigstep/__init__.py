@@ -23,7 +23,8 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Number of threads the compiled CPU kernels (and numba) use."""
+    """Number of threads the compiled CPU kernels use (process-wide) and numba uses
+    (numba's setting is per calling thread)."""
     from . import _backend
     from ._validate import integer
 

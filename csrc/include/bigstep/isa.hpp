@@ -23,6 +23,8 @@ std::string isa_name(Isa isa);
 bool set_isa(const std::string& name);
 // Names of the instruction sets compiled in and runnable on this CPU.
 std::string available_isas();
+// Thread count for the kernels' parallel regions (num_threads clause), process-wide.
+int num_threads();
 
 #define BIGSTEP_DECLARE_KERNELS(ns)                                                              \
   namespace ns {                                                                                 \

@@ -47,7 +47,7 @@ void uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* 
 // Build and run-time facts for bigstep.info().
 std::string simd_level();     // instruction set the dispatched kernels run with
 std::string compiler();       // compiler id and version
-int openmp_max_threads();     // 1 without OpenMP
-void set_num_threads(int n);  // no-op without OpenMP
+int openmp_max_threads();     // threads the kernels use: set_num_threads' value, else OpenMP's default
+void set_num_threads(int n);  // process-wide (every calling thread); n <= 0 restores OpenMP's default
 
 }  // namespace bigstep::cpu
