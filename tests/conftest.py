@@ -143,24 +143,8 @@ def restore_threads():
 
 def pytest_report_header(config):
     try:
-        import bigstep
+        from bigstep.info import format_info
 
-        d = bigstep.info()
+        return format_info().splitlines()
     except Exception as exc:  # the header must never break the run
         return [f"bigstep: info() failed: {type(exc).__name__}: {exc}"]
-    lines = [f"bigstep {d['version']}: backends available {d['backends']}"]
-    for b, why in d.get("unavailable", {}).items():
-        lines.append(f"  {b} unavailable: {why}")
-    if "cpp" in d:
-        c = d["cpp"]
-        lines.append(f"  cpp: {c['compiler']}; SIMD {c['simd']} (runnable {','.join(c['simd_available'])}); "
-                     f"OpenMP {'on' if c['openmp'] else 'off'}, {c['threads']} threads")
-    if "numba" in d:
-        lines.append(f"  numba {d['numba']['version']}, {d['numba']['threads']} threads")
-    if "cuda" in d:
-        c = d["cuda"]
-        devs = ", ".join(dev["name"] for dev in c["devices"]) or "no device visible"
-        lines.append(f"  cuda: archs {c['compiled_archs']}, runtime {c['runtime_version']}, "
-                     f"driver {c['driver_version']}; {devs}")
-    lines.append(f"  cpu_count {d.get('cpu_count')}")
-    return lines
