@@ -1,0 +1,1 @@
+"""bigstep's benchmarks: the asv suite (bench_*.py) and peer comparisons (compare_*.py)."""

@@ -1,0 +1,541 @@
+"""Side-by-side CPU timing of the empirical optimal score s* against its peers.
+
+    s*(y) = (mu sum_i w_i x_i - y) / sigma^2,   w = softmax_i(-||y - mu x_i||^2 / (2 sigma^2))
+
+Methods, on the same inputs in one process, each at its best thread setting:
+bigstep (cpp, numba; 2 threads), numpy (chunked stable softmax), scipy.special.logsumexp,
+torch (cdist + softmax; scaled_dot_product_attention with the per-key bias as attn_mask)
+and pykeops (LazyTensor sumsoftmaxweight) where it runs.
+
+Ceilings, measured in the same run: vectorised exp throughput (np.exp and torch.exp on
+cache-resident chunks in as many threads as cores, the best) for 1-D data, one exp per pair;
+GEMM FLOP/s (numpy and torch, the best) for d-D data, counting 4 d flops per pair (2 d for
+the logits, 2 d for the weighted sum).  A kernel that needs fewer than one exp per pair (or
+skips pairs whose weight underflows, as bigstep does at small sigma) can exceed 1.
+
+Accuracy: every method's s* on the first R queries is compared with an extended-precision
+(np.longdouble) reference at the same (dtype-rounded) inputs, which is itself checked against
+mpmath on a few queries.  error = max_j |s_j - r_j| / max(|r_j|, 1e-3 median_k |r_k|) (norms
+over coordinates in d-D).  A method is "accurate" when error <= TOL[dtype]; the "@acc" ratio
+compares bigstep at a dtype with the fastest variant (any dtype) of the peer that is accurate
+to that dtype's tolerance.
+
+bigstep runs every query; peers, whose cost is exactly linear in the number of queries, run
+the first q_timed queries (enough for about --seconds per call) against all n data points.
+
+Usage:  python benchmarks/compare_optimal_score.py [--quick] [--only 1d] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+try:
+    from . import _common  # imported by asv's discovery as part of the benchmarks package
+except ImportError:  # run as a script
+    import _common
+
+MU = 0.9
+TOL = {"float32": 1e-4, "float64": 1e-9}
+DTYPES = ("float32", "float64")
+REF_QUERIES = 256
+ERROR_FLOOR = 1e-3
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Case:
+    dims: int | None  # None: 1-D data x (n,)
+    n: int
+    q: int
+    sigma: float
+
+    @property
+    def name(self) -> str:
+        return f"{'1d' if self.dims is None else f'{self.dims}d'} n={self.n} q={self.q} sigma={self.sigma:g}"
+
+
+def make_cases(quick: bool) -> list[Case]:
+    n1, nd = (10_000, 2_000) if quick else (100_000, 20_000)
+    return [Case(dims, n, n, sigma) for dims, n in ((None, n1), (64, nd)) for sigma in (1.0, 1e-3)]
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_score(y: np.ndarray, x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """Exact s* of these inputs in extended precision (np.longdouble), one query at a time."""
+    xl = x.astype(np.longdouble)
+    mul, s2 = np.longdouble(mu), np.longdouble(sigma) ** 2
+    out = np.empty(y.shape, dtype=np.float64)
+    for j in range(len(y)):
+        yj = np.asarray(y[j], dtype=np.longdouble)
+        diff = yj - mul * xl
+        logits = -(diff * diff if x.ndim == 1 else (diff * diff).sum(axis=1)) / (2 * s2)
+        w = np.exp(logits - logits.max())
+        mean = (w @ xl if x.ndim == 1 else (w[:, None] * xl).sum(axis=0)) / w.sum()
+        out[j] = (mul * mean - yj) / s2
+    return out
+
+
+def mpmath_score(yj: np.ndarray, x: np.ndarray, mu: float, sigma: float, *, dps: int = 40,
+                 cut: float = 100.0) -> np.ndarray:
+    """s*(yj) for one query in mpmath at ``dps`` digits.  Terms whose float64 logit is more than
+    ``cut`` below the largest are left out (their weight is below e^-cut relative)."""
+    import mpmath
+
+    x2 = x.reshape(len(x), -1).astype(np.float64)
+    y1 = np.asarray(yj, dtype=np.float64).reshape(-1)
+    approx = -((y1 - mu * x2) ** 2).sum(axis=1) / (2 * sigma**2)
+    keep = np.flatnonzero(approx >= approx.max() - cut)
+    with mpmath.workdps(dps):
+        m, s2 = mpmath.mpf(mu), mpmath.mpf(sigma) ** 2
+        yv = [mpmath.mpf(float(v)) for v in y1]
+        logits, rows = [], []
+        for i in keep:
+            row = [mpmath.mpf(float(v)) for v in x2[i]]
+            logits.append(-mpmath.fsum((a - m * b) ** 2 for a, b in zip(yv, row)) / (2 * s2))
+            rows.append(row)
+        top = max(logits)
+        w = [mpmath.exp(lg - top) for lg in logits]
+        total = mpmath.fsum(w)
+        score = [(m * mpmath.fsum(wi * r[k] for wi, r in zip(w, rows)) / total - yv[k]) / s2 for k in range(len(yv))]
+    return np.array([float(v) for v in score]).reshape(np.shape(yj))
+
+
+def rel_error(s: np.ndarray, ref: np.ndarray) -> float:
+    """max_j |s_j - r_j| / max(|r_j|, ERROR_FLOOR * median_k |r_k|); norms over coordinates in d-D."""
+    s2 = np.asarray(s, dtype=np.float64).reshape(len(ref), -1)
+    r2 = ref.reshape(len(ref), -1)
+    den = np.linalg.norm(r2, axis=1)
+    den = np.maximum(den, ERROR_FLOOR * np.median(den))
+    return float(np.max(np.linalg.norm(s2 - r2, axis=1) / den))
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to compute s*: ``run(y, x, mu, sigma, threads)`` returns s*(y) (numpy, y's dtype)."""
+
+    name: str
+    run: Callable[..., np.ndarray]
+    threads: tuple[int, ...] = (1, 2)
+    all_queries: bool = False  # timed on every query (bigstep) rather than on a subset
+    unavailable: Callable[[int | None], str | None] = lambda dims: None
+
+
+def _bigstep(backend: str) -> Method:
+    def run(y, x, mu, sigma, threads):
+        import bigstep
+
+        bigstep.set_num_threads(threads)
+        return bigstep.optimal_score(y, x, mu, sigma, backend=backend)
+
+    return Method(f"bigstep {backend}", run, threads=(2,), all_queries=True,
+                  unavailable=lambda dims: _common.bigstep_backend_error(backend, dims))
+
+
+def _numpy_logits(yc, x, mu, sigma, bias):
+    """(rows, n) logits.  1-D: -(y - mu x_i)^2 / (2 sigma^2), by broadcasting.  d-D, GEMM form:
+    (mu/sigma^2) <y, x_i> - (mu^2/(2 sigma^2)) ||x_i||^2 (= bias_i; the ||y||^2 term cancels)."""
+    if x.ndim == 1:
+        logits = yc[:, None] - mu * x
+        logits *= logits
+        logits *= -0.5 / sigma**2
+        return logits
+    logits = yc @ x.T
+    logits *= mu / sigma**2
+    logits += bias
+    return logits
+
+
+def _key_bias(x, mu, sigma):
+    return None if x.ndim == 1 else (-0.5 * mu**2 / sigma**2) * np.einsum("ij,ij->i", x, x)
+
+
+def _block_rows(n: int, elements: int) -> int:
+    return max(1, elements // n)
+
+
+def _numpy_run(y, x, mu, sigma, threads):
+    """Chunked over queries: logits block, subtract the row max, exp in place, two reductions."""
+    bias = _key_bias(x, mu, sigma)
+
+    def block(yc):
+        w = _numpy_logits(yc, x, mu, sigma, bias)
+        w -= w.max(axis=1, keepdims=True)
+        np.exp(w, out=w)
+        total = w.sum(axis=1)
+        mean = w @ x / (total if x.ndim == 1 else total[:, None])
+        return (mu * mean - yc) / sigma**2
+
+    return _common.chunked(block, y, _block_rows(len(x), 1 << 18 if x.ndim == 1 else 1 << 21), threads)
+
+
+def _scipy_run(y, x, mu, sigma, threads):
+    """Chunked over queries with scipy.special.logsumexp for the normaliser (1-D: also for the
+    signed numerator, b=x, return_sign=True)."""
+    from scipy.special import logsumexp
+
+    bias = _key_bias(x, mu, sigma)
+
+    def block(yc):
+        logits = _numpy_logits(yc, x, mu, sigma, bias)
+        lse = logsumexp(logits, axis=1, keepdims=True)
+        if x.ndim == 1:
+            lnum, sign = logsumexp(logits, axis=1, b=x, return_sign=True)
+            mean = sign * np.exp(lnum - lse[:, 0])
+        else:
+            mean = np.exp(logits - lse) @ x
+        return (mu * mean - yc) / sigma**2
+
+    return _common.chunked(block, y, _block_rows(len(x), 1 << 18 if x.ndim == 1 else 1 << 21), threads)
+
+
+def _torch_cdist_run(y, x, mu, sigma, threads):
+    """torch.cdist (squared) + softmax + matmul, chunked over queries (1-D as d = 1)."""
+    import torch
+
+    xt = torch.from_numpy(x).reshape(len(x), -1)
+    mux = mu * xt
+
+    def block(yc):
+        yt = torch.from_numpy(yc).reshape(len(yc), -1)
+        logits = torch.cdist(yt, mux).square_().mul_(-0.5 / sigma**2)
+        mean = torch.softmax(logits, dim=1) @ xt
+        return ((mu * mean - yt) / sigma**2).reshape(yc.shape).numpy()
+
+    with _common.torch_threads(threads), torch.inference_mode():
+        return _common.chunked(block, y, _block_rows(len(x), 1 << 22), 1)
+
+
+def _torch_sdpa_run(y, x, mu, sigma, threads):
+    """scaled_dot_product_attention(Q=y, K=x, V=x, attn_mask=-(mu^2/(2 sigma^2))||x_i||^2,
+    scale=mu/sigma^2): softmax(scale Q K^T + mask) V = sum_i w_i x_i.  The scale is passed
+    explicitly (SDPA's default is 1/sqrt(d)).  1-D as d = 1; chunked over queries so that a
+    kernel that materialises the (rows, n) scores stays within memory."""
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(x).reshape(1, 1, len(x), -1)
+    bias = ((-0.5 * mu**2 / sigma**2) * (xt[0, 0] ** 2).sum(dim=1))[None, :]  # (1, n), broadcast over queries
+
+    def block(yc):
+        q = torch.from_numpy(yc).reshape(1, 1, len(yc), -1)
+        mean = F.scaled_dot_product_attention(q, xt, xt, attn_mask=bias, scale=mu / sigma**2)
+        return ((mu * mean - q) / sigma**2).reshape(yc.shape).numpy()
+
+    with _common.torch_threads(threads), torch.inference_mode():
+        return _common.chunked(block, y, _block_rows(len(x), 1 << 24), 1)
+
+
+def _keops_run(y, x, mu, sigma, threads):
+    """pykeops LazyTensor: logits -||y - mu x_i||^2/(2 sigma^2), sumsoftmaxweight over i with
+    values x_i (an online softmax).  KeOps' CPU code is single-threaded, so threads > 1 splits
+    the queries over a thread pool."""
+    from pykeops.numpy import Vi, Vj
+
+    x2 = np.ascontiguousarray(x.reshape(len(x), -1))
+    xj = Vj(x2)
+
+    def block(yc):
+        y2 = np.ascontiguousarray(yc.reshape(len(yc), -1))
+        logits = -((Vi(y2) - mu * xj) ** 2).sum(-1) * (0.5 / sigma**2)
+        mean = logits.sumsoftmaxweight(xj, axis=1)
+        return ((mu * mean - y2) / sigma**2).reshape(yc.shape)
+
+    return _common.chunked(block, y, math.ceil(len(y) / threads), threads)
+
+
+def _torch_unavailable(dims):
+    return None if _common.package_version("torch") else "torch is not installed"
+
+
+@functools.lru_cache(maxsize=None)
+def _keops_unavailable(dims) -> str | None:
+    """None if pykeops imports and runs a small reduction on the CPU, else why not."""
+    try:
+        import pykeops
+
+        pykeops.set_verbose(False)
+        x = np.linspace(-1.0, 1.0, 8) if dims is None else np.ones((8, dims))
+        _keops_run(x[:3], x, 0.9, 0.5, 1)
+    except Exception as exc:  # not installed, no compiler, no CPU support, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def make_methods() -> list[Method]:
+    return [
+        _bigstep("cpp"),
+        _bigstep("numba"),
+        Method("numpy chunked", _numpy_run),
+        Method("scipy logsumexp", _scipy_run),
+        Method("torch cdist+softmax", _torch_cdist_run, unavailable=_torch_unavailable),
+        Method("torch sdpa", _torch_sdpa_run, unavailable=_torch_unavailable),
+        Method("pykeops", _keops_run, unavailable=_keops_unavailable),
+    ]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Problem:
+    case: Case
+    dtype: str
+    x: np.ndarray
+    y: np.ndarray
+    mu: float  # rounded to dtype
+    sigma: float
+    ref: np.ndarray  # reference s* of y[:REF_QUERIES], float64
+    ref_check: float  # max relative gap between ref and mpmath on a few queries
+
+
+def make_problem(case: Case, dtype: str, x64: np.ndarray, y64: np.ndarray, *, mp_queries: int) -> Problem:
+    x, y = x64.astype(dtype), y64.astype(dtype)
+    mu, sigma = float(np.dtype(dtype).type(MU)), float(np.dtype(dtype).type(case.sigma))
+    ref = reference_score(y[:REF_QUERIES], x, mu, sigma)
+    picks = np.linspace(0, len(ref) - 1, mp_queries).astype(int)
+    exact = np.array([mpmath_score(y[j], x, mu, sigma) for j in picks])
+    return Problem(case, dtype, x, y, mu, sigma, ref, rel_error(ref[picks], exact))
+
+
+def measure(method: Method, p: Problem, *, seconds: float) -> dict:
+    """Time ``method`` on problem ``p``: pick the thread setting, the number of queries to time,
+    then best of 3 (after warm-up).  Returns a result row."""
+    row = {"case": p.case.name, "method": method.name, "dtype": p.dtype}
+    reason = method.unavailable(p.case.dims)
+    if reason is not None:
+        return {**row, "skipped": reason}
+    n, q, nref = len(p.x), len(p.y), len(p.ref)
+    out = {}
+
+    def call(rows: int, threads: int):
+        out["s"] = method.run(p.y[:rows], p.x, p.mu, p.sigma, threads)
+
+    def rate(rows: int, threads: int, repeat: int) -> float:
+        t = _common.timed(lambda: call(rows, threads), repeat=repeat, warmup=False, max_seconds=seconds)
+        return rows * n / t.best
+
+    thread_rates = {}
+    for t in method.threads:  # warm up (compile, load), then estimate the rate on a calibration subset
+        call(nref, t)
+        guess = rate(nref, t, 1)
+        thread_rates[t] = rate(_rows_for(guess, n, q, nref, seconds / 4), t, 2)
+    threads = max(thread_rates, key=thread_rates.get)
+    rows = q if method.all_queries else _rows_for(thread_rates[threads], n, q, nref, seconds)
+    timing = _common.timed(lambda: call(rows, threads), repeat=3, warmup=False,
+                           max_seconds=max(3 * seconds, 60.0 if method.all_queries else 0.0))
+    return {**row, "threads": threads, "q_timed": rows, "n": n, "seconds": timing.best, "runs": timing.runs,
+            "pairs_per_s": rows * n / timing.best, "rates_by_threads": thread_rates,
+            "error": rel_error(out["s"][:nref], p.ref)}
+
+
+def _rows_for(rate: float, n: int, q: int, least: int, seconds: float) -> int:
+    """Number of queries that takes about ``seconds`` at ``rate`` pairs/s, within [least, q]."""
+    return int(min(q, max(least, rate * seconds / n)))
+
+
+def annotate(rows: list[dict], case: Case, ceilings: dict) -> None:
+    """Add ratios to bigstep cpp, accuracy flags and the fraction of the ceiling to each row."""
+    done = [r for r in rows if "skipped" not in r]
+    base = {r["dtype"]: r for r in done if r["method"] == "bigstep cpp"}
+    for r in done:
+        dt = r["dtype"]
+        r["accurate"] = bool(r["error"] <= TOL[dt])
+        r["ceiling_fraction"] = _ceiling_fraction(r["pairs_per_s"], case, dt, ceilings)
+        b = base.get(dt)
+        if b is None or r is b:
+            continue
+        r["ratio_bigstep"] = b["pairs_per_s"] / r["pairs_per_s"]
+        fast = [o["pairs_per_s"] for o in done if o["method"] == r["method"] and o["error"] <= TOL[dt]]
+        if fast and b["error"] <= TOL[dt]:
+            r["ratio_bigstep_equal_accuracy"] = b["pairs_per_s"] / max(fast)
+
+
+def _ceiling_fraction(pairs_per_s: float, case: Case, dtype: str, ceilings: dict) -> float:
+    if case.dims is None:
+        return pairs_per_s / ceilings["exp"][dtype]["rate"]
+    return 4 * case.dims * pairs_per_s / ceilings["gemm"][dtype]["best"]
+
+
+def best_peers(rows: list[dict]) -> list[dict]:
+    """For each dtype: the fastest peer at that dtype, the fastest accurate one, and the fastest
+    peer variant (any dtype) accurate to that dtype's tolerance, with bigstep cpp's ratio to each."""
+    done = [r for r in rows if "skipped" not in r]
+    out = []
+    for dt in DTYPES:
+        base = next((r for r in done if r["method"] == "bigstep cpp" and r["dtype"] == dt), None)
+        peers = [r for r in done if not r["method"].startswith("bigstep")]
+        fastest = [r for r in peers if r["dtype"] == dt]
+        same = [r for r in fastest if r["accurate"]]
+        equal = [r for r in peers if r["error"] <= TOL[dt]]
+        entry = {"case": rows[0]["case"], "dtype": dt}
+        for key, pool in (("fastest_peer", fastest), ("best_peer_same_dtype", same),
+                          ("best_peer_equal_accuracy", equal)):
+            if pool:
+                best = max(pool, key=lambda r: r["pairs_per_s"])
+                entry[key] = {"method": best["method"], "dtype": best["dtype"], "pairs_per_s": best["pairs_per_s"],
+                              "ratio_bigstep": base["pairs_per_s"] / best["pairs_per_s"] if base else None}
+        inaccurate = sorted({r["method"] for r in peers if r["dtype"] == dt and not r["accurate"]})
+        entry["inaccurate_peers"] = inaccurate
+        out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+COLUMNS = [("method", "method"), ("dtype", "dtype"), ("thr", "thr"), ("q", "q timed"), ("rate", "pairs/s"),
+           ("ratio", "bigstep/peer"), ("ratio_acc", "@acc"), ("ceil", "of ceiling"), ("err", "error"),
+           ("note", "note")]
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        if "skipped" in r:
+            out.append({"method": r["method"], "dtype": r["dtype"], "note": f"skipped: {r['skipped'][:70]}"})
+            continue
+        out.append({"method": r["method"], "dtype": r["dtype"], "thr": r["threads"], "q": r["q_timed"],
+                    "rate": _fmt(r["pairs_per_s"], ".3g"), "ratio": _fmt(r.get("ratio_bigstep"), ".2f"),
+                    "ratio_acc": _fmt(r.get("ratio_bigstep_equal_accuracy"), ".2f"),
+                    "ceil": _fmt(r["ceiling_fraction"], ".3f"), "err": _fmt(r["error"], ".1e"),
+                    "note": "" if r["accurate"] else f"INACCURATE (> {TOL[r['dtype']]:g})"})
+    return out
+
+
+def summary_lines(best: list[dict]) -> list[str]:
+    lines = []
+    for b in best:
+        parts = [f"  {b['dtype']}:"]
+        for key, label in (("fastest_peer", "fastest peer"), ("best_peer_same_dtype", "fastest accurate peer"),
+                           ("best_peer_equal_accuracy", "best at equal accuracy")):
+            e = b.get(key)
+            if e:
+                ratio = "-" if e["ratio_bigstep"] is None else f"{e['ratio_bigstep']:.2f}"
+                parts.append(f"{label} {e['method']} ({e['dtype']}, {e['pairs_per_s']:.3g} pairs/s, "
+                             f"bigstep/peer {ratio});")
+        if b["inaccurate_peers"]:
+            parts.append(f"inaccurate: {', '.join(b['inaccurate_peers'])}")
+        lines.append(" ".join(parts))
+    return lines
+
+
+def print_ceilings(c: dict) -> None:
+    libs = [k for k in ("numpy", "torch") if k in c["gemm"][DTYPES[0]]]
+    for dt in DTYPES:
+        e, g = c["exp"][dt], c["gemm"][dt]
+        exps = ", ".join(f"{lib} {e[lib]['rate'] / 1e9:.3f} ({e[lib]['rate_1_thread'] / 1e9:.3f} in 1 thread)"
+                         for lib in libs)
+        gemm = ", ".join(f"{lib} {g[lib] / 1e9:.1f}" for lib in libs)
+        print(f"ceiling {dt}: exp G/s in {c['threads']} threads: {exps}; GEMM GFLOP/s: {gemm}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def settings(seconds: float) -> dict:
+    return {"mu": MU, "tolerance": TOL, "reference_queries": REF_QUERIES,
+            "error": f"max_j |s_j - r_j| / max(|r_j|, {ERROR_FLOOR:g} median_k |r_k|), norms over coordinates; "
+                     "r = longdouble reference at the dtype-rounded inputs, checked against mpmath",
+            "pairs_per_s": "q_timed * n / best wall time (bigstep: all q queries; peers: the first q_timed "
+                           "queries, their cost being linear in q)",
+            "ceiling_fraction": "1-D: pairs/s / best exp rate (numpy or torch) of the dtype; "
+                                "d-D: 4 d pairs/s / best GEMM FLOP/s (numpy or torch) of the dtype",
+            "other_load": "share of the CPU other processes took during a measurement (re-measured above 5%)",
+            "seconds_per_call": seconds}
+
+
+def run_case(case: Case, methods: list[Method], ceilings: dict, *, seconds: float, wait: float,
+             quick: bool) -> tuple[dict, list[dict]]:
+    """Measure every method at both dtypes on one case; print its table.  Returns (case result, summary)."""
+    x64, y64 = _common.score_inputs(case.n, case.q, case.dims)
+    rows, checks = [], {}
+    for dt in DTYPES:
+        t0 = time.perf_counter()
+        p = make_problem(case, dt, x64, y64, mp_queries=1 if quick else 2)
+        checks[dt] = p.ref_check
+        print(f"\n[{case.name} {dt}] reference: {REF_QUERIES} queries in longdouble, "
+              f"vs mpmath {p.ref_check:.1e} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        for m in methods:
+            row, load = _common.when_quiet(lambda: measure(m, p, seconds=seconds), what=f"{m.name} {dt}", wait=wait,
+                                           attempts=5)
+            rows.append({**row, "other_load": load})
+            print(f"  {m.name:20s} " + (f"skipped: {row['skipped']}" if "skipped" in row else
+                                         f"{row['pairs_per_s']:.3g} pairs/s  err {row['error']:.1e}"), flush=True)
+    annotate(rows, case, ceilings)
+    best = best_peers(rows)
+    print(f"\n== {case.name} ==")
+    print(_common.format_table(table_rows(rows), COLUMNS))
+    print("\n".join(summary_lines(best)), flush=True)
+    result = {"case": case.name, "dims": case.dims, "n": case.n, "q": case.q, "mu": MU, "sigma": case.sigma,
+              "reference_vs_mpmath": checks, "rows": rows}
+    return result, best
+
+
+def run(quick: bool, only: str | None, seconds: float, wait: float) -> dict:
+    load_before = _common.wait_until_quiet(wait)
+    machine = {**_common.machine_info(), "other_load_before": load_before}
+    print(f"machine: {machine['cpu']['model']}, {machine['cpu']['logical_cores']} cores, "
+          f"avx2={machine['cpu']['avx2']} avx512f={machine['cpu']['avx512f']}; numpy {machine['versions']['numpy']}, "
+          f"torch {machine['versions']['torch']}, numba {machine['versions']['numba']}", flush=True)
+    ceilings, load = _common.when_quiet(lambda: _common.measure_ceilings(DTYPES, quick=quick),
+                                        what="the ceilings", wait=wait, attempts=5)
+    ceilings["other_load"] = load
+    print_ceilings(ceilings)
+    methods = make_methods()
+    cases, summary = [], []
+    for case in make_cases(quick):
+        if only and only not in case.name:
+            continue
+        result, best = run_case(case, methods, ceilings, seconds=seconds, wait=wait, quick=quick)
+        cases.append(result)
+        summary.extend(best)
+    print("\n== best peers ==")
+    for case in cases:
+        print(case["case"])
+        print("\n".join(summary_lines([b for b in summary if b["case"] == case["case"]])))
+    return {"benchmark": "optimal_score_cpu", "quick": quick, "machine": machine, "ceilings": ceilings,
+            "settings": settings(seconds), "cases": cases, "summary": summary}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (1-D n=q=10,000; d-D n=q=2,000)")
+    ap.add_argument("--only", help="run only the cases whose name contains this (e.g. '1d', '64d', 'sigma=0.001')")
+    ap.add_argument("--seconds", type=float, help="target wall time of one timed peer call (default 2, quick 0.2)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                    help="wait up to this long for other processes to leave the CPU, before starting "
+                         "and before measuring again a figure they skewed")
+    ap.add_argument("--out", type=Path, help="results JSON (default results/optimal_score_cpu[_quick].json)")
+    args = ap.parse_args(argv)
+    seconds = args.seconds or (0.2 if args.quick else 2.0)
+    out = args.out or RESULTS / f"optimal_score_cpu{'_quick' if args.quick else ''}.json"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="nopython is set")  # numba's, at bigstep's import
+        payload = run(args.quick, args.only, seconds, args.wait_quiet)
+    print(f"\nwrote {_common.write_json(out, payload)}")
+
+
+if __name__ == "__main__":
+    main()
