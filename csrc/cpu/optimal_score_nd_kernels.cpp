@@ -7,7 +7,7 @@
 //   online softmax per query: running max m_i, S_i = sum exp(l - m_i), rescaled when
 //   m_i grows
 //   Acc += P X                     (register-blocked micro-kernel, MR x 2W outputs)
-// Memory: O(QB (NB + d)) per thread and O(n) for the packed norms; nothing q x n.
+// Memory: O(QB (NB + d)) per thread and O(n d) for the packed data; nothing q x n.
 //
 // Precision: A is the type the products and sums are formed in.  double inputs use
 // double.  float inputs use float when the GEMM-form logits are accurate enough (see
@@ -32,21 +32,26 @@ constexpr index_t NB = 128;  // data points per tile
 constexpr index_t MR = 4;    // rows per micro-kernel call
 
 // The data in type A, packed once per call (O(n d) extra memory) and shared by the
-// threads: per tile of NB points, its transpose [d, NB] and its rows padded to a
-// whole number of vector pairs [NB, dp]; pad entries are 0.  Also ||x_j||^2.
+// threads: per tile of NB points, its transpose [d, ldt] and its rows padded to a
+// whole number of vector pairs [NB, ldr]; pad entries are 0.  Also ||x_j||^2.  The
+// leading dimensions are one cache line more than a power of two, so walking down
+// a column does not map every line to the same few L1 sets.
 template <class A>
 struct Packed {
-  index_t n, d, dp, tiles;
-  std::vector<A> xt;     // [tiles, d, NB]
-  std::vector<A> rows;   // [tiles * NB, dp]
+  static constexpr index_t kLine = 64 / sizeof(A);
+  index_t n, d, dp, ldt, ldr, tiles;
+  std::vector<A> xt;     // [tiles, d, ldt]
+  std::vector<A> rows;   // [tiles * NB, ldr]
   std::vector<A> norm2;  // [tiles * NB]
   template <class T>
   Packed(const T* x, index_t n_, index_t d_) : n(n_), d(d_) {
     constexpr index_t W2 = 2 * simd::width<A>;
     dp = (d + W2 - 1) / W2 * W2;
+    ldt = NB + kLine;
+    ldr = dp + kLine;
     tiles = (n + NB - 1) / NB;
-    xt.assign(tiles * d * NB, A(0));
-    rows.assign(tiles * NB * dp, A(0));
+    xt.assign(tiles * d * ldt, A(0));
+    rows.assign(tiles * NB * ldr, A(0));
     norm2.assign(tiles * NB, A(0));
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (index_t t = 0; t < tiles; ++t) {
@@ -54,8 +59,8 @@ struct Packed {
         double s = 0;  // in double, rounded once: the norm term is the larger one
         for (index_t k = 0; k < d; ++k) {
           const A v = static_cast<A>(x[j * d + k]);
-          rows[j * dp + k] = v;
-          xt[(t * d + k) * NB + (j - t * NB)] = v;
+          rows[j * ldr + k] = v;
+          xt[(t * d + k) * ldt + (j - t * NB)] = v;
           s += double(v) * double(v);
         }
         norm2[j] = static_cast<A>(s);
@@ -75,12 +80,13 @@ struct Tile {
 
 // G[i0..i0+MR) x [j0..j0+2W) = Y X^T over k < d.
 template <class A>
-inline void gemm_yxt(const A* __restrict y, index_t d, const A* __restrict xt, A* __restrict g, index_t j0) {
+inline void gemm_yxt(const A* __restrict y, index_t d, const A* __restrict xt, index_t ldt, A* __restrict g,
+                     index_t j0) {
   using V = simd::vec<A>;
   constexpr index_t W = simd::width<A>;
   V c[MR][2] = {};
   for (index_t k = 0; k < d; ++k) {
-    const V b0 = simd::load(xt + k * NB + j0), b1 = simd::load(xt + k * NB + j0 + W);
+    const V b0 = simd::load(xt + k * ldt + j0), b1 = simd::load(xt + k * ldt + j0 + W);
 #pragma GCC unroll 4
     for (index_t r = 0; r < MR; ++r) {
       const V a = simd::broadcast(y[r * d + k]);
@@ -96,8 +102,8 @@ inline void gemm_yxt(const A* __restrict y, index_t d, const A* __restrict xt, A
 
 // Acc[i0..i0+MR) x [k0..k0+2W) += P X over j < jn.
 template <class A>
-inline void gemm_px(const A* __restrict p, index_t jn, const A* __restrict x, index_t dp, A* __restrict acc,
-                    index_t k0) {
+inline void gemm_px(const A* __restrict p, index_t jn, const A* __restrict x, index_t ldr, A* __restrict acc,
+                    index_t dp, index_t k0) {
   using V = simd::vec<A>;
   constexpr index_t W = simd::width<A>;
   V c[MR][2];
@@ -106,7 +112,7 @@ inline void gemm_px(const A* __restrict p, index_t jn, const A* __restrict x, in
     c[r][1] = simd::load(acc + r * dp + k0 + W);
   }
   for (index_t j = 0; j < jn; ++j) {
-    const V b0 = simd::load(x + j * dp + k0), b1 = simd::load(x + j * dp + k0 + W);
+    const V b0 = simd::load(x + j * ldr + k0), b1 = simd::load(x + j * ldr + k0 + W);
 #pragma GCC unroll 4
     for (index_t r = 0; r < MR; ++r) {
       const V a = simd::broadcast(p[r * NB + j]);
@@ -148,13 +154,13 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
   }
   for (index_t j0 = 0; j0 < n; j0 += NB) {
     const index_t jn = std::min(NB, n - j0);
-    const A* xt = &px.xt[(j0 / NB) * d * NB];
-    const A* xrows = &px.rows[j0 * dp];
+    const A* xt = &px.xt[(j0 / NB) * d * px.ldt];
+    const A* xrows = &px.rows[j0 * px.ldr];
     const A* xnorm = &px.norm2[j0];
     const index_t jpad = (jn + 2 * W - 1) / (2 * W) * (2 * W);
     // j outer, i inner: the slice of xt a j block needs stays in L1 across row blocks
     for (index_t j = 0; j < jpad; j += 2 * W)
-      for (index_t i = 0; i < qpad; i += MR) gemm_yxt<A>(&t.y[i * d], d, xt, &t.g[i * NB], j);
+      for (index_t i = 0; i < qpad; i += MR) gemm_yxt<A>(&t.y[i * d], d, xt, px.ldt, &t.g[i * NB], j);
     // logits, online softmax
     for (index_t i = 0; i < qn; ++i) {
       A* gi = &t.g[i * NB];
@@ -198,7 +204,7 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
       s0[i] += sum;
     }
     for (index_t k = 0; k < dp; k += 2 * W)  // k outer: the column slice of the tile stays in L1
-      for (index_t i = 0; i < qpad; i += MR) gemm_px<A>(&t.g[i * NB], jn, xrows, dp, &t.acc[i * dp], k);
+      for (index_t i = 0; i < qpad; i += MR) gemm_px<A>(&t.g[i * NB], jn, xrows, px.ldr, &t.acc[i * dp], dp, k);
   }
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (index_t i = 0; i < qn; ++i) {
