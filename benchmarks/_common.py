@@ -145,8 +145,21 @@ def exp_rate(dtype, *, lib: str = "numpy", threads: int = 2, chunk: int = 16384,
             w.join()
         return threads * calls * chunk / (time.perf_counter() - t0)
 
-    if lib not in ("numpy", "torch"):
-        raise ValueError(f"lib must be 'numpy' or 'torch', got {lib!r}")
+    if lib not in ("numpy", "torch", "bigstep"):
+        raise ValueError(f"lib must be 'numpy', 'torch' or 'bigstep', got {lib!r}")
+    if lib == "bigstep":  # OpenMP threads over one L2-sized array per call: no GIL or call overhead
+        import bigstep
+        from bigstep import _core
+
+        a = np.random.default_rng(0).uniform(-30.0, 0.0, max(chunk, 1 << 16) * threads).astype(dtype)
+        b = np.empty_like(a)
+        reps = max(1, int(elements // a.size))
+        bigstep.set_num_threads(threads)
+        try:
+            best = min(timed(lambda: [_core.exp_nonpos(a, out=b) for _ in range(reps)], repeat=trials).runs)
+        finally:
+            bigstep.set_num_threads(os.cpu_count() or 1)
+        return reps * a.size / best
     with torch_threads(1) if lib == "torch" else contextlib.nullcontext():
         return max(trial() for _ in range(trials))
 
@@ -176,12 +189,17 @@ def measure_ceilings(dtypes=("float32", "float64"), *, exp: bool = True, gemm: b
                      threads: int | None = None, quick: bool = False) -> dict:
     """The ceilings for this run, per dtype.
 
-    exp:  {"numpy": {"rate", "chunk", "rate_1_thread"}, "torch": {...}, "rate": the best rate in
+    exp:  {"numpy": {"rate", "chunk", "rate_1_thread"}, "torch": {...}, "bigstep": {...} (the
+          kernels' polynomial exp, bigstep._core.exp_nonpos), "rate": the best rate in
           ``threads`` threads (all cores by default) over libraries and chunk sizes}
     gemm: {"numpy": FLOP/s, "torch": FLOP/s, "best": the larger, "size"}
     """
     threads = threads or os.cpu_count() or 1
     libs = ("numpy", "torch") if package_version("torch") is not None else ("numpy",)
+    if bigstep_backend_error("cpp") is None:
+        # the fastest vectorised exp on a machine may be bigstep's own (numpy's float64 exp is
+        # scalar without AVX-512): the ceiling is the best of all, so s* is measured against it
+        libs = libs + ("bigstep",)
     elements = 5e6 if quick else 2e7
     out: dict = {"threads": threads}
     if exp:

@@ -1,6 +1,8 @@
 // pybind11 registration of the optimal-score family (csrc/cpu/optimal_score_*).
 #include <optional>
 
+#include <pybind11/stl.h>
+
 #include "bigstep/launch.hpp"
 #include "bigstep/optimal_score.hpp"
 #include "check.hpp"
@@ -67,9 +69,14 @@ pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray
 }
 
 template <class T>
-carray<T> exp_nonpos(const carray<T>& x) {
+carray<T> exp_nonpos(const carray<T>& x, std::optional<carray<T>> out_arg) {
   check_array<T>(x, "x", 1);
-  carray<T> out(x.shape(0));
+  carray<T> out = out_arg ? *out_arg : carray<T>(x.shape(0));
+  if (out_arg) {
+    check_array<T>(out, "out", 1);
+    BIGSTEP_CHECK(out.shape(0) == x.shape(0), "out must have " << x.shape(0) << " entries, got " << out.shape(0));
+    BIGSTEP_CHECK(out.writeable(), "out must be writeable");
+  }
   T* o = out.mutable_data();
   {
     pyb::gil_scoped_release release;
@@ -97,8 +104,8 @@ void register_optimal_score(pyb::module_& m) {
         pyb::arg("sigma"), pyb::arg("what"), docn);
   const char* doce = "exp(x) for x <= 0 with the kernels' vectorised polynomial (for x < -700 (double) or -87 "
                      "(float) a tiny positive number); the exp-throughput ceiling of the benchmarks.";
-  m.def("exp_nonpos", &exp_nonpos<float>, pyb::arg("x"), doce);
-  m.def("exp_nonpos", &exp_nonpos<double>, pyb::arg("x"), doce);
+  m.def("exp_nonpos", &exp_nonpos<float>, pyb::arg("x"), pyb::arg("out") = pyb::none(), doce);
+  m.def("exp_nonpos", &exp_nonpos<double>, pyb::arg("x"), pyb::arg("out") = pyb::none(), doce);
 }
 
 }  // namespace bigstep::py
