@@ -196,22 +196,21 @@ def measure_ceilings(dtypes=("float32", "float64"), *, exp: bool = True, gemm: b
     """
     threads = threads or os.cpu_count() or 1
     libs = ("numpy", "torch") if package_version("torch") is not None else ("numpy",)
-    if bigstep_backend_error("cpp") is None:
-        # the fastest vectorised exp on a machine may be bigstep's own (numpy's float64 exp is
-        # scalar without AVX-512): the ceiling is the best of all, so s* is measured against it
-        libs = libs + ("bigstep",)
+    # the fastest vectorised exp on a machine may be bigstep's own (numpy's float64 exp is
+    # scalar without AVX-512): the exp ceiling is the best of all of them
+    exp_libs = libs + (("bigstep",) if bigstep_backend_error("cpp") is None else ())
     elements = 5e6 if quick else 2e7
     out: dict = {"threads": threads}
     if exp:
         out["exp"] = {}
         for dt in dtypes:
             entry = {}
-            for lib in libs:
+            for lib in exp_libs:
                 rates = {c: exp_rate(dt, lib=lib, threads=threads, chunk=c, elements=elements) for c in (4096, 16384)}
                 chunk = max(rates, key=rates.get)
                 entry[lib] = {"rate": rates[chunk], "chunk": chunk,
                               "rate_1_thread": exp_rate(dt, lib=lib, threads=1, chunk=chunk, elements=elements)}
-            best = max(libs, key=lambda lib: entry[lib]["rate"])
+            best = max(exp_libs, key=lambda lib: entry[lib]["rate"])
             out["exp"][dt] = {**entry, "rate": entry[best]["rate"], "best": best}
     if gemm:
         out["gemm"] = {}

@@ -7,18 +7,18 @@ bigstep (cpp, numba; 2 threads), numpy (chunked stable softmax), scipy.special.l
 torch (cdist + softmax; scaled_dot_product_attention with the per-key bias as attn_mask)
 and pykeops (LazyTensor sumsoftmaxweight) where it runs.
 
-Ceilings, measured in the same run: vectorised exp throughput (np.exp and torch.exp on
-cache-resident chunks in as many threads as cores, the best) for 1-D data, one exp per pair;
-GEMM FLOP/s (numpy and torch, the best) for d-D data, counting 4 d flops per pair (2 d for
-the logits, 2 d for the weighted sum).  A kernel that needs fewer than one exp per pair (or
+Ceilings, measured in the same run: vectorised exp throughput (np.exp, torch.exp and
+bigstep's own vectorised exp on cache-resident chunks, in as many threads as cores; the
+best) for 1-D data, one exp per pair; GEMM FLOP/s (numpy and torch, the best) for d-D data,
+counting 4 d flops per pair (2 d for the logits, 2 d for the weighted sum).  A kernel that needs fewer than one exp per pair (or
 skips pairs whose weight underflows, as bigstep does at small sigma) can exceed 1.
 
 Accuracy: every method's s* on the first R queries is compared with an extended-precision
 (np.longdouble) reference at the same (dtype-rounded) inputs, which is itself checked against
 mpmath on a few queries.  error = max_j |s_j - r_j| / max(|r_j|, 1e-3 median_k |r_k|) (norms
-over coordinates in d-D).  A method is "accurate" when error <= TOL[dtype]; the "@acc" ratio
-compares bigstep at a dtype with the fastest variant (any dtype) of the peer that is accurate
-to that dtype's tolerance.
+over coordinates in d-D; the median over queries is reported too).  A method is "accurate"
+when error <= TOL[dtype]; the "@acc" ratio compares bigstep at a dtype with the fastest
+variant (any dtype) of the peer that is accurate to that dtype's tolerance.
 
 bigstep runs every query; peers, whose cost is exactly linear in the number of queries, run
 the first q_timed queries (enough for about --seconds per call) against all n data points.
@@ -115,13 +115,17 @@ def mpmath_score(yj: np.ndarray, x: np.ndarray, mu: float, sigma: float, *, dps:
     return np.array([float(v) for v in score]).reshape(np.shape(yj))
 
 
-def rel_error(s: np.ndarray, ref: np.ndarray) -> float:
-    """max_j |s_j - r_j| / max(|r_j|, ERROR_FLOOR * median_k |r_k|); norms over coordinates in d-D."""
+def rel_errors(s: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per query |s_j - r_j| / max(|r_j|, ERROR_FLOOR * median_k |r_k|); norms over coordinates in d-D."""
     s2 = np.asarray(s, dtype=np.float64).reshape(len(ref), -1)
     r2 = ref.reshape(len(ref), -1)
     den = np.linalg.norm(r2, axis=1)
-    den = np.maximum(den, ERROR_FLOOR * np.median(den))
-    return float(np.max(np.linalg.norm(s2 - r2, axis=1) / den))
+    return np.linalg.norm(s2 - r2, axis=1) / np.maximum(den, ERROR_FLOOR * np.median(den))
+
+
+def rel_error(s: np.ndarray, ref: np.ndarray) -> float:
+    """The largest of :func:`rel_errors` (NaN if any output is NaN)."""
+    return float(np.max(rel_errors(s, ref)))
 
 
 # --------------------------------------------------------------------------- methods
@@ -343,7 +347,8 @@ def measure(method: Method, p: Problem, *, seconds: float) -> dict:
                            max_seconds=max(3 * seconds, 60.0 if method.all_queries else 0.0))
     return {**row, "threads": threads, "q_timed": rows, "n": n, "seconds": timing.best, "runs": timing.runs,
             "pairs_per_s": rows * n / timing.best, "rates_by_threads": thread_rates,
-            "error": rel_error(out["s"][:nref], p.ref)}
+            "error": rel_error(out["s"][:nref], p.ref),
+            "error_median": float(np.median(rel_errors(out["s"][:nref], p.ref)))}
 
 
 def _rows_for(rate: float, n: int, q: int, least: int, seconds: float) -> int:
@@ -403,7 +408,7 @@ def best_peers(rows: list[dict]) -> list[dict]:
 
 COLUMNS = [("method", "method"), ("dtype", "dtype"), ("thr", "thr"), ("q", "q timed"), ("rate", "pairs/s"),
            ("ratio", "bigstep/peer"), ("ratio_acc", "@acc"), ("ceil", "of ceiling"), ("err", "error"),
-           ("note", "note")]
+           ("med", "median err"), ("note", "note")]
 
 
 def _fmt(v, spec: str) -> str:
@@ -420,6 +425,7 @@ def table_rows(rows: list[dict]) -> list[dict]:
                     "rate": _fmt(r["pairs_per_s"], ".3g"), "ratio": _fmt(r.get("ratio_bigstep"), ".2f"),
                     "ratio_acc": _fmt(r.get("ratio_bigstep_equal_accuracy"), ".2f"),
                     "ceil": _fmt(r["ceiling_fraction"], ".3f"), "err": _fmt(r["error"], ".1e"),
+                    "med": _fmt(r["error_median"], ".1e"),
                     "note": "" if r["accurate"] else f"INACCURATE (> {TOL[r['dtype']]:g})"})
     return out
 
@@ -442,12 +448,11 @@ def summary_lines(best: list[dict]) -> list[str]:
 
 
 def print_ceilings(c: dict) -> None:
-    libs = [k for k in ("numpy", "torch") if k in c["gemm"][DTYPES[0]]]
     for dt in DTYPES:
         e, g = c["exp"][dt], c["gemm"][dt]
-        exps = ", ".join(f"{lib} {e[lib]['rate'] / 1e9:.3f} ({e[lib]['rate_1_thread'] / 1e9:.3f} in 1 thread)"
-                         for lib in libs)
-        gemm = ", ".join(f"{lib} {g[lib] / 1e9:.1f}" for lib in libs)
+        exps = ", ".join(f"{lib} {v['rate'] / 1e9:.3f} ({v['rate_1_thread'] / 1e9:.3f} in 1 thread)"
+                         for lib, v in e.items() if isinstance(v, dict))
+        gemm = ", ".join(f"{lib} {v / 1e9:.1f}" for lib, v in g.items() if lib not in ("best", "size"))
         print(f"ceiling {dt}: exp G/s in {c['threads']} threads: {exps}; GEMM GFLOP/s: {gemm}")
 
 
@@ -457,10 +462,11 @@ def print_ceilings(c: dict) -> None:
 def settings(seconds: float) -> dict:
     return {"mu": MU, "tolerance": TOL, "reference_queries": REF_QUERIES,
             "error": f"max_j |s_j - r_j| / max(|r_j|, {ERROR_FLOOR:g} median_k |r_k|), norms over coordinates; "
-                     "r = longdouble reference at the dtype-rounded inputs, checked against mpmath",
+                     "r = longdouble reference at the dtype-rounded inputs, checked against mpmath; "
+                     "error_median: the median over queries of the same ratio",
             "pairs_per_s": "q_timed * n / best wall time (bigstep: all q queries; peers: the first q_timed "
                            "queries, their cost being linear in q)",
-            "ceiling_fraction": "1-D: pairs/s / best exp rate (numpy or torch) of the dtype; "
+            "ceiling_fraction": "1-D: pairs/s / best exp rate (numpy, torch or bigstep's own) of the dtype; "
                                 "d-D: 4 d pairs/s / best GEMM FLOP/s (numpy or torch) of the dtype",
             "other_load": "share of the CPU other processes took during a measurement (re-measured above 5%)",
             "seconds_per_call": seconds}
