@@ -11,7 +11,7 @@ import numpy as np
 from ._arrays import as_numpy
 
 
-def noise_level(value, name: str, q: int, *, allow_zero: bool = False) -> np.ndarray:
+def noise_level(value, name: str, q: int) -> np.ndarray:
     """mu or sigma: a positive finite scalar or an array of shape (q,).
 
     Returns a float64 array of shape (1,) or (q,)."""
@@ -22,12 +22,11 @@ def noise_level(value, name: str, q: int, *, allow_zero: bool = False) -> np.nda
         arr = arr.reshape(1)
     elif arr.ndim != 1 or arr.shape[0] != q:
         raise ValueError(f"{name} must be a scalar or have shape ({q},) (one per query), got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
+    bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         v = arr[np.argmax(bad)]
-        need = "a non-negative finite number" if allow_zero else "a positive finite number"
         where = "" if arr.shape[0] == 1 else f" (entry {int(np.argmax(bad))})"
-        raise ValueError(f"{name} must be {need}, got {v!r}{where}")
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}{where}")
     return arr
 
 
