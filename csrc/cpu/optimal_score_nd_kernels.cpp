@@ -27,7 +27,7 @@
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
 
-constexpr index_t QB = 64;  // queries per tile (multiple of MR)
+constexpr index_t QB = 128;  // queries per tile (multiple of MR)
 constexpr index_t NB = 128;  // data points per tile
 constexpr index_t MR = 4;    // rows per micro-kernel call
 
