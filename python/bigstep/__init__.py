@@ -7,6 +7,16 @@ is built here) and :func:`gaussian_noise` (the shared Philox stream).
 from .info import __version__, info
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
 from .random import gaussian_noise, uniform
+from .relu_risk import (
+    ReLUNet1D,
+    dsm_risk,
+    dsm_risk_grad,
+    dsm_risk_hessian,
+    dsm_risk_hvp,
+    excess_risk,
+    is_linearly_stable,
+    sharpness,
+)
 
 __all__ = [
     "__version__",
@@ -18,6 +28,14 @@ __all__ = [
     "ou_schedule",
     "gaussian_noise",
     "uniform",
+    "ReLUNet1D",
+    "dsm_risk",
+    "dsm_risk_grad",
+    "dsm_risk_hessian",
+    "dsm_risk_hvp",
+    "sharpness",
+    "is_linearly_stable",
+    "excess_risk",
     "set_num_threads",
 ]
 

@@ -1,0 +1,569 @@
+"""Exact denoising score-matching risk of two-layer ReLU networks (paper Sections 4-6).
+
+Network (width m):  s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l),  kinks tau_l = -b_l / w1_l.
+
+DSM risk at noise level (mu, sigma) on 1-D data x (n,), exact (no sampling):
+
+    R_n(theta) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [ f_i(Y)^2 ],
+    f_i(y) = s_theta(y) + (y - mu x_i) / sigma^2.
+
+s_theta is piecewise linear, s = alpha_k y + beta_k between consecutive sorted kinks,
+so with Stein's identity E_i[s(Y)(Y - mu x_i)] = sigma^2 E_i[s'(Y)],
+
+    R_n = (1/n) sum_k [ alpha_k^2 S2_k + 2 alpha_k beta_k S1_k + beta_k^2 S0_k + 2 alpha_k S0_k ] + 1/sigma^2,
+
+where S_pk = sum_i E_i[Y^p 1{Y in segment k}] are truncated Gaussian moments.  These
+(and two more sums for the gradient) are the only O(n m) work; the gradient, the
+Hessian-vector product and the Hessian's O(1)-per-entry assembly follow from prefix
+and suffix sums over the segments:
+
+    grad R = (2/n) sum_i E_i[f_i grad s],
+    Hess R = (2/n) sum_i E_i[grad s grad s^T]                     (Gauss-Newton)
+           + (2/n) sum_i E_i[f_i grad^2 s]                          (w2-b, w2-w1 of one neuron)
+           + Dirac terms from the moving indicator 1{w1 y + b > 0}:
+             D_l = (2/(n m)) (w2_l / |w1_l|) sum_i f_i(tau_l) p_i(tau_l)
+             on (b_l, b_l), tau_l D_l on (b_l, w1_l), tau_l^2 D_l on (w1_l, w1_l),
+
+p_i the N(mu x_i, sigma^2) density.  The paper's printed eq. (15) has the opposite sign
+on the Dirac term for w1 = +1; differentiating int_{tau}^{inf} g(y) dy in b gives
++g(tau)/|w1| (see DESIGN.md section 2 and the finite-difference tests).
+
+Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (w2, b), 2m
+entries; ``wrt="all"`` is theta = (w1, w2, b), 3m entries.
+
+Accuracy: each truncated moment comes from the Gaussian tail that keeps it accurate
+(erfc, not 1 - Phi), so far-out segments are exact to rounding.  The risk is a sum of
+O(1/sigma^2) terms whose total can be much smaller near the optimum; its absolute error
+is ~1e-16 / sigma^2 times a modest factor.  Hessian entries of kinks at |tau| >> sigma
+lose about log10(tau^2 / sigma^2) digits to the raw-moment form (1e-9 relative at
+tau = 3, sigma = 1e-3).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _backend
+from ._arrays import as_numpy
+from ._validate import integer
+
+__all__ = [
+    "ReLUNet1D",
+    "dsm_risk",
+    "dsm_risk_grad",
+    "dsm_risk_hessian",
+    "dsm_risk_hvp",
+    "sharpness",
+    "is_linearly_stable",
+    "excess_risk",
+]
+
+_WRT = ("outer_bias", "all")
+_DENSE_MAX = 1024  # sharpness: dense eigensolver up to this many parameters, Lanczos above
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def _param_vector(value, name: str, m: int | None = None) -> np.ndarray:
+    arr = as_numpy(value, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must have shape (m,), got shape {arr.shape}")
+    if m is not None and arr.shape[0] != m:
+        raise ValueError(f"{name} must have shape ({m},) like w1, got shape {arr.shape}")
+    arr = np.array(arr, dtype=np.float64)  # own copy: the network is immutable
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    arr.flags.writeable = False
+    return arr
+
+
+class ReLUNet1D:
+    """Two-layer ReLU network s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l) (immutable).
+
+    Parameters
+    ----------
+    w1, w2, b : arrays of shape (m,), m >= 1, finite (copied; float64)
+
+    Attributes: ``w1``, ``w2``, ``b`` (read-only float64 arrays), ``m``, ``kinks``
+    (-b / w1, NaN where w1 == 0: such a neuron is the constant relu(b)).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D([1.0, -1.0], [2.0, 2.0], [0.0, 0.0])
+    >>> float(net(3.0))            # (2 * 3 + 2 * 0) / 2
+    3.0
+    >>> net.kinks.tolist()
+    [-0.0, 0.0]
+    """
+
+    __slots__ = ("_w1", "_w2", "_b")
+
+    def __init__(self, w1, w2, b):
+        w1a = _param_vector(w1, "w1")
+        if w1a.shape[0] == 0:
+            raise ValueError("w1 must have at least one neuron, got shape (0,)")
+        object.__setattr__(self, "_w1", w1a)
+        object.__setattr__(self, "_w2", _param_vector(w2, "w2", w1a.shape[0]))
+        object.__setattr__(self, "_b", _param_vector(b, "b", w1a.shape[0]))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ReLUNet1D is immutable; use with_theta() for new parameters")
+
+    @property
+    def w1(self) -> np.ndarray:
+        return self._w1
+
+    @property
+    def w2(self) -> np.ndarray:
+        return self._w2
+
+    @property
+    def b(self) -> np.ndarray:
+        return self._b
+
+    @property
+    def m(self) -> int:
+        return int(self._w1.shape[0])
+
+    @property
+    def kinks(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = -self._b / self._w1
+        k[self._w1 == 0] = np.nan
+        return k
+
+    def __call__(self, y):
+        """s_theta(y) for y of any shape (float64)."""
+        ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
+        flat = ya.reshape(-1)
+        out = np.empty_like(flat)
+        step = max(1, (1 << 22) // self.m)  # bounded temporaries: O(step * m)
+        for s in range(0, flat.shape[0], step):
+            pre = np.multiply.outer(flat[s:s + step], self._w1) + self._b
+            out[s:s + step] = np.maximum(pre, 0.0) @ self._w2 / self.m
+        return out.reshape(ya.shape) if ya.ndim else float(out[0])
+
+    def __repr__(self) -> str:
+        return f"ReLUNet1D(m={self.m})"
+
+    def theta(self, wrt: str = "outer_bias") -> np.ndarray:
+        """Flat parameters: (w2, b) for wrt="outer_bias", (w1, w2, b) for wrt="all"."""
+        _check_wrt(wrt)
+        parts = (self._w2, self._b) if wrt == "outer_bias" else (self._w1, self._w2, self._b)
+        return np.concatenate(parts)
+
+    def with_theta(self, theta, wrt: str = "outer_bias") -> "ReLUNet1D":
+        """A new network with the parameters theta (layout of :meth:`theta`)."""
+        _check_wrt(wrt)
+        k = 2 if wrt == "outer_bias" else 3
+        th = as_numpy(theta, "theta")
+        if th.shape != (k * self.m,):
+            raise ValueError(f"theta must have shape ({k * self.m},) for wrt={wrt!r} and m={self.m}, "
+                             f"got shape {th.shape}")
+        th = np.asarray(th, dtype=np.float64)
+        if wrt == "outer_bias":
+            return ReLUNet1D(self._w1, th[:self.m], th[self.m:])
+        return ReLUNet1D(th[:self.m], th[self.m:2 * self.m], th[2 * self.m:])
+
+    @classmethod
+    def init(cls, m, seed, inner: str = "sign", bias=0.0) -> "ReLUNet1D":
+        """Random network from the Philox stream 2 of ``seed``.
+
+        inner="sign": the theory setting, w1 uniform in {+1, -1}; inner="gaussian": the
+        practical one (Appendix E), w1 ~ N(0, 1).  w2 ~ N(0, 1); b = ``bias`` (a scalar or
+        an array of shape (m,)).  Counters: w2 uses [0, m), w1 uses [m, 2m).
+
+        Example
+        -------
+        >>> import bigstep
+        >>> net = bigstep.ReLUNet1D.init(4, seed=0)
+        >>> sorted(set(net.w1.tolist()))
+        [-1.0, 1.0]
+        """
+        from .random import gaussian_noise, uniform
+
+        m = integer(m, "m", minimum=1)
+        seed = integer(seed, "seed", minimum=0)
+        w2 = gaussian_noise(seed, m, stream=2, offset=0)
+        if inner == "sign":
+            w1 = np.where(uniform(seed, m, stream=2, offset=m) < 0.5, -1.0, 1.0)
+        elif inner == "gaussian":
+            w1 = gaussian_noise(seed, m, stream=2, offset=m)
+        else:
+            raise ValueError(f"inner must be 'sign' or 'gaussian', got {inner!r}")
+        if isinstance(bias, numbers.Real) and not isinstance(bias, bool):
+            b = np.full(m, float(bias))
+        else:
+            b = bias
+        return cls(w1, w2, b)
+
+
+def _check_wrt(wrt) -> None:
+    if wrt not in _WRT:
+        raise ValueError(f"wrt must be 'outer_bias' or 'all', got {wrt!r}")
+
+
+# ------------------------------------------------------------------- arguments
+
+
+def _check_net(net) -> None:
+    if not isinstance(net, ReLUNet1D):
+        raise TypeError(f"net must be a bigstep.ReLUNet1D, got {type(net).__name__}")
+
+
+def _scalar_level(value, name: str) -> float:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got bool")
+    arr = as_numpy(value, name)
+    if arr.ndim != 0 and arr.shape != (1,):
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    v = float(arr.reshape(()))
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    return v
+
+
+def _data(x) -> np.ndarray:
+    arr = as_numpy(x, "x")
+    if arr.ndim != 1:
+        raise ValueError(f"x must have shape (n,) (1-D data), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError("x must contain at least one training point, got an empty array")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("x must be finite, got NaN or infinity in the training data")
+    return arr
+
+
+def _kernels(backend: str):
+    name = _backend.resolve(backend)
+    if name == "cpp":
+        return _backend.core()
+    from ._numba import relu_risk as impl
+
+    return impl
+
+
+# --------------------------------------------------------------- the prepared state
+
+
+class _Exact:
+    """Everything about (net, x, mu, sigma) that the risk, gradient, HVP and Hessian share.
+
+    Built in O(n m + m log m); afterwards the risk is O(m), the gradient O(m), each
+    Hessian-vector product O(m) and the Hessian O(m^2).
+    """
+
+    def __init__(self, net: ReLUNet1D, x: np.ndarray, mu: float, sigma: float, kernels):
+        self.kernels = kernels
+        self.net = net
+        self.n = x.shape[0]
+        self.m = net.m
+        self.sigma = sigma
+        # writable copies: the kernels take plain (not read-only) arrays
+        self.w1, self.w2, self.b = w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
+        kinked = np.flatnonzero(w1 != 0)
+        tau = -b[kinked] / w1[kinked]
+        order = np.argsort(tau, kind="stable")
+        self.neuron = kinked[order]  # neuron at sorted kink j
+        self.t = np.ascontiguousarray(tau[order])
+        K = self.t.shape[0]
+        self.jpos = np.zeros(self.m, dtype=np.int64)
+        self.jpos[self.neuron] = np.arange(K)
+        cls = np.zeros(self.m, dtype=np.int8)
+        cls[w1 > 0] = 1
+        cls[w1 < 0] = -1
+        cls[(w1 == 0) & (b > 0)] = 2
+        self.cls = cls
+        c = np.ascontiguousarray(mu * x)
+        self.S, self.T, self.P = kernels.segment_moments(self.t, c, sigma)
+        # s = alpha_k y + beta_k on segment k
+        self.alpha, self.beta = self._segment_lines(w2 * w1 / self.m, w2 * b / self.m)
+        inv_s2 = 1.0 / (sigma * sigma)
+        S0, S1, S2 = self.S
+        # F_p[k] = sum_i E_i[f_i Y^p 1_k]
+        self.F0 = self.alpha * S1 + self.beta * S0 + self.T[0] * inv_s2
+        self.F1 = self.alpha * S2 + self.beta * S1 + self.T[1] * inv_s2
+        self.F0a = self._active(self.F0)
+        self.F1a = self._active(self.F1)
+
+    # -- sums over the neurons active on each segment, and over the segments where a neuron is active
+
+    def _segment_lines(self, a, d):
+        """Per-segment sums over the active neurons of per-neuron values a (slope) and d (offset).
+
+        Segment k sees the w1 > 0 neurons with sorted kink j < k and the w1 < 0 neurons
+        with j >= k (a prefix and a suffix sum, no add-then-subtract), plus the
+        always-active ones (w1 = 0, b > 0)."""
+        cls = self.cls
+        always = cls == 2
+        out = []
+        for v in (a, d):
+            vs = v[self.neuron]
+            pos = np.where(cls[self.neuron] == 1, vs, 0.0)
+            neg = np.where(cls[self.neuron] == -1, vs, 0.0)
+            prefix = np.concatenate(([0.0], np.cumsum(pos)))
+            suffix = np.concatenate((np.cumsum(neg[::-1])[::-1], [0.0]))
+            out.append(prefix + suffix + v[always].sum())
+        return out
+
+    def _active(self, F):
+        """Per neuron: sum of F over the segments where the neuron is active."""
+        suffix = np.concatenate((np.cumsum(F[::-1])[::-1], [0.0]))  # suffix[k] = sum_{k' >= k}
+        prefix = np.cumsum(F)  # prefix[k] = sum_{k' <= k}
+        j, cls = self.jpos, self.cls
+        out = np.where(cls == 1, suffix[j + 1], 0.0)  # w1 > 0: segments right of the kink
+        out = np.where(cls == -1, prefix[j], out)  # w1 < 0: segments left of it
+        return np.where(cls == 2, suffix[0], out)  # w1 = 0 < b: everywhere
+
+    # -- public quantities
+
+    def risk(self) -> float:
+        S0, S1, S2 = self.S
+        a, d = self.alpha, self.beta
+        e = (a * a * S2 + 2 * a * d * S1 + d * d * S0 + 2 * a * S0).sum()
+        return float(e / self.n + 1.0 / (self.sigma * self.sigma))
+
+    def grad(self, wrt: str) -> np.ndarray:
+        k1 = 2.0 / (self.n * self.m)
+        w1, w2, b = self.w1, self.w2, self.b
+        g_w2 = k1 * (w1 * self.F1a + b * self.F0a)
+        g_b = k1 * w2 * self.F0a
+        if wrt == "outer_bias":
+            return np.concatenate((g_w2, g_b))
+        return np.concatenate((k1 * w2 * self.F1a, g_w2, g_b))
+
+    def dirac(self) -> tuple[np.ndarray, np.ndarray]:
+        """(D_l, tau_l) per neuron (0 where w1 == 0)."""
+        w1, w2 = self.w1, self.w2
+        D = np.zeros(self.m)
+        tau = np.zeros(self.m)
+        if self.t.shape[0]:
+            j = np.arange(self.t.shape[0])
+            s_tau = self.alpha[j] * self.t + self.beta[j]
+            fp = s_tau * self.P[0] + self.P[1] / (self.sigma * self.sigma)
+            nl = self.neuron
+            D[nl] = 2.0 / (self.n * self.m) * w2[nl] / np.abs(w1[nl]) * fp
+            tau[nl] = self.t
+        return D, tau
+
+    def hvp(self, v: np.ndarray, wrt: str) -> np.ndarray:
+        m = self.m
+        w1, w2, b = self.w1, self.w2, self.b
+        if wrt == "outer_bias":
+            v1, v2, vb = np.zeros(m), v[:m], v[m:]
+        else:
+            v1, v2, vb = v[:m], v[m:2 * m], v[2 * m:]
+        # grad s . v = gamma_k y + delta_k on segment k
+        gamma, delta = self._segment_lines((v2 * w1 + w2 * v1) / m, (v2 * b + w2 * vb) / m)
+        S0, S1, S2 = self.S
+        G0a = self._active(gamma * S1 + delta * S0)
+        G1a = self._active(gamma * S2 + delta * S1)
+        k1 = 2.0 / (self.n * m)
+        c0, c1 = k1 * self.F0a, k1 * self.F1a  # curvature term: (w2_l, b_l) and (w2_l, w1_l)
+        D, tau = self.dirac()
+        dv = D * (vb + tau * v1)
+        h_w2 = k1 * (w1 * G1a + b * G0a) + c0 * vb + c1 * v1
+        h_b = k1 * w2 * G0a + c0 * v2 + dv
+        if wrt == "outer_bias":
+            return np.concatenate((h_w2, h_b))
+        h_w1 = k1 * w2 * G1a + c1 * v2 + tau * dv
+        return np.concatenate((h_w1, h_w2, h_b))
+
+    def hessian(self, wrt: str) -> np.ndarray:
+        m = self.m
+        wrt_all = wrt == "all"
+        P = (3 if wrt_all else 2) * m
+        S = self.S
+        L = np.ascontiguousarray(np.cumsum(S, axis=1)[:, :-1])  # L[:, j] = sum_{k <= j}
+        U = np.ascontiguousarray(np.cumsum(S[:, ::-1], axis=1)[:, ::-1][:, 1:])  # U[:, j] = sum_{k > j}
+        total = np.ascontiguousarray(S.sum(axis=1))
+        H = np.empty((P, P))
+        self.kernels.hessian_gauss_newton(self.cls, self.jpos, self.w1, self.w2, self.b, L, U, total,
+                                          2.0 / (self.n * m * m), wrt_all, H)
+        k1 = 2.0 / (self.n * m)
+        idx = np.arange(m)
+        o2 = m if wrt_all else 0
+        ob = o2 + m
+        c0 = k1 * self.F0a
+        H[o2 + idx, ob + idx] += c0
+        H[ob + idx, o2 + idx] += c0
+        D, tau = self.dirac()
+        H[ob + idx, ob + idx] += D
+        if wrt_all:
+            c1 = k1 * self.F1a
+            H[o2 + idx, idx] += c1
+            H[idx, o2 + idx] += c1
+            H[ob + idx, idx] += tau * D
+            H[idx, ob + idx] += tau * D
+            H[idx, idx] += tau * tau * D
+        return H
+
+
+def _prepare(net, x, mu, sigma, backend) -> _Exact:
+    _check_net(net)
+    xa = _data(x)
+    mu_v = _scalar_level(mu, "mu")
+    sigma_v = _scalar_level(sigma, "sigma")
+    return _Exact(net, xa, mu_v, sigma_v, _kernels(backend))
+
+
+# -------------------------------------------------------------------- public API
+
+
+def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
+    """Exact DSM risk R_n(theta) = (1/n) sum_i E_{Y~N(mu x_i, sigma^2)}[(s_theta(Y) + (Y - mu x_i)/sigma^2)^2].
+
+    Parameters
+    ----------
+    net : ReLUNet1D
+    x : array (n,), the 1-D training data
+    mu, sigma : positive scalars (the noise level)
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Cost O(n m + m log m).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D([1.0], [0.0], [0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
+    >>> round(bigstep.dsm_risk(net, [0.0, 1.0], 1.0, 0.5), 12)   # = 1 / sigma^2
+    4.0
+    """
+    return _prepare(net, x, mu, sigma, backend).risk()
+
+
+def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
+    """(R_n(theta), grad R_n(theta)), grad = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)].
+
+    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order w2, b) or
+    (3m,) for wrt="all" (order w1, w2, b).  Cost O(n m + m log m).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D.init(3, seed=1)
+    >>> r, g = bigstep.dsm_risk_grad(net, [-1.0, 1.0], 0.9, 0.4)
+    >>> g.shape
+    (6,)
+    """
+    _check_wrt(wrt)
+    ex = _prepare(net, x, mu, sigma, backend)
+    return ex.risk(), ex.grad(wrt)
+
+
+def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto") -> np.ndarray:
+    """Exact Hessian of R_n(theta), shape (P, P) with P = 2m (outer_bias) or 3m (all).
+
+    Gauss-Newton part from cumulative Gaussian moments at the kinks (O(1) per entry),
+    plus the curvature and (corrected-sign) Dirac terms on each neuron's own block; see
+    the module docstring.  Cost O(n m + m^2); memory O(m^2) for the output only.
+
+    Example
+    -------
+    >>> import bigstep, numpy as np
+    >>> net = bigstep.ReLUNet1D.init(5, seed=0)
+    >>> H = bigstep.dsm_risk_hessian(net, [-1.0, 0.0, 1.0], 0.8, 0.6)
+    >>> H.shape, bool(np.allclose(H, H.T))
+    ((10, 10), True)
+    """
+    _check_wrt(wrt)
+    return _prepare(net, x, mu, sigma, backend).hessian(wrt)
+
+
+def _vector(v, P: int) -> np.ndarray:
+    va = as_numpy(v, "v")
+    if va.shape != (P,):
+        raise ValueError(f"v must have shape ({P},) (the parameter count), got shape {va.shape}")
+    va = np.asarray(va, dtype=np.float64)
+    if not np.isfinite(va).all():
+        raise ValueError("v must be finite")
+    return va
+
+
+def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str = "auto") -> np.ndarray:
+    """Hessian-vector product (Hess R_n) v without forming the Hessian, shape (P,).
+
+    Cost O(n m + m log m) for the first product; :func:`sharpness` reuses the O(n m)
+    part across products (O(m) each).
+
+    Example
+    -------
+    >>> import bigstep, numpy as np
+    >>> net, x = bigstep.ReLUNet1D.init(4, seed=2), [-1.0, 0.5]
+    >>> v = np.arange(8.0)
+    >>> hv = bigstep.dsm_risk_hvp(net, x, 0.9, 0.5, v)
+    >>> bool(np.allclose(hv, bigstep.dsm_risk_hessian(net, x, 0.9, 0.5) @ v))
+    True
+    """
+    _check_wrt(wrt)
+    ex = _prepare(net, x, mu, sigma, backend)
+    return ex.hvp(_vector(v, (2 if wrt == "outer_bias" else 3) * net.m), wrt)
+
+
+def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto", backend: str = "auto",
+              tol: float = 1e-10) -> float:
+    """lambda_max, the largest eigenvalue of the exact Hessian of R_n at theta.
+
+    method="dense" forms the Hessian and calls numpy.linalg.eigvalsh; "lanczos" runs
+    Lanczos with full reorthogonalisation on the exact Hessian-vector product (O(m) per
+    product after one O(n m) set-up) until the top Ritz pair's residual is below
+    tol * |lambda|; "auto" is dense up to 1024 parameters, Lanczos above.
+
+    Example
+    -------
+    >>> import bigstep, numpy as np
+    >>> net, x = bigstep.ReLUNet1D.init(6, seed=3), [-1.0, 0.2, 1.0]
+    >>> H = bigstep.dsm_risk_hessian(net, x, 0.9, 0.5)
+    >>> bool(np.isclose(bigstep.sharpness(net, x, 0.9, 0.5, method="lanczos"), np.linalg.eigvalsh(H)[-1]))
+    True
+    """
+    _check_wrt(wrt)
+    if method not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
+    tol = float(tol)
+    if not (0 < tol < 1):
+        raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
+    ex = _prepare(net, x, mu, sigma, backend)
+    P = (2 if wrt == "outer_bias" else 3) * net.m
+    if method == "dense" or (method == "auto" and P <= _DENSE_MAX):
+        return float(np.linalg.eigvalsh(ex.hessian(wrt))[-1])
+    from ._lanczos import largest_eigenvalue
+
+    return largest_eigenvalue(lambda v: ex.hvp(v, wrt), P, tol=tol)
+
+
+def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backend: str = "auto") -> bool:
+    """Whether lambda_max <= 2 / (m lr), the linear-stability condition of SGD with step m * lr (eq. 8).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D.init(4, seed=0)
+    >>> bigstep.is_linearly_stable(net, [-1.0, 1.0], 0.9, 0.5, lr=1e-6)
+    True
+    """
+    lr_v = _scalar_level(lr, "lr")
+    lam = sharpness(net, x, mu, sigma, wrt=wrt, backend=backend)
+    return bool(lam <= 2.0 / (net.m * lr_v))
+
+
+def excess_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
+    """R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2] >= 0.
+
+    R_n(s*) from :func:`bigstep.optimal_risk` (adaptive quadrature, 1e-10 relative).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D.init(8, seed=0)
+    >>> bigstep.excess_risk(net, [-1.0, 1.0], 0.9, 0.5) > 0
+    True
+    """
+    from .optimal_risk import optimal_risk
+
+    return dsm_risk(net, x, mu, sigma, backend=backend) - optimal_risk(x, mu, sigma)
