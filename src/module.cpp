@@ -5,6 +5,7 @@ namespace bigstep::py {
 void register_info(pybind11::module_& m);
 void register_optimal_score(pybind11::module_& m);
 void register_random(pybind11::module_& m);
+void register_relu_risk(pybind11::module_& m);
 }  // namespace bigstep::py
 
 PYBIND11_MODULE(_core, m) {
@@ -12,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_info(m);
   bigstep::py::register_optimal_score(m);
   bigstep::py::register_random(m);
+  bigstep::py::register_relu_risk(m);
 }

@@ -38,6 +38,20 @@ void optimal_score_nd(const T* y, index_t q,   // [q, d]
 template <class T>
 void exp_nonpos_array(const T* x, T* out, index_t n);
 
+// Exact DSM risk of 1-D two-layer ReLU networks (relu_risk.hpp).  Sorted kinks t [K],
+// data centres c = mu x [n].  Segment sums over the data, segment k = (t_{k-1}, t_k):
+//   S [3, K+1]: sum_i E_i[Y^p 1_k], p = 0, 1, 2;  T [2, K+1]: sum_i E_i[(Y - c_i) Y^p 1_k], p = 0, 1;
+//   P [2, K]:   sum_i N(t_j; c_i, sigma^2) and sum_i z_ij phi(z_ij), z_ij = (t_j - c_i)/sigma.
+void relu_segment_moments(const double* t, index_t K, const double* c, index_t n, double sigma,
+                          double* S, double* T, double* P);
+// Gauss-Newton part of the Hessian, H [P, P], P = 2m (w2, b) or 3m (w1, w2, b): entries
+// scale * polynomial(w) * sum_i E_i[Y^p 1{neurons l, r active}] from the cumulative
+// sums L, U [3, K] (segments k <= j, k > j) and total [3].  cls [m] (relu::Class),
+// jpos [m] (sorted kink index), w1, w2, b [m].
+void relu_hessian_gauss_newton(const signed char* cls, const index_t* jpos, const double* w1, const double* w2,
+                               const double* b, index_t m, const double* L, const double* U,
+                               const double* total, index_t K, double scale, bool wrt_all, double* H);
+
 // Philox streams (csrc/include/bigstep/philox.hpp).
 template <class T>
 void gaussian_noise(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
