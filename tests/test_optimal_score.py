@@ -428,6 +428,31 @@ def test_float32_matches_float64_at_float32_inputs(backend, sigma):
         check_bound(k, got[k], exact[k], bn[k], f"(d-D float32, sigma={sigma})")
 
 
+@pytest.mark.parametrize("sigma", [1e-2, 1e-3, 1e-4])
+def test_float32_small_sigma_screen_and_fallback(backend, sigma):
+    """d-D float32 at small sigma, where the compiled kernel screens candidates with float
+    logits and recomputes them in double: several data tiles (n = 700), queries near
+    data, at midpoints (two candidates), far outside, and next to a cluster of 51 points
+    within ~sigma of each other (more candidates than the screen keeps: the float64
+    fallback), against the
+    float64 results at the float32 inputs."""
+    rng = np.random.default_rng(11)
+    X32 = rng.standard_normal((700, 64)).astype(np.float32)
+    mu32, s32 = np.float32(0.9), np.float32(sigma)
+    X32[600:650] = X32[3] + 0.1 * sigma * rng.standard_normal((50, 64))  # 51 points within ~sigma
+    Y = np.concatenate([0.9 * X32[:30] + sigma * rng.standard_normal((30, 64)),
+                        0.9 * (X32[10:20] + X32[20:30]) / 2,
+                        0.9 * X32[3:4] + sigma * rng.standard_normal((5, 64)),
+                        3 * rng.standard_normal((5, 64))])
+    Y32 = Y.astype(np.float32)
+    exact = all_outputs_nd(f64(Y32), f64(X32), float(mu32), float(s32), backend)
+    refn = {**exact, "cov_max": np_nd(Y32, X32, mu32, s32)["cov_max"]}
+    bn = bounds_nd(refn, Y32, X32, float(mu32), float(s32), np.float32)
+    got = all_outputs_nd(Y32, X32, mu32, s32, backend)
+    for k in ("score", "log_density", "mean"):
+        check_bound(k, got[k], exact[k], bn[k], f"(d-D float32, sigma={sigma})")
+
+
 # ------------------------------------------------------------ input handling
 
 

@@ -20,8 +20,10 @@ sums are blocked into float64, so s* is within ~1e-5 relative of the exact value
 float32 inputs where s* is well conditioned (midway between two data points at tiny
 sigma, within what a few float32 ulps of input perturbation allow).  float32, d-D: the
 matrix-product form of the logits is summed in float32 when a rounding-error bound
-keeps the weights' error below 1e-4 (measured: ~3e-6 at d = 64, sigma = 1), in
-float64 otherwise (small sigma).
+keeps the weights' error below 1e-4 (measured: ~3e-6 at d = 64, sigma = 1); otherwise
+(small sigma) the C++ kernel screens with float logits and recomputes the points within
+40 (plus the float error bound) of the largest logit in float64, and Numba sums in
+float64: float64 accuracy at the float32 inputs.
 """
 
 from __future__ import annotations
