@@ -88,7 +88,8 @@ class ReLUNet1D:
     w1, w2, b : arrays of shape (m,), m >= 1, finite (copied; float64)
 
     Attributes: ``w1``, ``w2``, ``b`` (read-only float64 arrays), ``m``, ``kinks``
-    (-b / w1, NaN where w1 == 0: such a neuron is the constant relu(b)).
+    (-b / w1, NaN where w1 == 0 or the quotient overflows: such a neuron is the
+    constant relu(b)).
 
     Example
     -------
@@ -131,10 +132,7 @@ class ReLUNet1D:
 
     @property
     def kinks(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = -self._b / self._w1
-        k[self._w1 == 0] = np.nan
-        return k
+        return _kinks(self._w1, self._b)
 
     def __call__(self, y):
         """s_theta(y) for y of any shape (float64)."""
@@ -202,6 +200,15 @@ class ReLUNet1D:
         return cls(w1, w2, b)
 
 
+def _kinks(w1: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """tau = -b / w1, NaN where there is no finite kink (w1 = 0, or |b / w1| overflows:
+    such a neuron is the constant relu(b) on every representable y)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        k = -b / w1
+    k[~np.isfinite(k)] = np.nan
+    return k
+
+
 def _check_wrt(wrt) -> None:
     if wrt not in _WRT:
         raise ValueError(f"wrt must be 'outer_bias' or 'all', got {wrt!r}")
@@ -266,18 +273,17 @@ class _Exact:
         self.sigma = sigma
         # writable copies: the kernels take plain (not read-only) arrays
         self.w1, self.w2, self.b = w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
-        kinked = np.flatnonzero(w1 != 0)
-        tau = -b[kinked] / w1[kinked]
+        all_tau = _kinks(w1, b)
+        kinked = np.flatnonzero(~np.isnan(all_tau))
+        tau = all_tau[kinked]
         order = np.argsort(tau, kind="stable")
         self.neuron = kinked[order]  # neuron at sorted kink j
         self.t = np.ascontiguousarray(tau[order])
         K = self.t.shape[0]
         self.jpos = np.zeros(self.m, dtype=np.int64)
         self.jpos[self.neuron] = np.arange(K)
-        cls = np.zeros(self.m, dtype=np.int8)
-        cls[w1 > 0] = 1
-        cls[w1 < 0] = -1
-        cls[(w1 == 0) & (b > 0)] = 2
+        cls = np.where(b > 0, 2, 0).astype(np.int8)  # no kink: constant relu(b)
+        cls[kinked] = np.where(w1[kinked] > 0, 1, -1)
         self.cls = cls
         c = np.ascontiguousarray(mu * x)
         self.S, self.T, self.P = kernels.segment_moments(self.t, c, sigma)
@@ -344,11 +350,13 @@ class _Exact:
         tau = np.zeros(self.m)
         if self.t.shape[0]:
             j = np.arange(self.t.shape[0])
-            s_tau = self.alpha[j] * self.t + self.beta[j]
-            fp = s_tau * self.P[0] + self.P[1] / (self.sigma * self.sigma)
+            seen = self.P[0] > 0  # kinks where some data density is left (far-out kinks have none)
+            with np.errstate(over="ignore", invalid="ignore"):
+                s_tau = self.alpha[j] * self.t + self.beta[j]
+                fp = np.where(seen, s_tau * self.P[0] + self.P[1] / (self.sigma * self.sigma), 0.0)
             nl = self.neuron
-            D[nl] = 2.0 / (self.n * self.m) * w2[nl] / np.abs(w1[nl]) * fp
-            tau[nl] = self.t
+            D[nl] = 2.0 / (self.n * self.m) * w2[nl] * (fp / np.abs(w1[nl]))
+            tau[nl] = np.where(seen, self.t, 0.0)  # tau only enters multiplied by D
         return D, tau
 
     def hvp(self, v: np.ndarray, wrt: str) -> np.ndarray:

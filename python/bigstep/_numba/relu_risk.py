@@ -59,8 +59,6 @@ def _interval_mass(zl, lo_l, up_l, zh, lo_h, up_h):
     return 1.0 - lo_l - up_h
 
 
-@jit(["void(float64[::1], float64[::1], float64, float64[:, ::1], float64[:, ::1], float64[:, ::1])"],
-     parallel=True)
 def _segment_moments(t, c, sigma, S, T, P):
     K = t.shape[0]
     n = c.shape[0]
@@ -90,13 +88,19 @@ def _segment_moments(t, c, sigma, S, T, P):
                 zl, lo_l, up_l, ph_l, zph_l = zh, lo_h, up_h, ph_h, zph_h
 
 
+_MOMENTS_SIG = ["void(float64[::1], float64[::1], float64, float64[:, ::1], float64[:, ::1], float64[:, ::1])"]
+_segment_moments_serial = jit(_MOMENTS_SIG)(_segment_moments)  # small problems: no thread start-up
+_segment_moments_parallel = jit(_MOMENTS_SIG, parallel=True)(_segment_moments)
+
+
 def segment_moments(t, c, sigma):
     """See the module docstring.  t sorted float64 (K,), c float64 (n,), sigma > 0."""
     K = t.shape[0]
     S = np.zeros((3, K + 1))
     T = np.zeros((2, K + 1))
     P = np.zeros((2, K))
-    _segment_moments(t, c, float(sigma), S, T, P)
+    run = _segment_moments_parallel if K + 1 > _CHUNK else _segment_moments_serial
+    run(t, c, float(sigma), S, T, P)
     return S, T, P
 
 
@@ -127,9 +131,7 @@ def _region(ca, ja, cb, jb, L, U, total, p):
     return U[p, lo] - U[p, hi]
 
 
-@jit(["void(int8[::1], int64[::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], float64[:, ::1], "
-      "float64[::1], float64, boolean, float64[:, ::1])"], parallel=True)
-def hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
+def _hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
     """H[P, P] = Gauss-Newton part, parameter order (w2, b) or (w1, w2, b); scale = 2/(n m^2)."""
     m = w1.shape[0]
     o2 = m if wrt_all else 0  # row/column offset of the w2 block
@@ -153,3 +155,15 @@ def hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
                 H[l, ob + r] = a2 * r2 * s1
                 H[o2 + l, r] = r2 * (a1 * s2 + ab * s1)
                 H[ob + l, r] = a2 * r2 * s1
+
+
+_HESSIAN_SIG = ["void(int8[::1], int64[::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
+                "float64[:, ::1], float64[::1], float64, boolean, float64[:, ::1])"]
+_hessian_serial = jit(_HESSIAN_SIG)(_hessian_gauss_newton)
+_hessian_parallel = jit(_HESSIAN_SIG, parallel=True)(_hessian_gauss_newton)
+
+
+def hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
+    """Fills H (see the module docstring); threads only when m is large enough to pay off."""
+    run = _hessian_parallel if w1.shape[0] > 64 else _hessian_serial
+    run(cls, jpos, w1, w2, b, L, U, total, float(scale), bool(wrt_all), H)
