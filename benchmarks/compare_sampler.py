@@ -1,0 +1,179 @@
+"""Side-by-side CPU timing of reverse-diffusion sampling with the empirical optimal score s*.
+
+Euler-Maruyama, X_{k+1} = X_k + h (X_k + 2 s*(X_k, T - t_k)) + sqrt(2h) Z_k, T = 1,
+delta = 0.01, for s* of n training points in d dimensions (n = 10 and 1,000; d = 2 and 64),
+10,000 particles.  Methods, in one process, on the same data:
+
+- bigstep: ``sample_reverse(EmpiricalScore(x), ...)``, the fused Numba loop (every step
+  in compiled code, particles over threads, Philox noise);
+- numpy: a Python loop over steps, s* by a stable softmax of the (particles x n) logits
+  (GEMM form), noise from ``np.random.default_rng``;
+- torch: the same loop in torch on the CPU (torch.randn noise), at torch's thread count;
+- torchsde: ``torchsde.sdeint(method="euler")`` on the reverse SDE with the torch s*, when
+  torchsde imports.
+
+Peers use their own (faster, non-reproducible) random generators; bigstep's Philox normals
+are computed with the shared libm log/cos, a fixed cost per coordinate.  Rates are
+particle-steps per second (particles x steps / best wall time); cases whose peers need
+seconds per step time fewer steps (rates are per step, so this does not change them).
+
+Usage:  python benchmarks/compare_sampler.py [--quick] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from . import _common
+except ImportError:  # run as a script
+    import _common
+
+RESULTS = Path(__file__).resolve().parent / "results"
+T, DELTA = 1.0, 0.01
+CASES = [(10, 2), (1000, 2), (10, 64), (1000, 64)]
+
+
+def _grid(steps):
+    h = (T - DELTA) / steps
+    taus = T - np.arange(steps) * h
+    return h, np.exp(-taus), np.sqrt(-np.expm1(-2 * taus))
+
+
+def numpy_loop(x_train, particles, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    d = x_train.shape[1]
+    h, mus, sigmas = _grid(steps)
+    norms = (x_train ** 2).sum(axis=1)
+    x = rng.standard_normal((particles, d))
+    for k in range(steps):
+        mu, s2 = mus[k], sigmas[k] ** 2
+        logits = (mu / s2) * (x @ x_train.T) - (mu * mu / (2 * s2)) * norms
+        logits -= logits.max(axis=1, keepdims=True)
+        w = np.exp(logits)
+        w /= w.sum(axis=1, keepdims=True)
+        score = (mu * (w @ x_train) - x) / s2
+        x = x + h * (x + 2 * score) + math.sqrt(2 * h) * rng.standard_normal((particles, d))
+    return x
+
+
+def _torch_score(torch, x_train, norms, x, mu, s2):
+    logits = (mu / s2) * (x @ x_train.T) - (mu * mu / (2 * s2)) * norms
+    w = torch.softmax(logits, dim=1)
+    return (mu * (w @ x_train) - x) / s2
+
+
+def torch_loop(x_train, particles, steps, seed=0):
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(x_train)
+    norms = (xt ** 2).sum(dim=1)
+    h, mus, sigmas = _grid(steps)
+    x = torch.randn(particles, xt.shape[1], generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        for k in range(steps):
+            mu, s2 = float(mus[k]), float(sigmas[k]) ** 2
+            score = _torch_score(torch, xt, norms, x, mu, s2)
+            x = x + h * (x + 2 * score) + math.sqrt(2 * h) * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    return x.numpy()
+
+
+def torchsde_run(x_train, particles, steps, seed=0):
+    import torch
+    import torchsde
+
+    xt = torch.from_numpy(x_train)
+    norms = (xt ** 2).sum(dim=1)
+
+    class Reverse(torch.nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def f(self, t, x):  # reverse time t: diffusion time T - t
+            tau = T - float(t)
+            mu, s2 = math.exp(-tau), -math.expm1(-2 * tau)
+            return x + 2 * _torch_score(torch, xt, norms, x, mu, s2)
+
+        def g(self, t, x):
+            return torch.full_like(x, math.sqrt(2.0))
+
+    torch.manual_seed(seed)
+    x0 = torch.randn(particles, xt.shape[1], dtype=torch.float64)
+    ts = torch.tensor([0.0, T - DELTA], dtype=torch.float64)
+    with torch.no_grad():
+        return torchsde.sdeint(Reverse(), x0, ts, method="euler", dt=(T - DELTA) / steps)[-1].numpy()
+
+
+def bigstep_run(x_train, particles, steps, seed=0):
+    import bigstep
+
+    return bigstep.sample_reverse(bigstep.EmpiricalScore(x_train), particles, x_train.shape[1], T=T, delta=DELTA,
+                                  n_steps=steps, seed=seed)
+
+
+def _peers():
+    peers = {"bigstep": bigstep_run, "numpy": numpy_loop}
+    missing = {}
+    try:
+        import torch  # noqa: F401
+
+        peers["torch"] = torch_loop
+    except ImportError as exc:
+        missing["torch"] = str(exc)
+    try:
+        import torchsde  # noqa: F401
+
+        peers["torchsde"] = torchsde_run
+    except ImportError as exc:
+        missing["torchsde"] = f"not importable ({exc})"
+    return peers, missing
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 particles, fewer steps")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    particles = 1_000 if args.quick else 10_000
+    peers, missing = _peers()
+    rows = []
+    for n, d in CASES:
+        x_train = _common.score_inputs(n, 1, d)[0]
+        steps = 100 if n * d <= 2_000 else 10
+        if args.quick:
+            steps = max(5, steps // 10)
+        row = {"n": n, "d": d, "particles": particles, "steps_timed": steps}
+        for name, fn in peers.items():
+            warm = lambda fn=fn: fn(x_train, min(particles, 256), 2)  # noqa: E731  compile / load
+            timing, load = _common.when_quiet(
+                lambda fn=fn, warm=warm: _common.timed(lambda: fn(x_train, particles, steps), repeat=3,
+                                                       warmup=warm, max_seconds=5.0),
+                what=f"{name} n={n} d={d}")
+            row[f"{name}_rate"] = particles * steps / timing.best
+            row[f"{name}_other_load"] = load
+        best_peer = max((row[f"{p}_rate"], p) for p in peers if p != "bigstep")
+        row["best_peer"] = best_peer[1]
+        row["ratio_vs_best_peer"] = row["bigstep_rate"] / best_peer[0]
+        for p in peers:
+            if p != "bigstep":
+                row[f"ratio_vs_{p}"] = row["bigstep_rate"] / row[f"{p}_rate"]
+        rows.append(row)
+        print(f"n={n:5d} d={d:3d}: " + ", ".join(f"{p} {row[f'{p}_rate']:.3g}" for p in peers)
+              + f" particle-steps/s; bigstep / best peer ({best_peer[1]}) = {row['ratio_vs_best_peer']:.2f}",
+              flush=True)
+    table_rows = [{**r, **{k: f"{v:.3g}" for k, v in r.items() if k.endswith(("_rate", "ratio_vs_best_peer"))}}
+                  for r in rows]
+    cols = [("n", "n"), ("d", "d")] + [(f"{p}_rate", f"{p} (p-steps/s)") for p in peers]
+    print(_common.format_table(table_rows, cols + [("best_peer", "best peer"), ("ratio_vs_best_peer", "ratio")]))
+    out = args.out or RESULTS / ("sampler_cpu_quick.json" if args.quick else "sampler_cpu.json")
+    payload = {"what": "reverse-diffusion EM sampling with s*, particle-steps/s", "T": T, "delta": DELTA,
+               "machine": _common.machine_info(), "missing_peers": missing, "results": rows}
+    print("wrote", _common.write_json(out, payload))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Reverse-diffusion sampling (paper Section 3) and forward noising.
+
+Euler-Maruyama for the backward Ornstein-Uhlenbeck SDE
+dX = (X + 2 s(X, T - t)) dt + sqrt(2) dB from X_0 ~ N(0, I) to time T - delta:
+
+    X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k,
+
+with the diffusion-time grid T = tau_0 > tau_1 > ... > tau_N = delta, h_k = tau_k - tau_{k+1}
+(uniform: h = (T - delta)/N, tau_k = T - k h, so the score is read at T, T - h, ...,
+delta + h).  ``method="ode"`` integrates the probability-flow ODE dX = (X + s) dt with the
+same grid and no noise.
+
+Randomness (DESIGN.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
+stream=0)[p, j] and Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim),
+stream=1)[k, p, j], so every run can be replayed outside the kernels and the result is
+bit-identical across runs and thread counts.  :func:`sample_forward` uses stream 5.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import _backend
+from ._arrays import as_numpy, wrap_like
+from ._validate import integer
+from .random import gaussian_noise
+from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+
+__all__ = ["sample_reverse", "sample_forward"]
+
+_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
+_CHUNK_SECONDS = 0.25  # target wall time of one compiled chunk of steps (Ctrl-C latency, progress updates)
+_METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def _grid(T, delta, n_steps, times):
+    """The decreasing diffusion times tau_0 .. tau_N (float64, N + 1 entries) and h_k."""
+    if times is None:
+        T = _positive(T, "T")
+        delta = _positive(delta, "delta")
+        if not delta < T:
+            raise ValueError(f"delta must be smaller than T = {T!r}, got delta = {delta!r}")
+        n_steps = integer(n_steps, "n_steps", minimum=1)
+        h = (T - delta) / n_steps
+        tau = T - np.arange(n_steps + 1) * h
+        tau[-1] = delta
+        return tau, np.full(n_steps, h)
+    tau = np.array(as_numpy(times, "times"), dtype=np.float64)
+    if tau.ndim != 1 or tau.shape[0] < 2:
+        raise ValueError(f"times must have shape (n_steps + 1,) with n_steps >= 1, got shape {tau.shape}")
+    if not np.isfinite(tau).all() or (tau <= 0).any():
+        raise ValueError("times must be positive and finite (diffusion times from T down to delta)")
+    if not (np.diff(tau) < 0).all():
+        raise ValueError("times must be strictly decreasing (diffusion times from T down to delta), "
+                         f"got {tau[:4]}{'...' if tau.shape[0] > 4 else ''}")
+    defaults = (T == 1.0, delta == 0.01, n_steps == 100)
+    given = (T == tau[0], delta == tau[-1], n_steps == tau.shape[0] - 1)
+    for name, is_default, agrees in zip(("T", "delta", "n_steps"), defaults, given):
+        if not (is_default or agrees):
+            raise ValueError(f"{name} disagrees with times (T = times[0], delta = times[-1], "
+                             f"n_steps = len(times) - 1); leave it out when passing times")
+    return tau, tau[:-1] - tau[1:]
+
+
+def _initial_state(x0, n_samples, dim, seed):
+    if x0 is None:
+        return gaussian_noise(seed, (n_samples, dim), stream=_STREAM_X0)
+    xa = np.array(as_numpy(x0, "x0"), dtype=np.float64)  # a copy: the sampler updates it in place
+    if xa.shape != (n_samples, dim):
+        raise ValueError(f"x0 must have shape (n_samples, dim) = ({n_samples}, {dim}), got shape {xa.shape}")
+    if not np.isfinite(xa).all():
+        raise ValueError("x0 must be finite, got NaN or infinity")
+    return np.ascontiguousarray(xa)
+
+
+def _check_backend(backend, builtin: bool) -> None:
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend in ("auto", "numba"):
+        if builtin and backend == "numba":
+            _backend.resolve("numba")
+        return
+    if backend in ("cpp", "cuda"):
+        raise ValueError(f"backend {backend!r} is not available for sample_reverse: the compiled sampler is not "
+                         "built yet; use backend='numba' or 'auto' (the fused Numba loop)")
+    _backend.resolve(backend)  # raises the registry's message for unknown names
+
+
+class _Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        frac = done / self.total
+        bar = "#" * int(30 * frac)
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(f"\rsample_reverse [{bar:<30}] {done}/{self.total} steps {elapsed:6.1f}s")
+        if done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _fused(score):
+    """(kernel, extra arguments) of the fused loop for a built-in score, else None."""
+    from ._numba import sampler as ns
+
+    if type(score) is EmpiricalScore:
+        if score.one_d:
+            return ns.run_empirical_1d, (np.sort(score.x_train, kind="stable"),)
+        data = np.ascontiguousarray(score.x_train)
+        return ns.run_empirical_nd, (data, *ns.pack_empirical_nd(data))
+    if type(score) is GaussianScore:
+        return ns.run_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
+    if type(score) is TimeReLUScore:
+        return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
+    return None
+
+
+def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
+                   method="em", return_path=False, progress=False, backend="auto"):
+    """Samples of the reverse diffusion driven by ``score`` (paper Section 3).
+
+    X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k  ("em"), or
+    X_{k+1} = X_k + h_k (X_k + s(X_k, tau_k))                      ("ode", probability flow),
+    X_0 ~ N(0, I) (or ``x0``), tau_k = T - k h, h = (T - delta)/n_steps.
+
+    Parameters
+    ----------
+    score : EmpiricalScore, GaussianScore, TimeReLUScore (fused compiled loop) or any
+        callable f(x, t) -> array (N, d) for x (N, d) and scalar t (Python loop, same noise).
+    n_samples, dim : number of particles and their dimension (must match the score's).
+    T, delta, n_steps : uniform grid from diffusion time T down to delta > 0 (delta < T).
+    seed : int >= 0; X_0 from Philox stream 0, increments from stream 1 (module docstring).
+    x0 : optional initial state (n_samples, dim), used instead of stream 0.
+    times : optional explicit diffusion-time grid, strictly decreasing, shape
+        (n_steps + 1,): times[0] = T, times[-1] = delta, the score read at times[:-1].
+    method : "em" (Euler-Maruyama, default) or "ode" (deterministic probability flow).
+    return_path : also keep every state: returns (n_steps + 1, n_samples, dim).
+    progress : progress bar on stderr.  Steps run in chunks of about 0.25 s, so Ctrl-C
+        stops the call within a second (KeyboardInterrupt; nothing is returned).
+    backend : "auto" or "numba" (the compiled sampler for "cpp"/"cuda" is not built yet).
+
+    Returns a float64 array (n_samples, dim) at diffusion time delta (a torch tensor if
+    x0 is one), or the path (n_steps + 1, n_samples, dim) with ``return_path``.
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> data = np.array([[2.0, 0.0], [-2.0, 0.0]])
+    >>> x = bigstep.sample_reverse(bigstep.EmpiricalScore(data), 1000, 2, delta=1e-3, n_steps=500, seed=1)
+    >>> x.shape
+    (1000, 2)
+    >>> near = np.linalg.norm(x[:, None, :] - data, axis=2).min(axis=1) < 0.3
+    >>> bool(near.mean() > 0.95)   # s* memorizes: the samples sit on the training points
+    True
+    """
+    n_samples = integer(n_samples, "n_samples", minimum=1)
+    dim = integer(dim, "dim", minimum=1)
+    seed = integer(seed, "seed", minimum=0)
+    if seed >= 1 << 64:
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be 'em' or 'ode', got {method!r}")
+    if not callable(score):
+        raise TypeError(f"score must be a score object or a callable f(x, t), got {type(score).__name__}")
+    score_dim = getattr(score, "dim", None)
+    if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
+        raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
+    tau, h = _grid(T, delta, n_steps, times)
+    fused = _fused(score)
+    _check_backend(backend, fused is not None)
+    n_steps = h.shape[0]
+    c = _METHODS[method]
+    r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)
+    x = _initial_state(x0, n_samples, dim, seed)
+    path = np.empty((n_steps + 1, n_samples, dim) if return_path else (1, 1, 1))
+    if return_path:
+        path[0] = x
+    bar = _Progress(n_steps, bool(progress))
+    if fused is None:
+        _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
+    else:
+        kernel, extra = fused
+        mu, sigma = noise_schedule(tau[:-1], score.schedule)
+        _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar)
+    return wrap_like(path if return_path else x, x0)
+
+
+def _run_fused(kernel, extra, x, tau, h, r, c, mu, sigma, seed, path, keep, bar):
+    """Chunks of steps through the compiled loop; chunk length set so a chunk takes ~0.25 s."""
+    n_steps = h.shape[0]
+    k = 0
+    chunk = 1
+    while k < n_steps:
+        k1 = min(n_steps, k + chunk)
+        t0 = time.perf_counter()
+        kernel(x, k, k1, h, r, mu, sigma, tau, c, np.uint64(seed), keep, path, *extra)
+        per_step = (time.perf_counter() - t0) / (k1 - k)
+        k = k1
+        bar.update(k)
+        chunk = max(1, min(4 * chunk, int(_CHUNK_SECONDS / max(per_step, 1e-9))))
+
+
+def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
+    """Python loop for any callable: the same update and noise as the fused loops."""
+    n, d = x.shape
+    for k in range(h.shape[0]):
+        s = np.asarray(as_numpy(score(x, float(tau[k])), "score(x, t)"), dtype=np.float64)
+        if s.shape != (n, d):
+            raise ValueError(f"score(x, t) must return shape ({n}, {d}) for x of shape ({n}, {d}), got {s.shape}")
+        z = gaussian_noise(seed, (n, d), stream=_STREAM_STEPS, offset=k * n * d) if r[k] != 0 else np.zeros((n, d))
+        x[...] = x + h[k] * (x + c * s) + r[k] * z
+        if keep:
+            path[k + 1] = x
+        bar.update(k + 1)
+
+
+def sample_forward(x0, t, seed=0, *, schedule="ou"):
+    """Forward noising X_t = mu(t) x0 + sigma(t) xi, xi ~ N(0, I) from Philox stream 5.
+
+    Parameters
+    ----------
+    x0 : array (N, d) (or (N,)) of clean points.
+    t : positive time, scalar or shape (N,) (one per row).
+    seed : int >= 0; xi = gaussian_noise(seed, x0.shape, stream=5).
+    schedule : "ou" (mu = exp(-t), default) or "notebook" (mu = exp(-2t)).
+
+    Returns a float64 array of x0's shape (torch in, torch out).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> bigstep.sample_forward(np.zeros((3, 2)), 0.5, seed=4).shape
+    (3, 2)
+    """
+    xa = np.asarray(as_numpy(x0, "x0"), dtype=np.float64)
+    if xa.ndim not in (1, 2):
+        raise ValueError(f"x0 must have shape (N,) or (N, d), got shape {xa.shape}")
+    if not np.isfinite(xa).all():
+        raise ValueError("x0 must be finite, got NaN or infinity")
+    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
+    if ta.ndim != 0 and ta.shape != (xa.shape[0],):
+        raise ValueError(f"t must be a scalar or have shape ({xa.shape[0]},), got shape {ta.shape}")
+    mu, sigma = noise_schedule(ta, schedule)
+    if ta.ndim == 1 and xa.ndim == 2:
+        mu, sigma = mu[:, None], sigma[:, None]
+    xi = gaussian_noise(integer(seed, "seed", minimum=0), xa.shape, stream=_STREAM_FORWARD)
+    return wrap_like(mu * xa + sigma * xi, x0)

@@ -1,0 +1,269 @@
+"""Time-dependent score functions s(x, t) for the reverse diffusion (paper Section 3,
+Section 7 and Appendix E).
+
+Each built-in score is callable as ``score(x, t)`` with x of shape (N, d) and t a
+scalar or an array of shape (N,) (one time per row), and returns an array (N, d).
+The noise level at time t is (mu(t), sigma(t)) of the forward process
+X_t = mu(t) X_0 + sigma(t) xi:
+
+- ``schedule="ou"`` (default, the paper's text): mu(t) = exp(-t),
+  sigma(t) = sqrt(1 - exp(-2t)) (the Ornstein-Uhlenbeck process);
+- ``schedule="notebook"`` (the authors' notebooks, DESIGN.md section 2b):
+  mu(t) = exp(-2t), sigma(t) = sqrt(1 - exp(-2t)) (not an OU pair).
+
+Built-in scores (:class:`EmpiricalScore`, :class:`GaussianScore`,
+:class:`TimeReLUScore`) run fused in compiled code inside
+:func:`bigstep.sample_reverse`; any other callable ``f(x, t) -> (N, d)`` works too, on
+a slower Python loop with the same noise.  Everything is computed in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._arrays import as_numpy, wrap_like
+from ._validate import training_data
+
+__all__ = ["EmpiricalScore", "GaussianScore", "TimeReLUScore", "noise_schedule"]
+
+_SCHEDULES = {"ou": 1.0, "notebook": 2.0}  # mu(t) = exp(-rate t)
+
+
+def _schedule_rate(schedule) -> float:
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(map(repr, _SCHEDULES))}, got {schedule!r}")
+    return _SCHEDULES[schedule]
+
+
+def noise_schedule(t, schedule: str = "ou"):
+    """(mu(t), sigma(t)) as float64 arrays of t's shape, t > 0 finite.
+
+    ``"ou"``: (exp(-t), sqrt(1 - exp(-2t))); ``"notebook"``: (exp(-2t), sqrt(1 - exp(-2t))).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> mu, sigma = bigstep.noise_schedule(0.2)
+    >>> round(float(mu), 4), round(float(sigma), 4)
+    (0.8187, 0.5742)
+    """
+    rate = _schedule_rate(schedule)
+    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
+    if not np.isfinite(ta).all() or (ta <= 0).any():
+        bad = ta[~(np.isfinite(ta) & (ta > 0))]
+        raise ValueError(f"t must be positive and finite, got {bad.flat[0]!r}")
+    return np.exp(-rate * ta), np.sqrt(-np.expm1(-2.0 * ta))
+
+
+def _points(x, dim: int) -> np.ndarray:
+    arr = np.asarray(as_numpy(x, "x"), dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"x must have shape (N, {dim}), got shape {arr.shape}")
+    return arr
+
+
+def _times(t, n: int) -> np.ndarray:
+    """t as shape (1,) or (n,)."""
+    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
+    if ta.ndim == 0:
+        return ta.reshape(1)
+    if ta.shape != (n,):
+        raise ValueError(f"t must be a scalar or have shape ({n},) (one time per row), got shape {ta.shape}")
+    return ta
+
+
+class _Score:
+    """Common part: the schedule and the call convention."""
+
+    dim: int
+    schedule: str
+
+    def noise_level(self, t):
+        """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
+        return noise_schedule(t, self.schedule)
+
+    def __call__(self, x, t):
+        xa = _points(x, self.dim)
+        ta = _times(t, xa.shape[0])
+        mu, sigma = self.noise_level(ta)
+        return wrap_like(self._evaluate(xa, ta, mu, sigma), x)
+
+
+class EmpiricalScore(_Score):
+    """The empirical optimal score s*(x; mu(t), sigma(t)) of training data (paper eq. 6):
+
+        s*(x, t) = (mu(t) sum_i w_i x_i - x) / sigma(t)^2,
+        w_i = softmax_i(-||x - mu(t) x_i||^2 / (2 sigma(t)^2)).
+
+    Sampling with it reproduces the training points (memorization).
+
+    Parameters
+    ----------
+    x_train : array (n, d), or (n,) for 1-D data (then dim = 1 and x has shape (N, 1));
+        finite, n >= 1.
+    schedule : "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> s = bigstep.EmpiricalScore(np.array([[1.0, 0.0], [-1.0, 0.0]]))
+    >>> s(np.zeros((1, 2)), 0.5).shape
+    (1, 2)
+    """
+
+    def __init__(self, x_train, *, schedule: str = "ou"):
+        _schedule_rate(schedule)
+        xa = training_data(x_train)
+        self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
+        self.one_d = self.x_train.ndim == 1
+        self.dim = 1 if self.one_d else self.x_train.shape[1]
+        self.schedule = schedule
+
+    def _evaluate(self, x, t, mu, sigma):
+        from .optimal_score import optimal_score
+
+        if mu.shape[0] == 1:  # one time for every row
+            mu, sigma = mu[0], sigma[0]
+        if self.one_d:
+            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma).reshape(-1, 1)
+        return optimal_score(x, self.x_train, mu, sigma)
+
+    def __repr__(self):
+        return f"EmpiricalScore(n={self.x_train.shape[0]}, dim={self.dim}, schedule={self.schedule!r})"
+
+
+class GaussianScore(_Score):
+    """Exact score of N(mean, cov) pushed through the forward process to time t:
+
+        s(x, t) = -C_t^{-1} (x - mu(t) mean),   C_t = mu(t)^2 cov + sigma(t)^2 I,
+
+    computed through the eigendecomposition cov = U diag(lam) U^T (cov symmetric positive
+    semi-definite; a singular cov is fine since sigma(t) > 0).
+
+    Parameters
+    ----------
+    mean : array (d,);  cov : array (d, d) symmetric PSD, or a scalar v for v I.
+    schedule : "ou" (default) or "notebook".
+
+    ``GaussianScore.fit(x_train)`` fits mean and covariance (maximum likelihood, divisor
+    n) to training data (n, d): the paper's "Gaussian fitted on the training data".
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> s = bigstep.GaussianScore(np.zeros(2), np.eye(2))
+    >>> s(np.ones((1, 2)), 1.0)   # N(0, I) is invariant: s(x) = -x
+    array([[-1., -1.]])
+    """
+
+    def __init__(self, mean, cov, *, schedule: str = "ou"):
+        _schedule_rate(schedule)
+        m = np.array(as_numpy(mean, "mean"), dtype=np.float64)
+        if m.ndim != 1 or m.shape[0] == 0:
+            raise ValueError(f"mean must have shape (d,) with d >= 1, got shape {m.shape}")
+        if not np.isfinite(m).all():
+            raise ValueError("mean must be finite, got NaN or infinity")
+        d = m.shape[0]
+        c = np.array(as_numpy(cov, "cov"), dtype=np.float64)
+        if c.ndim == 0:
+            c = c * np.eye(d)
+        if c.shape != (d, d):
+            raise ValueError(f"cov must be a scalar or have shape ({d}, {d}) to match mean, got shape {c.shape}")
+        if not np.isfinite(c).all():
+            raise ValueError("cov must be finite, got NaN or infinity")
+        scale = max(np.abs(c).max(), np.finfo(np.float64).tiny)
+        if np.abs(c - c.T).max() > 1e-10 * scale:
+            raise ValueError("cov must be symmetric")
+        lam, vecs = np.linalg.eigh(0.5 * (c + c.T))
+        if lam.min() < -1e-10 * scale:
+            raise ValueError(f"cov must be positive semi-definite, got eigenvalue {lam.min()!r}")
+        self.mean = m
+        self.cov = c
+        self.eigenvalues = np.clip(lam, 0.0, None)
+        self.eigenvectors = np.ascontiguousarray(vecs)
+        self.dim = d
+        self.schedule = schedule
+
+    @classmethod
+    def fit(cls, x_train, *, schedule: str = "ou"):
+        """GaussianScore with the sample mean and covariance (divisor n) of x_train (n, d)."""
+        xa = np.asarray(training_data(x_train, ndim=2), dtype=np.float64)
+        m = xa.mean(axis=0)
+        xc = xa - m
+        return cls(m, xc.T @ xc / xa.shape[0], schedule=schedule)
+
+    def _evaluate(self, x, t, mu, sigma):
+        u = self.eigenvectors
+        v = x - mu[:, None] * self.mean
+        w = (v @ u) / (mu[:, None] ** 2 * self.eigenvalues + sigma[:, None] ** 2)
+        return -(w @ u.T)
+
+    def __repr__(self):
+        return f"GaussianScore(dim={self.dim}, schedule={self.schedule!r})"
+
+
+class TimeReLUScore(_Score):
+    """Time-conditional two-layer ReLU network of Appendix E, width m:
+
+        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2,
+        s_theta(x, t) = -r_theta(t, x) / sigma(t),
+
+    [x; t] in R^{d+1} with the time LAST: W1[:, :d] multiplies x and W1[:, d] multiplies
+    t.  This is the layout of the authors' notebook (DESIGN.md section 2b), so weights
+    trained there load as they are; the 1/m factor is the mean-field scaling used
+    throughout the paper (Section 4) and the notebook.  r_theta predicts the noise
+    (loss |r_theta(t, X_t) - xi|^2), hence s = -r/sigma.
+
+    Parameters
+    ----------
+    W1 : (m, d + 1);  b1 : (m,);  W2 : (d, m);  b2 : (d,) or None (zero, the notebook's
+        choice).  All finite.
+    schedule : "ou" (default) or "notebook" (only sigma(t) enters, identical in both).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> net = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
+    >>> net(np.ones((1, 2)), 1.0).round(4)    # r = (1/3) 3 * 3 = 3 per coordinate
+    array([[-3.2262, -3.2262]])
+    """
+
+    def __init__(self, W1, b1, W2, b2=None, *, schedule: str = "ou"):
+        _schedule_rate(schedule)
+        w1 = np.array(as_numpy(W1, "W1"), dtype=np.float64)
+        if w1.ndim != 2 or w1.shape[0] == 0 or w1.shape[1] < 2:
+            raise ValueError(f"W1 must have shape (m, d + 1) with m >= 1, d >= 1, got shape {w1.shape}")
+        m, d = w1.shape[0], w1.shape[1] - 1
+        bb1 = np.array(as_numpy(b1, "b1"), dtype=np.float64)
+        if bb1.shape != (m,):
+            raise ValueError(f"b1 must have shape ({m},) to match W1 of shape {w1.shape}, got shape {bb1.shape}")
+        w2 = np.array(as_numpy(W2, "W2"), dtype=np.float64)
+        if w2.shape != (d, m):
+            raise ValueError(f"W2 must have shape ({d}, {m}) to match W1 of shape {w1.shape}, got shape {w2.shape}")
+        bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
+        if bb2.shape != (d,):
+            raise ValueError(f"b2 must have shape ({d},), got shape {bb2.shape}")
+        for name, a in (("W1", w1), ("b1", bb1), ("W2", w2), ("b2", bb2)):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} must be finite, got NaN or infinity")
+        self.W1, self.b1, self.W2, self.b2 = w1, bb1, w2, bb2
+        self.width = m
+        self.dim = d
+        self.schedule = schedule
+
+    def r(self, x, t):
+        """The network output r_theta(t, x), shape (N, d)."""
+        xa = _points(x, self.dim)
+        ta = _times(t, xa.shape[0])
+        return wrap_like(self._r(xa, ta), x)
+
+    def _r(self, x, t):
+        d = self.dim
+        pre = x @ self.W1[:, :d].T + np.multiply.outer(np.broadcast_to(t, (x.shape[0],)), self.W1[:, d]) + self.b1
+        return np.maximum(pre, 0.0) @ self.W2.T / self.width + self.b2
+
+    def _evaluate(self, x, t, mu, sigma):
+        return -self._r(x, t) / sigma[:, None]
+
+    def __repr__(self):
+        return f"TimeReLUScore(width={self.width}, dim={self.dim}, schedule={self.schedule!r})"

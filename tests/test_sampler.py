@@ -1,0 +1,337 @@
+"""Reverse-diffusion sampler and score objects (bigstep.sampler, bigstep.scores).
+
+References are independent of the fused loops: the exact law of the Euler-Maruyama
+chain for a Gaussian score (a linear recursion: mean and covariance propagated step by
+step in numpy), nearest-neighbour ratios in plain numpy, the chain replayed by hand from
+``gaussian_noise`` with the documented stream map, and the generic callable path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bigstep
+from bigstep import EmpiricalScore, GaussianScore, TimeReLUScore, gaussian_noise, sample_forward, sample_reverse
+
+# Backends that have a sampler.  The compiled (cpp/cuda) sampler is not built yet; add
+# them here (or switch to the conftest ``backend`` fixture) when it is.
+SAMPLER_BACKENDS = ["numba"]
+
+
+def _relu_net(d=2, m=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return TimeReLUScore(rng.normal(0, 1 / np.sqrt(d + 1), (m, d + 1)), rng.normal(0, 0.3, m),
+                         rng.normal(0, 1, (d, m)), rng.normal(0, 0.1, d))
+
+
+def _scores():
+    """One of each fused kind (d-D s* on both paths, 1-D s*, Gaussian, ReLU net)."""
+    rng = np.random.default_rng(1)
+    x10 = 2.0 * rng.normal(size=(10, 2))
+    a = rng.normal(size=(3, 3))
+    return {
+        "empirical-small-n": EmpiricalScore(x10),
+        "empirical-tiled": EmpiricalScore(rng.normal(size=(300, 3))),
+        "empirical-1d": EmpiricalScore(rng.normal(size=25)),
+        "gaussian": GaussianScore(rng.normal(size=3), a @ a.T + 0.1 * np.eye(3)),
+        "relu": _relu_net(),
+    }
+
+
+SCORES = _scores()
+
+
+# --------------------------------------------------------------------- exact EM law
+
+
+def _em_law(mean, cov, T, delta, n_steps):
+    """Mean and covariance of the EM chain X_{k+1} = A_k X_k + b_k + sqrt(2h) Z_k for the
+    Gaussian score s = -C_t^{-1}(x - mu m): A_k = (1 + h) I - 2h C_t^{-1}, b_k = 2h C_t^{-1} mu m."""
+    d = mean.shape[0]
+    h = (T - delta) / n_steps
+    m_k = np.zeros(d)
+    v_k = np.eye(d)
+    for k in range(n_steps):
+        tau = T - k * h
+        mu, sigma = np.exp(-tau), np.sqrt(1 - np.exp(-2 * tau))
+        inv = np.linalg.inv(mu ** 2 * cov + sigma ** 2 * np.eye(d))
+        a = (1 + h) * np.eye(d) - 2 * h * inv
+        m_k = a @ m_k + 2 * h * inv @ (mu * mean)
+        v_k = a @ v_k @ a.T + 2 * h * np.eye(d)
+    return m_k, v_k
+
+
+@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_gaussian_score_matches_exact_em_law(sampler_backend, isotropic):
+    rng = np.random.default_rng(5)
+    d = 2 if isotropic else 3
+    mean = np.array([1.0, -2.0]) if isotropic else rng.normal(size=d)
+    if isotropic:
+        cov = 4.0 * np.eye(d)  # N(0, v I) data shifted by a mean
+    else:
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + 0.5 * np.eye(d)
+    n, T, delta, steps = 40_000, 1.0, 0.01, 100
+    x = sample_reverse(GaussianScore(mean, cov), n, d, T=T, delta=delta, n_steps=steps, seed=11,
+                       backend=sampler_backend)
+    m_ref, v_ref = _em_law(mean, cov, T, delta, steps)
+    # the chain at T - delta is not the data law: the check must be against the chain's own law
+    assert np.abs(v_ref - (cov + 0.0)).max() > 0.01
+    m_hat = x.mean(axis=0)
+    v_hat = np.cov(x, rowvar=False)
+    se_mean = np.sqrt(np.diag(v_ref) / n)
+    se_cov = np.sqrt((np.outer(np.diag(v_ref), np.diag(v_ref)) + v_ref ** 2) / n)
+    assert np.all(np.abs(m_hat - m_ref) < 5 * se_mean), (m_hat, m_ref)
+    assert np.all(np.abs(v_hat - v_ref) < 5 * se_cov), (v_hat, v_ref)
+
+
+# --------------------------------------------------------------------- memorization
+
+
+def _memorized_fraction(samples, train, threshold=1 / 3):
+    dist = np.sqrt(((samples[:, None, :] - train[None, :, :]) ** 2).sum(axis=-1))
+    dist.sort(axis=1)
+    return float(np.mean(dist[:, 0] / dist[:, 1] < threshold))
+
+
+@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
+def test_empirical_score_memorizes_more_as_delta_falls(sampler_backend):
+    train = 2.0 * np.random.default_rng(3).normal(size=(10, 2))  # the paper's setting: n = 10, N(0, 4 I), d = 2
+    score = EmpiricalScore(train)
+    fractions = [_memorized_fraction(sample_reverse(score, 2000, 2, delta=delta, n_steps=1000, seed=2,
+                                                    backend=sampler_backend), train)
+                 for delta in (0.3, 0.1, 0.01, 0.001)]
+    assert all(a < b for a, b in zip(fractions, fractions[1:])), fractions
+    # 1,000 steps: the last increment's noise sqrt(2h) must be small next to the data spacing
+    # (this draw's closest pair is 0.56 apart); with 200 steps the fraction at delta = 1e-3 is 0.90
+    assert fractions[-1] > 0.98, fractions
+    assert fractions[0] < 0.5, fractions
+
+
+# --------------------------------------------------------------------- fused = generic
+
+
+@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
+@pytest.mark.parametrize("name", list(SCORES))
+@pytest.mark.parametrize("method", ["em", "ode"])
+def test_fused_equals_generic_callable(sampler_backend, name, method):
+    score = SCORES[name]
+    kw = dict(n_steps=30, delta=0.05, seed=7, method=method, return_path=True)
+    fused = sample_reverse(score, 150, score.dim, backend=sampler_backend, **kw)
+    generic = sample_reverse(lambda x, t: score(x, t), 150, score.dim, **kw)
+    assert fused.shape == (31, 150, score.dim)
+    np.testing.assert_allclose(fused, generic, rtol=1e-11, atol=1e-11 * np.abs(generic).max())
+
+
+def test_chain_replays_from_documented_streams():
+    """X_0 from stream 0, Z_k[p, j] = gaussian_noise(seed, (N, n, d), stream=1)[k, p, j]."""
+    score = SCORES["gaussian"]
+    n, d, steps, seed, T, delta = 37, 3, 12, 123, 0.8, 0.1
+    out = sample_reverse(score, n, d, T=T, delta=delta, n_steps=steps, seed=seed)
+    x = gaussian_noise(seed, (n, d), stream=0)
+    z = gaussian_noise(seed, (steps, n, d), stream=1)
+    h = (T - delta) / steps
+    for k in range(steps):
+        tau = T - k * h
+        mu, sigma = np.exp(-tau), np.sqrt(1 - np.exp(-2 * tau))
+        c_t = mu ** 2 * score.cov + sigma ** 2 * np.eye(d)
+        s = -np.linalg.solve(c_t, (x - mu * score.mean).T).T
+        x = x + h * (x + 2 * s) + np.sqrt(2 * h) * z[k]
+    np.testing.assert_allclose(out, x, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_noise_equals_gaussian_noise():
+    from bigstep._numba.sampler import _normals
+
+    for start, count in [(0, 1), (0, 8), (1, 1), (1, 6), (3, 7), (2**33 + 1, 5)]:
+        out = np.empty(count)
+        _normals(np.uint64(99), np.uint64(1), start, count, out, np.empty((4, count // 2 + 2), np.uint64))
+        ref = gaussian_noise(99, count, stream=1, offset=start)
+        assert np.array_equal(out, ref), (start, count)
+
+
+def test_x0_and_times_and_ode():
+    score = SCORES["relu"]
+    x0 = np.random.default_rng(0).normal(size=(20, 2))
+    a = sample_reverse(score, 20, 2, x0=x0, n_steps=10, T=1.0, delta=0.1, seed=1)
+    times = 1.0 - np.arange(11) * 0.09
+    times[-1] = 0.1
+    b = sample_reverse(score, 20, 2, x0=x0, times=times, seed=1)
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    # an explicit non-uniform grid runs and agrees with the generic path
+    grid = np.geomspace(1.0, 0.01, 15)
+    c = sample_reverse(score, 20, 2, x0=x0, times=grid, seed=1)
+    g = sample_reverse(lambda x, t: score(x, t), 20, 2, x0=x0, times=grid, seed=1)
+    np.testing.assert_allclose(c, g, rtol=1e-11, atol=1e-11)
+    # the ODE is deterministic given x0: the seed does not matter
+    o1 = sample_reverse(score, 20, 2, x0=x0, n_steps=10, method="ode", seed=1)
+    o2 = sample_reverse(score, 20, 2, x0=x0, n_steps=10, method="ode", seed=2)
+    assert np.array_equal(o1, o2)
+    assert not np.array_equal(x0, sample_reverse(score, 20, 2, x0=x0, n_steps=10)) and x0.shape == (20, 2)
+
+
+# --------------------------------------------------------------------- reproducibility
+
+
+@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
+def test_bitwise_identical_across_runs_and_threads(sampler_backend, restore_threads):
+    import numba
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    for name, score in SCORES.items():
+        runs = []
+        for threads in sorted({1, 2, max_threads}):
+            if threads > max_threads:
+                continue
+            numba.set_num_threads(threads)
+            for _ in range(2):
+                runs.append(sample_reverse(score, 150, score.dim, n_steps=20, seed=5, backend=sampler_backend))
+        for r in runs[1:]:
+            assert np.array_equal(r, runs[0]), name
+    other = sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=6)
+    assert not np.array_equal(other, sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=5))
+
+
+@pytest.mark.parametrize("name", ["empirical-tiled", "relu"])
+def test_chunks_of_steps_do_not_change_the_result(name, monkeypatch):
+    import bigstep.sampler
+
+    score = SCORES[name]
+    whole = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
+    monkeypatch.setattr(bigstep.sampler, "_CHUNK_SECONDS", 0.0)  # one step per compiled call
+    stepwise = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
+    assert np.array_equal(whole, stepwise)
+
+
+def test_progress_and_chunking(capsys):
+    score = SCORES["empirical-small-n"]
+    a = sample_reverse(score, 64, 2, n_steps=50, seed=3, progress=True)
+    err = capsys.readouterr().err
+    assert "50/50" in err
+    assert np.array_equal(a, sample_reverse(score, 64, 2, n_steps=50, seed=3))
+
+
+# --------------------------------------------------------------------- score objects
+
+
+def test_score_objects_match_their_formulas():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(7, 3))
+    t = rng.uniform(0.05, 1.0, size=7)
+    mu, sigma = np.exp(-t), np.sqrt(1 - np.exp(-2 * t))
+    g = SCORES["gaussian"]
+    ref = np.stack([-np.linalg.solve(mu[i] ** 2 * g.cov + sigma[i] ** 2 * np.eye(3), x[i] - mu[i] * g.mean)
+                    for i in range(7)])
+    np.testing.assert_allclose(g(x, t), ref, rtol=1e-12, atol=1e-12)
+    e = SCORES["empirical-tiled"]
+    np.testing.assert_allclose(e(x, t), bigstep.optimal_score(x, e.x_train, mu, sigma), rtol=1e-13, atol=1e-13)
+    # per-row t equals one call per row
+    for i in (0, 3):
+        np.testing.assert_allclose(e(x, t)[i], e(x[i:i + 1], t[i])[0], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(g(x, t)[i], g(x[i:i + 1], t[i])[0], rtol=1e-13, atol=1e-13)
+    net = SCORES["relu"]
+    x2 = x[:, :2]
+    pre = np.concatenate([x2, t[:, None]], axis=1) @ net.W1.T + net.b1
+    r = np.maximum(pre, 0) @ net.W2.T / net.width + net.b2
+    np.testing.assert_allclose(net.r(x2, t), r, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(net(x2, t), -r / sigma[:, None], rtol=1e-13, atol=1e-13)
+    # 1-D data: x has shape (N, 1)
+    e1 = SCORES["empirical-1d"]
+    ref1 = bigstep.optimal_score(x[:, 0], e1.x_train, *bigstep.ou_schedule(0.3))
+    np.testing.assert_allclose(e1(x[:, :1], 0.3)[:, 0], ref1, rtol=1e-13, atol=1e-13)
+
+
+def test_gaussian_fit_and_schedules():
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(50, 2)) @ np.array([[2.0, 0.3], [0.0, 0.5]]) + 1.0
+    g = GaussianScore.fit(data)
+    np.testing.assert_allclose(g.mean, data.mean(axis=0))
+    np.testing.assert_allclose(g.cov, np.cov(data, rowvar=False, bias=True))
+    # t -> 0: the score of the data Gaussian itself
+    x = rng.normal(size=(4, 2))
+    np.testing.assert_allclose(g(x, 1e-12), -np.linalg.solve(g.cov, (x - g.mean).T).T, rtol=1e-6)
+    nb = GaussianScore.fit(data, schedule="notebook")
+    mu, sigma = np.exp(-2 * 0.4), np.sqrt(1 - np.exp(-0.8))
+    ref = -np.linalg.solve(mu ** 2 * g.cov + sigma ** 2 * np.eye(2), (x - mu * g.mean).T).T
+    np.testing.assert_allclose(nb(x, 0.4), ref, rtol=1e-12)
+    np.testing.assert_allclose(bigstep.noise_schedule(0.4, "notebook"), (mu, sigma))
+
+
+def test_sample_forward():
+    x0 = np.arange(12.0).reshape(6, 2)
+    out = sample_forward(x0, 0.3, seed=9)
+    mu, sigma = bigstep.ou_schedule(0.3)
+    np.testing.assert_allclose(out, mu * x0 + sigma * gaussian_noise(9, (6, 2), stream=5), rtol=1e-15)
+    t = np.linspace(0.1, 1.0, 6)
+    per_row = sample_forward(x0, t, seed=9)
+    for i in (0, 5):
+        m, s = bigstep.ou_schedule(t[i])
+        np.testing.assert_allclose(per_row[i], m * x0[i] + s * gaussian_noise(9, (6, 2), stream=5)[i], rtol=1e-15)
+
+
+def test_torch_inputs():
+    torch = pytest.importorskip("torch")
+    score = SCORES["gaussian"]
+    x0 = torch.zeros(5, 3, dtype=torch.float64)
+    out = sample_reverse(score, 5, 3, x0=x0, n_steps=5)
+    assert isinstance(out, torch.Tensor) and out.shape == (5, 3)
+    assert isinstance(score(x0, 0.5), torch.Tensor)
+
+
+# --------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_clear_errors():
+    score = SCORES["empirical-small-n"]
+    with pytest.raises(ValueError, match="n_steps must be >= 1, got -3"):
+        sample_reverse(score, 10, 2, n_steps=-3)
+    with pytest.raises(ValueError, match="n_steps must be >= 1, got 0"):
+        sample_reverse(score, 10, 2, n_steps=0)
+    with pytest.raises(ValueError, match="delta must be smaller than T"):
+        sample_reverse(score, 10, 2, T=1.0, delta=1.0)
+    with pytest.raises(ValueError, match="delta must be a positive finite number"):
+        sample_reverse(score, 10, 2, delta=0.0)
+    with pytest.raises(ValueError, match="T must be a positive finite number"):
+        sample_reverse(score, 10, 2, T=float("nan"))
+    with pytest.raises(ValueError, match="dim must match the score's dimension 2, got dim = 3"):
+        sample_reverse(score, 10, 3)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        sample_reverse(score, 0, 2)
+    with pytest.raises(TypeError, match="n_samples must be an integer"):
+        sample_reverse(score, 10.5, 2)
+    with pytest.raises(ValueError, match="x must be finite"):
+        EmpiricalScore(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="x must be finite"):
+        GaussianScore.fit(np.array([[0.0, np.inf], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="x must contain at least one training point"):
+        EmpiricalScore(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="method must be 'em' or 'ode'"):
+        sample_reverse(score, 10, 2, method="heun")
+    with pytest.raises(ValueError, match="not built yet"):
+        sample_reverse(score, 10, 2, backend="cpp")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        sample_reverse(score, 10, 2, backend="gpu")
+    with pytest.raises(ValueError, match=r"x0 must have shape \(n_samples, dim\) = \(10, 2\)"):
+        sample_reverse(score, 10, 2, x0=np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        sample_reverse(score, 2, 2, x0=np.array([[0.0, np.nan], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="times must be strictly decreasing"):
+        sample_reverse(score, 10, 2, times=[0.1, 0.5, 1.0])
+    with pytest.raises(ValueError, match="n_steps disagrees with times"):
+        sample_reverse(score, 10, 2, times=[1.0, 0.5, 0.1], n_steps=5)
+    with pytest.raises(ValueError, match=r"score\(x, t\) must return shape \(10, 2\)"):
+        sample_reverse(lambda x, t: x[:, :1], 10, 2, n_steps=2)
+    with pytest.raises(TypeError, match="score must be a score object or a callable"):
+        sample_reverse("s*", 10, 2)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\)"):
+        score(np.zeros((4, 3)), 0.5)
+    with pytest.raises(ValueError, match="t must be positive and finite"):
+        score(np.zeros((4, 2)), 0.0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        EmpiricalScore(np.zeros((3, 2)), schedule="vp")
+    with pytest.raises(ValueError, match="cov must be positive semi-definite"):
+        GaussianScore(np.zeros(2), np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"W2 must have shape \(2, 4\)"):
+        TimeReLUScore(np.zeros((4, 3)), np.zeros(4), np.zeros((4, 2)))
