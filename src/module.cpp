@@ -3,6 +3,7 @@
 
 namespace bigstep::py {
 void register_info(pybind11::module_& m);
+void register_metrics(pybind11::module_& m);
 void register_optimal_score(pybind11::module_& m);
 void register_random(pybind11::module_& m);
 void register_relu_risk(pybind11::module_& m);
@@ -11,6 +12,7 @@ void register_relu_risk(pybind11::module_& m);
 PYBIND11_MODULE(_core, m) {
   m.doc() = "bigstep compiled CPU kernels";
   bigstep::py::register_info(m);
+  bigstep::py::register_metrics(m);
   bigstep::py::register_optimal_score(m);
   bigstep::py::register_random(m);
   bigstep::py::register_relu_risk(m);

@@ -177,12 +177,58 @@ void exp_nonpos_array(const T* x, T* out, index_t n) {
   BIGSTEP_DISPATCH(exp_nonpos_array<T>, x, out, n)
 }
 
+// Like BIGSTEP_DISPATCH, for kernels that return a value.
+#define BIGSTEP_DISPATCH_RETURN(FN, ...)                                            \
+  switch (active_isa()) {                                                         \
+    BIGSTEP_RCASE_NATIVE(FN, __VA_ARGS__)                                         \
+    BIGSTEP_RCASE_AVX512(FN, __VA_ARGS__)                                         \
+    BIGSTEP_RCASE_AVX2(FN, __VA_ARGS__)                                           \
+    default: BIGSTEP_RCASE_BASELINE(FN, __VA_ARGS__)                              \
+  }
+
+#ifdef BIGSTEP_HAVE_NATIVE
+#define BIGSTEP_RCASE_NATIVE(FN, ...) \
+  case Isa::native: return isa_native::FN(__VA_ARGS__);
+#else
+#define BIGSTEP_RCASE_NATIVE(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_AVX512
+#define BIGSTEP_RCASE_AVX512(FN, ...) \
+  case Isa::avx512: return isa_avx512::FN(__VA_ARGS__);
+#else
+#define BIGSTEP_RCASE_AVX512(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_AVX2
+#define BIGSTEP_RCASE_AVX2(FN, ...) \
+  case Isa::avx2: return isa_avx2::FN(__VA_ARGS__);
+#else
+#define BIGSTEP_RCASE_AVX2(FN, ...)
+#endif
+#ifdef BIGSTEP_HAVE_BASELINE
+#define BIGSTEP_RCASE_BASELINE(FN, ...) return isa_baseline::FN(__VA_ARGS__);
+#else  // native-only build
+#define BIGSTEP_RCASE_BASELINE(FN, ...) return isa_native::FN(__VA_ARGS__);
+#endif
+
+template <class T>
+double gaussian_kernel_sum(const T* x, index_t n, const T* y, index_t m, index_t d, double bandwidth,
+                           bool symmetric) {
+  BIGSTEP_DISPATCH_RETURN(gaussian_kernel_sum<T>, x, n, y, m, d, bandwidth, symmetric)
+}
+
+template <class T>
+void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, int k, T* dist, index_t* idx) {
+  BIGSTEP_DISPATCH(nearest_neighbors<T>, x, n, y, m, d, k, dist, idx)
+}
+
 #define BIGSTEP_INSTANTIATE(T)                                                                                 \
   template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
                                     T*, T*, T*, T*, T*);                                                       \
   template void optimal_score_nd<T>(const T*, index_t, const T*, index_t, index_t, const T*, index_t, const T*, \
                                     index_t, T*, T*, T*);                                                      \
-  template void exp_nonpos_array<T>(const T*, T*, index_t);
+  template void exp_nonpos_array<T>(const T*, T*, index_t);                                              \
+  template double gaussian_kernel_sum<T>(const T*, index_t, const T*, index_t, index_t, double, bool);   \
+  template void nearest_neighbors<T>(const T*, index_t, const T*, index_t, index_t, int, T*, index_t*);
 BIGSTEP_INSTANTIATE(float)
 BIGSTEP_INSTANTIATE(double)
 

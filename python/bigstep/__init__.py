@@ -5,6 +5,9 @@ is built here) and :func:`gaussian_noise` (the shared Philox stream).
 """
 
 from .info import __version__, info
+from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neighbors
+from . import theory
+from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
 from .random import gaussian_noise, uniform
 from .relu_risk import (
@@ -17,6 +20,8 @@ from .relu_risk import (
     is_linearly_stable,
     sharpness,
 )
+from .sampler import sample_forward, sample_reverse
+from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 
 __all__ = [
     "__version__",
@@ -36,7 +41,19 @@ __all__ = [
     "sharpness",
     "is_linearly_stable",
     "excess_risk",
+    "optimal_risk",
+    "theory",
+    "mmd2",
+    "nearest_neighbors",
+    "memorization_ratio",
+    "memorized_fraction",
     "set_num_threads",
+    "EmpiricalScore",
+    "GaussianScore",
+    "TimeReLUScore",
+    "noise_schedule",
+    "sample_reverse",
+    "sample_forward",
 ]
 
 

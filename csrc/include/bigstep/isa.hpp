@@ -38,6 +38,12 @@ int num_threads();
                         T* log_density, T* mean);                                                \
   template <class T>                                                                             \
   void exp_nonpos_array(const T* x, T* out, index_t n);                                          \
+  template <class T>                                                                             \
+  double gaussian_kernel_sum(const T* x, index_t n, const T* y, index_t m, index_t d,            \
+                             double bandwidth, bool symmetric);                                  \
+  template <class T>                                                                             \
+  void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, int k,         \
+                         T* dist, index_t* idx);                                                 \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)

@@ -38,6 +38,20 @@ void optimal_score_nd(const T* y, index_t q,   // [q, d]
 template <class T>
 void exp_nonpos_array(const T* x, T* out, index_t n);
 
+// Metrics family (metrics.hpp).  Sum over all pairs of the Gaussian kernel
+// exp(-||x_i - y_j||^2 / (2 bandwidth^2)), in double; symmetric: y is x (m = n), and
+// the kernel is evaluated on one triangle of tiles only.  Returns 0 if n or m is 0.
+template <class T>
+double gaussian_kernel_sum(const T* x, index_t n,   // [n, d]
+                           const T* y, index_t m,   // [m, d]
+                           index_t d, double bandwidth, bool symmetric);
+// The k (1 <= k <= m) nearest rows of y for each row of x, by Euclidean distance,
+// ascending, ties to the lower index: dist [n, k], idx [n, k].
+template <class T>
+void nearest_neighbors(const T* x, index_t n,   // [n, d]
+                       const T* y, index_t m,   // [m, d]
+                       index_t d, int k, T* dist, index_t* idx);
+
 // Exact DSM risk of 1-D two-layer ReLU networks (relu_risk.hpp).  Sorted kinks t [K],
 // data centres c = mu x [n].  Segment sums over the data, segment k = (t_{k-1}, t_k):
 //   S [3, K+1]: sum_i E_i[Y^p 1_k], p = 0, 1, 2;  T [2, K+1]: sum_i E_i[(Y - c_i) Y^p 1_k], p = 0, 1;

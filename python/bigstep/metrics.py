@@ -1,0 +1,238 @@
+"""Sample-quality and memorization metrics (DESIGN.md section 2, "Metrics").
+
+- :func:`mmd2`: squared maximum mean discrepancy with the Gaussian kernel
+  k(u, v) = exp(-||u - v||^2 / (2 h^2)) (h = 1 in the paper), biased (V-statistic) or
+  unbiased (U-statistic);
+- :func:`nearest_neighbors`: distances and indices of the k nearest training points;
+- :func:`memorization_ratio`: d1 / d2, distance to the nearest over distance to the
+  second-nearest training point;
+- :func:`memorized_fraction`: share of samples with ratio below a threshold (1/3 in
+  the paper).
+
+All stream over tiles of pairs: memory O(inputs + outputs), never an N x M matrix.
+Squared distances are formed in difference form sum_k (u_k - v_k)^2 in float64 (float32
+inputs are widened exactly), so they are never negative and close pairs keep full
+relative accuracy at any distance from the origin; kernel sums are accumulated in
+float64 and do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _backend
+from ._arrays import as_numpy, prepare, result_dtype, wrap_like
+
+__all__ = ["mmd2", "nearest_neighbors", "memorization_ratio", "memorized_fraction"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _points(value, name: str, *, allow_empty: bool = False) -> np.ndarray:
+    """A point set: shape (N, d), or (N,) read as N points in d = 1; finite."""
+    arr = as_numpy(value, name)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    elif arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, d) or (N,), got {arr.ndim} dimensions {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    return arr
+
+
+def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{name_a} and {name_b} must have the same dimension d, got {name_a} of shape {a.shape} "
+                         f"and {name_b} of shape {b.shape}")
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def _impl(name: str):
+    if name == "cpp":
+        return _backend.core()
+    from ._numba import metrics
+
+    return metrics
+
+
+# --------------------------------------------------------------------------- MMD
+
+
+def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float:
+    """Squared MMD between samples a and b with the Gaussian kernel
+    k(u, v) = exp(-||u - v||^2 / (2 h^2)), h = ``bandwidth``.
+
+    With S_aa = sum_{i,j} k(a_i, a_j), S_bb = sum_{i,j} k(b_i, b_j) and
+    S_ab = sum_{i,j} k(a_i, b_j) (all pairs, each sum in float64):
+
+    - biased (V-statistic, ``unbiased=False``), the mean over all pairs including i = j:
+      MMD^2 = S_aa / N^2 + S_bb / M^2 - 2 S_ab / (N M)  (>= 0 up to rounding);
+    - unbiased (U-statistic, ``unbiased=True``), the diagonal removed from the aa and bb
+      terms: (S_aa - N) / (N (N - 1)) + (S_bb - M) / (M (M - 1)) - 2 S_ab / (N M)
+      (can be negative).
+
+    Parameters
+    ----------
+    a : array (N, d), or (N,) for d = 1; finite, N >= 1 (N >= 2 when unbiased)
+    b : array (M, d), or (M,) for d = 1; finite, same d, M >= 1 (M >= 2 when unbiased)
+    bandwidth : positive finite h (the paper uses h = 1)
+    unbiased : False for the V-statistic, True for the U-statistic
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Returns a Python float (float64, also for float32 inputs, which are widened exactly).
+    Cost O((N^2 + M^2)/2 + N M) kernel evaluations (symmetric sums are taken over one
+    triangle), memory O((N + M) d).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> # two single points at distance 1, h = 1: 2 - 2 exp(-1/2)
+    >>> round(bigstep.mmd2(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]])), 6)
+    0.786939
+    >>> x = np.random.default_rng(0).standard_normal((500, 2))
+    >>> abs(bigstep.mmd2(x, x)) < 1e-12
+    True
+    """
+    aa = _points(a, "a")
+    ba = _points(b, "b")
+    _same_dim(aa, ba, "a", "b")
+    h = _positive(bandwidth, "bandwidth")
+    if not isinstance(unbiased, (bool, np.bool_)):
+        raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
+    if unbiased:
+        for arr, name in ((aa, "a"), (ba, "b")):
+            if arr.shape[0] < 2:
+                raise ValueError(f"the unbiased MMD needs at least 2 points in {name}, got {arr.shape[0]}")
+    dtype = result_dtype(aa, ba)
+    impl = _impl(_backend.resolve(backend, aa, ba))
+    return float(impl.mmd2(prepare(aa, dtype), prepare(ba, dtype), h, bool(unbiased)))
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def _neighbors(samples, train, k, backend):
+    sa = _points(samples, "samples", allow_empty=True)
+    ta = _points(train, "train")
+    _same_dim(sa, ta, "samples", "train")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if not 1 <= k <= ta.shape[0]:
+        raise ValueError(f"k must be between 1 and the number of training points ({ta.shape[0]}), got {k}")
+    dtype = result_dtype(sa, ta)
+    impl = _impl(_backend.resolve(backend, sa, ta))
+    return impl.nearest_neighbors(prepare(sa, dtype), prepare(ta, dtype), int(k))
+
+
+def nearest_neighbors(samples, train, k=2, *, backend: str = "auto"):
+    """The k nearest training points of each sample, by Euclidean distance.
+
+    distances[i, e] = ||samples_i - train_{indices[i, e]}||, ascending in e; equal
+    distances are ordered by training index (lower first).  Distances are exact: squared
+    distances in difference form sum_k (u_k - v_k)^2 in float64, then a square root.
+
+    Parameters
+    ----------
+    samples : array (N, d), or (N,) for d = 1; finite (N may be 0)
+    train : array (n, d), or (n,) for d = 1; finite, n >= 1, same d
+    k : integer, 1 <= k <= n
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Returns (distances, indices): distances (N, k) float32 for float32 inputs, float64
+    otherwise; indices (N, k) int64; torch tensors if samples is one.
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> dist, idx = bigstep.nearest_neighbors(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]))
+    >>> dist.tolist(), idx.tolist()
+    ([[1.0, 2.0]], [[1, 2]])
+    """
+    dist, idx = _neighbors(samples, train, k, backend)
+    return wrap_like(dist, samples), wrap_like(idx, samples)
+
+
+def memorization_ratio(samples, train, *, backend: str = "auto"):
+    """Nearest-neighbour memorization ratio d1 / d2 of each sample, shape (N,).
+
+    d1 and d2 are the distances to the nearest and second-nearest training points
+    (:func:`nearest_neighbors` with k = 2).  A ratio near 0 means the sample sits much
+    closer to one training point than to any other (a copy).  When d2 = 0 (then d1 = 0:
+    the sample coincides with a training point that appears twice in ``train``) the
+    ratio is defined as 1, its value everywhere near such a sample (the two nearest
+    training points are at the same distance there); remove duplicated training points
+    first if copies of them should count as memorized.
+
+    Parameters
+    ----------
+    samples : array (N, d), or (N,) for d = 1; finite
+    train : array (n, d), or (n,) for d = 1; finite, n >= 2, same d
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Returns an array (N,) (float32 for float32 inputs, else float64; torch if samples is).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> bigstep.memorization_ratio(np.array([0.1, 0.5]), np.array([0.0, 1.0])).tolist()
+    [0.11111111111111112, 1.0]
+    """
+    ta = as_numpy(train, "train")
+    if ta.ndim in (1, 2) and ta.shape[0] < 2:
+        raise ValueError(f"train must contain at least 2 points for the memorization ratio, got shape {ta.shape}")
+    dist, _ = _neighbors(samples, train, 2, backend)
+    # d1 / d2, and 1 where d2 = 0 (see above)
+    d1 = dist[:, 0].astype(np.float64)
+    d2 = dist[:, 1].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d2 > 0, d1 / np.where(d2 > 0, d2, 1.0), 1.0)
+    return wrap_like(ratio.astype(dist.dtype), samples)
+
+
+def memorized_fraction(samples, train, threshold=1 / 3, *, backend: str = "auto") -> float:
+    """Share of samples whose memorization ratio d1 / d2 is below ``threshold``.
+
+    A sample counts as memorized when d1 / d2 < threshold (strictly), with d1, d2 the
+    distances to its nearest and second-nearest training points (paper: threshold 1/3;
+    see :func:`memorization_ratio` for d2 = 0).
+
+    Parameters
+    ----------
+    samples : array (N, d), or (N,) for d = 1; finite, N >= 1
+    train : array (n, d), or (n,) for d = 1; finite, n >= 2, same d
+    threshold : real number in (0, 1]
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Returns a Python float in [0, 1].
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> bigstep.memorized_fraction(np.array([0.01, 0.5, 0.98, 2.0]), np.array([0.0, 1.0]))
+    0.5
+    """
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a real number, got {type(threshold).__name__}")
+    if not (0 < float(threshold) <= 1):
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+    sa = as_numpy(samples, "samples")
+    if sa.ndim in (1, 2) and sa.shape[0] == 0:
+        raise ValueError(f"samples must contain at least one point, got shape {sa.shape}")
+    ratio = np.asarray(memorization_ratio(sa, train, backend=backend), dtype=np.float64)
+    return float(np.mean(ratio < float(threshold)))
