@@ -22,6 +22,7 @@ fills the Gauss-Newton part (2/n) sum_i E_i[grad s grad s^T] of the Hessian.
 from __future__ import annotations
 
 import math
+import types
 
 import numba
 import numpy as np
@@ -88,9 +89,19 @@ def _segment_moments(t, c, sigma, S, T, P):
                 zl, lo_l, up_l, ph_l, zph_l = zh, lo_h, up_h, ph_h, zph_h
 
 
+def _variant(func, suffix: str):
+    """A copy of ``func`` under another name, so that its serial and parallel compilations
+    get separate entries in numba's on-disk cache (which is keyed by the function's name)."""
+    name = f"{func.__name__}_{suffix}"
+    code = func.__code__.replace(co_name=name, co_qualname=name)
+    out = types.FunctionType(code, func.__globals__, name, func.__defaults__, func.__closure__)
+    out.__qualname__ = name
+    return out
+
+
 _MOMENTS_SIG = ["void(float64[::1], float64[::1], float64, float64[:, ::1], float64[:, ::1], float64[:, ::1])"]
-_segment_moments_serial = jit(_MOMENTS_SIG)(_segment_moments)  # small problems: no thread start-up
-_segment_moments_parallel = jit(_MOMENTS_SIG, parallel=True)(_segment_moments)
+_segment_moments_serial = jit(_MOMENTS_SIG)(_variant(_segment_moments, "serial"))  # small problems: no thread start-up
+_segment_moments_parallel = jit(_MOMENTS_SIG, parallel=True)(_variant(_segment_moments, "parallel"))
 
 
 def segment_moments(t, c, sigma):
@@ -159,8 +170,8 @@ def _hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
 
 _HESSIAN_SIG = ["void(int8[::1], int64[::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
                 "float64[:, ::1], float64[::1], float64, boolean, float64[:, ::1])"]
-_hessian_serial = jit(_HESSIAN_SIG)(_hessian_gauss_newton)
-_hessian_parallel = jit(_HESSIAN_SIG, parallel=True)(_hessian_gauss_newton)
+_hessian_serial = jit(_HESSIAN_SIG)(_variant(_hessian_gauss_newton, "serial"))
+_hessian_parallel = jit(_HESSIAN_SIG, parallel=True)(_variant(_hessian_gauss_newton, "parallel"))
 
 
 def hessian_gauss_newton(cls, jpos, w1, w2, b, L, U, total, scale, wrt_all, H):
