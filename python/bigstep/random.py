@@ -8,7 +8,8 @@ csrc/include/bigstep/philox.hpp): key = (seed & 0xffffffff, seed >> 32), counter
 block i // 2: 53 bits for a uniform, Box-Muller (cosine branch) for a normal.
 
 Stream map used by the samplers and trainers: 0 sampler initial state, 1 sampler
-increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise.
+increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise, 5 forward
+noising (sample_forward).
 """
 
 from __future__ import annotations
