@@ -1,0 +1,29 @@
+"""The examples in the public modules' docstrings run and print what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "bigstep.optimal_score",
+    "bigstep.random",
+    "bigstep.relu_risk",
+    "bigstep.optimal_risk",
+    "bigstep.theory",
+    "bigstep.metrics",
+    "bigstep.scores",
+    "bigstep.sampler",
+    "bigstep.info",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+    if name in ("bigstep.optimal_score", "bigstep.relu_risk", "bigstep.metrics", "bigstep.sampler"):
+        assert result.attempted > 0, f"{name} should have docstring examples"
