@@ -27,3 +27,17 @@ def test_docstring_examples(name):
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
     if name in ("bigstep.optimal_score", "bigstep.relu_risk", "bigstep.metrics", "bigstep.sampler"):
         assert result.attempted > 0, f"{name} should have docstring examples"
+
+
+def test_readme_tour_runs(capsys):
+    """The README's Python tour runs as written (skipped outside a source checkout)."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not next to tests/ (installed tests)")
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert blocks, "README.md should contain a python tour"
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md block {i}", "exec"), {})
