@@ -80,12 +80,17 @@ BIGSTEP_HD double uniform_at(const PhiloxStream& s, std::uint64_t i) {
 // Element i of the standard normal stream: Box-Muller on the pair of words
 // (2(i%2), 2(i%2)+1) of block i / 2, cosine branch.  Computed in double on every
 // backend so that the CPU backends agree bit for bit.
+// Box-Muller (cosine branch) on two words.
+BIGSTEP_HD double box_muller(std::uint32_t w1, std::uint32_t w2) {
+  const double u1 = u01_open(w1);
+  const double u2 = u01_open(w2);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
 BIGSTEP_HD double normal_at(const PhiloxStream& s, std::uint64_t i) {
   const Philox4 r = philox_block(s, i >> 1);
   const int j = static_cast<int>(i & 1u) * 2;
-  const double u1 = u01_open(r.v[j]);
-  const double u2 = u01_open(r.v[j + 1]);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  return box_muller(r.v[j], r.v[j + 1]);
 }
 
 }  // namespace bigstep
