@@ -30,6 +30,26 @@ def noise_level(value, name: str, q: int) -> np.ndarray:
     return arr
 
 
+_NEEDS = {"positive": "a positive finite number", "nonnegative": "a non-negative finite number",
+          "finite": "a finite number"}
+
+
+def real_scalar(value, name: str, kind: str = "positive") -> float:
+    """A real scalar (a number, 0-d array or one-element array) as a float.
+
+    kind: "positive" (> 0), "nonnegative" (>= 0) or "finite"; always finite."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got bool")
+    arr = as_numpy(value, name)
+    if arr.ndim != 0 and arr.shape != (1,):
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    v = float(arr.reshape(()))
+    ok = np.isfinite(v) and (kind == "finite" or v > 0 or (kind == "nonnegative" and v == 0))
+    if not ok:
+        raise ValueError(f"{name} must be {_NEEDS[kind]}, got {v!r}")
+    return v
+
+
 def training_data(x, *, ndim: int | None = None) -> np.ndarray:
     """Training points: shape (n,) or (n, d), n >= 1, all finite."""
     arr = as_numpy(x, "x")

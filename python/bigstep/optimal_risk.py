@@ -50,8 +50,7 @@ import warnings
 
 import numpy as np
 
-from ._arrays import as_numpy
-from ._validate import training_data
+from ._validate import real_scalar, training_data
 
 __all__ = ["optimal_risk"]
 
@@ -89,15 +88,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 def _scalar(value, name: str) -> float:
     """A positive finite real scalar (mu, sigma, A, ...)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got bool")
-    arr = as_numpy(value, name)
-    if arr.ndim != 0 and arr.shape != (1,):
-        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    v = float(arr.reshape(()))
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    return v
+    return real_scalar(value, name)
 
 
 def _data_1d(x) -> np.ndarray:

@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy
-from ._validate import integer
+from ._validate import integer, real_scalar, training_data
 
 __all__ = [
     "ReLUNet1D",
@@ -222,28 +222,8 @@ def _check_net(net) -> None:
         raise TypeError(f"net must be a bigstep.ReLUNet1D, got {type(net).__name__}")
 
 
-def _scalar_level(value, name: str) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got bool")
-    arr = as_numpy(value, name)
-    if arr.ndim != 0 and arr.shape != (1,):
-        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    v = float(arr.reshape(()))
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    return v
-
-
 def _data(x) -> np.ndarray:
-    arr = as_numpy(x, "x")
-    if arr.ndim != 1:
-        raise ValueError(f"x must have shape (n,) (1-D data), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError("x must contain at least one training point, got an empty array")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError("x must be finite, got NaN or infinity in the training data")
-    return arr
+    return np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
 
 
 def _kernels(backend: str):
@@ -415,8 +395,8 @@ class _Exact:
 def _prepare(net, x, mu, sigma, backend) -> _Exact:
     _check_net(net)
     xa = _data(x)
-    mu_v = _scalar_level(mu, "mu")
-    sigma_v = _scalar_level(sigma, "sigma")
+    mu_v = real_scalar(mu, "mu")
+    sigma_v = real_scalar(sigma, "sigma")
     return _Exact(net, xa, mu_v, sigma_v, _kernels(backend))
 
 
@@ -555,7 +535,7 @@ def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backen
     >>> bigstep.is_linearly_stable(net, [-1.0, 1.0], 0.9, 0.5, lr=1e-6)
     True
     """
-    lr_v = _scalar_level(lr, "lr")
+    lr_v = real_scalar(lr, "lr")
     lam = sharpness(net, x, mu, sigma, wrt=wrt, backend=backend)
     return bool(lam <= 2.0 / (net.m * lr_v))
 

@@ -58,7 +58,7 @@ import numpy as np
 
 from ._arrays import as_numpy
 from ._numba import jit
-from ._validate import integer
+from ._validate import integer, real_scalar
 from .optimal_risk import _Centres, _check_converged, _data_1d, _integrate, _min_width, _scalar, _subintervals
 
 __all__ = [
@@ -454,16 +454,7 @@ def _check_net(net):
 
 
 def _finite(value, name, *, nonneg=False) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got bool")
-    arr = as_numpy(value, name)
-    if arr.ndim != 0 and arr.shape != (1,):
-        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    v = float(arr.reshape(()))
-    if not math.isfinite(v) or (nonneg and v < 0):
-        need = "a non-negative finite number" if nonneg else "a finite number"
-        raise ValueError(f"{name} must be {need}, got {v!r}")
-    return v
+    return real_scalar(value, name, "nonnegative" if nonneg else "finite")
 
 
 def _prop6_third(A, sigma, n, risk, cube_factor):
