@@ -128,6 +128,29 @@ inline void gemm_px(const A* __restrict p, index_t jn, const A* __restrict x, in
   }
 }
 
+// Row of a tile: G = Y X^T entries in gi[0, jn) become the GEMM-form logits
+// a G - c ||x_j||^2 in place; returns their maximum.
+template <class A>
+inline A logits_and_max(A* __restrict gi, const A* __restrict xnorm, index_t jn, A a, A c) {
+  using V = simd::vec<A>;
+  constexpr index_t W = simd::width<A>;
+  const V va = simd::broadcast(a), vc = simd::broadcast(c);
+  V vmax = simd::broadcast(-std::numeric_limits<A>::infinity());
+  index_t j = 0;
+  for (; j + W <= jn; j += W) {
+    const V l = gemm_logit<V>(simd::load(gi + j), simd::load(xnorm + j), va, vc);
+    std::memcpy(gi + j, &l, sizeof l);
+    vmax = l > vmax ? l : vmax;
+  }
+  A tile_max = -std::numeric_limits<A>::infinity();
+  for (int lane = 0; lane < W; ++lane) tile_max = std::max(tile_max, A(vmax[lane]));
+  for (; j < jn; ++j) {
+    gi[j] = gemm_logit<A>(gi[j], xnorm[j], a, c);
+    tile_max = std::max(tile_max, gi[j]);
+  }
+  return tile_max;
+}
+
 // One query tile [q0, q0 + qn) against all data, in accumulation type A.
 template <class T, class A>
 void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t qn, const T* mu, index_t mu_stride, const T* sigma, index_t sigma_stride, T* score, T* log_density,
@@ -166,26 +189,13 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
     // logits, online softmax
     for (index_t i = 0; i < qn; ++i) {
       A* gi = &t.g[i * NB];
-      const V va = simd::broadcast(a[i]), vc = simd::broadcast(c[i]);
-      V vmax = simd::broadcast(-std::numeric_limits<A>::infinity());
-      index_t j = 0;
-      for (; j + W <= jn; j += W) {
-        const V l = gemm_logit<V>(simd::load(gi + j), simd::load(xnorm + j), va, vc);
-        std::memcpy(gi + j, &l, sizeof l);
-        vmax = l > vmax ? l : vmax;
-      }
-      A tile_max = -std::numeric_limits<A>::infinity();
-      for (int lane = 0; lane < W; ++lane) tile_max = std::max(tile_max, A(vmax[lane]));
-      for (; j < jn; ++j) {
-        gi[j] = gemm_logit<A>(gi[j], xnorm[j], a[i], c[i]);
-        tile_max = std::max(tile_max, gi[j]);
-      }
+      A tile_max = logits_and_max<A>(gi, xnorm, jn, a[i], c[i]);
       if (!(tile_max > -std::numeric_limits<A>::infinity())) tile_max = 0;  // NaN/inf rows: kept NaN later
       const double new_m = std::max(m[i], double(tile_max));
       const A shift = static_cast<A>(new_m);
       const V vshift = simd::broadcast(shift);
       V vs = V{};
-      j = 0;
+      index_t j = 0;
       for (; j + W <= jn; j += W) {
         const V p = simd::Traits<A>::exp_nonpos(simd::load(gi + j) - vshift);
         std::memcpy(gi + j, &p, sizeof p);
@@ -307,7 +317,6 @@ template <class T>
 void query_tile_screened(Tile<float>& t, Screen<T>& sc, const Packed<float>& px, const T* x, double xmax,
                          const T* y, index_t q0, index_t qn, const T* mu, index_t mu_stride, const T* sigma,
                          index_t sigma_stride, T* score, T* log_density, T* mean, unsigned char* fallback) {
-  using V = simd::vec<float>;
   constexpr index_t W = simd::width<float>;
   const index_t d = px.d, n = px.n;
   const index_t qpad = (qn + MR - 1) / MR * MR;
@@ -341,24 +350,11 @@ void query_tile_screened(Tile<float>& t, Screen<T>& sc, const Packed<float>& px,
     for (index_t i = 0; i < qn; ++i) {
       if (sc.full[i]) continue;
       float* gi = &t.g[i * NB];
-      const V va = simd::broadcast(a[i]), vc = simd::broadcast(c[i]);
-      V vmax = simd::broadcast(-std::numeric_limits<float>::infinity());
-      index_t j = 0;
-      for (; j + W <= jn; j += W) {
-        const V l = gemm_logit<V>(simd::load(gi + j), simd::load(xnorm + j), va, vc);
-        std::memcpy(gi + j, &l, sizeof l);
-        vmax = l > vmax ? l : vmax;
-      }
-      float tile_max = -std::numeric_limits<float>::infinity();
-      for (int lane = 0; lane < W; ++lane) tile_max = std::max(tile_max, float(vmax[lane]));
-      for (; j < jn; ++j) {
-        gi[j] = gemm_logit<float>(gi[j], xnorm[j], a[i], c[i]);
-        tile_max = std::max(tile_max, gi[j]);
-      }
+      const float tile_max = logits_and_max<float>(gi, xnorm, jn, a[i], c[i]);
       sc.top[i] = std::max(sc.top[i], tile_max);
       const float thr = sc.top[i] - sc.margin[i];
       if (!(tile_max >= thr)) continue;  // nothing in this tile is a candidate
-      for (j = 0; j < jn; ++j)
+      for (index_t j = 0; j < jn; ++j)
         if (gi[j] >= thr) sc.add(i, static_cast<std::int32_t>(j0 + j), gi[j]);
     }
   }
