@@ -143,11 +143,11 @@ def test_chain_replays_from_documented_streams():
 
 
 def test_fused_noise_equals_gaussian_noise():
-    from bigstep._numba.sampler import _normals
+    from bigstep._numba.random import _normals
 
-    for start, count in [(0, 1), (0, 8), (1, 1), (1, 6), (3, 7), (2**33 + 1, 5)]:
+    for start, count in [(0, 1), (0, 8), (1, 1), (1, 6), (3, 7), (2**33 + 1, 5), (2**64 - 6, 6)]:
         out = np.empty(count)
-        _normals(np.uint64(99), np.uint64(1), start, count, out, np.empty((4, count // 2 + 2), np.uint64))
+        _normals(np.uint64(99), np.uint64(1), np.uint64(start), count, out, np.empty((4, count // 2 + 2), np.uint64))
         ref = gaussian_noise(99, count, stream=1, offset=start)
         assert np.array_equal(out, ref), (start, count)
 

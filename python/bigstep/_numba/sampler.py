@@ -23,7 +23,7 @@ kernel pads data tiles to 128 points, 13x the work at n = 10) and by the optimal
 flash-attention tile kernel (_query_tile) above; s* of 1-D data by the 1-D kernel's
 windowed shifted-logit sums; the Gaussian score through the eigendecomposition of the
 covariance; the ReLU net directly.  Noise: Philox blocks for a tile's whole row range in
-one vectorised loop (_blocks), then Box-Muller with libm log/cos (as the C++ does), which
+one vectorised loop (random._blocks), then Box-Muller with libm log/cos (as the C++ does), which
 dominates the cost at large d.
 """
 
@@ -37,7 +37,7 @@ import numpy as np
 from . import jit
 from ._fast_exp import exp_nonpos
 from .optimal_score import _NB, _QB, _SCORE, _finish_1d, _pack, _query_tile, _setup_1d, _window_sums
-from .random import _M0, _M1, _TWO_PI, _W0, _W1, _u01_open
+from .random import _normals
 
 __all__ = ["run_empirical_1d", "run_empirical_nd", "run_gaussian", "run_relu", "pack_empirical_nd"]
 
@@ -48,57 +48,6 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _SHIFT32 = np.uint64(32)
 
 
-@jit("void(uint64, uint64, int64, int64, uint64[:, ::1])")
-def _blocks(seed, stream, b0, nb, words):
-    """words[:, b] = Philox4x32-10 output of block b0 + b of stream (seed, stream), b < nb:
-    the rounds of random._philox_rounds written out in one loop over blocks with the
-    words in separate rows, so LLVM vectorises it (32 x 32 -> 64 products in vector lanes)."""
-    k0 = seed & _MASK32
-    k1 = seed >> _SHIFT32
-    s0 = stream & _MASK32
-    s1 = stream >> _SHIFT32
-    for b in range(nb):
-        blk = np.uint64(b0 + b)
-        c0 = blk & _MASK32
-        c1 = blk >> _SHIFT32
-        c2 = s0
-        c3 = s1
-        ka = k0
-        kb = k1
-        for _ in range(10):
-            p0 = _M0 * c0  # < 2^64: exact
-            p1 = _M1 * c2
-            c0 = (p1 >> _SHIFT32) ^ c1 ^ ka
-            c1 = p1 & _MASK32
-            c2 = (p0 >> _SHIFT32) ^ c3 ^ kb
-            c3 = p0 & _MASK32
-            ka = (ka + _W0) & _MASK32
-            kb = (kb + _W1) & _MASK32
-        words[0, b] = c0
-        words[1, b] = c1
-        words[2, b] = c2
-        words[3, b] = c3
-
-
-@jit("void(uint64, uint64, int64, int64, float64[::1], uint64[:, ::1])")
-def _normals(seed, stream, start, count, out, words):
-    """out[i] = element start + i of the normal stream (seed, stream), i < count: the
-    values of random._normal_at (element e: Box-Muller on words 2(e%2), 2(e%2)+1 of
-    block e // 2), with the blocks computed first by the vectorised :func:`_blocks`;
-    ``words`` is scratch of shape (4, >= count // 2 + 2)."""
-    if count <= 0:
-        return
-    b0 = start >> 1
-    _blocks(seed, stream, b0, ((start + count - 1) >> 1) - b0 + 1, words)
-    for i in range(count):
-        e = start + i
-        b = (e >> 1) - b0
-        half = 2 * (e & 1)
-        u1 = _u01_open(words[half, b])
-        u2 = _u01_open(words[half + 1, b])
-        out[i] = math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
-
-
 @jit("void(float64[:, ::1], float64[:, ::1], int64, int64, int64, float64, float64, float64, uint64, "
      "float64[::1], uint64[:, ::1], float64[:, :, ::1], boolean)")
 def _advance(x, s, p0, pn, k, h, c, r, seed, z, words, path, keep):
@@ -107,7 +56,7 @@ def _advance(x, s, p0, pn, k, h, c, r, seed, z, words, path, keep):
     are scratch."""
     n, d = x.shape
     if r != 0.0:
-        _normals(seed, np.uint64(1), k * n * d + p0 * d, pn * d, z, words)
+        _normals(seed, np.uint64(1), np.uint64(k * n * d + p0 * d), pn * d, z, words)
     for i in range(pn):
         p = p0 + i
         for j in range(d):
