@@ -41,6 +41,7 @@ tau = 3, sigma = 1e-3).
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -247,7 +248,6 @@ class _Exact:
 
     def __init__(self, net: ReLUNet1D, x: np.ndarray, mu: float, sigma: float, kernels):
         self.kernels = kernels
-        self.net = net
         self.n = x.shape[0]
         self.m = net.m
         self.sigma = sigma
@@ -274,8 +274,16 @@ class _Exact:
         # F_p[k] = sum_i E_i[f_i Y^p 1_k]
         self.F0 = self.alpha * S1 + self.beta * S0 + self.T[0] * inv_s2
         self.F1 = self.alpha * S2 + self.beta * S1 + self.T[1] * inv_s2
-        self.F0a = self._active(self.F0)
-        self.F1a = self._active(self.F1)
+
+    @functools.cached_property
+    def F0a(self) -> np.ndarray:
+        """Per neuron: sum_i E_i[f_i 1{neuron active}] (not needed by the risk alone)."""
+        return self._active(self.F0)
+
+    @functools.cached_property
+    def F1a(self) -> np.ndarray:
+        """Per neuron: sum_i E_i[f_i Y 1{neuron active}]."""
+        return self._active(self.F1)
 
     # -- sums over the neurons active on each segment, and over the segments where a neuron is active
 
@@ -324,7 +332,11 @@ class _Exact:
         return np.concatenate((k1 * w2 * self.F1a, g_w2, g_b))
 
     def dirac(self) -> tuple[np.ndarray, np.ndarray]:
-        """(D_l, tau_l) per neuron (0 where w1 == 0)."""
+        """(D_l, tau_l) per neuron (0 where w1 == 0); computed once (Lanczos calls hvp often)."""
+        return self._dirac
+
+    @functools.cached_property
+    def _dirac(self) -> tuple[np.ndarray, np.ndarray]:
         w1, w2 = self.w1, self.w2
         D = np.zeros(self.m)
         tau = np.zeros(self.m)
