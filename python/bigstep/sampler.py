@@ -19,13 +19,12 @@ bit-identical across runs and thread counts.  :func:`sample_forward` uses stream
 from __future__ import annotations
 
 import math
-import sys
-import time
 
 import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, wrap_like
+from ._progress import Progress, run_in_chunks
 from ._validate import integer
 from .random import gaussian_noise
 from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
@@ -33,7 +32,6 @@ from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 __all__ = ["sample_reverse", "sample_forward"]
 
 _STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
-_CHUNK_SECONDS = 0.25  # target wall time of one compiled chunk of steps (Ctrl-C latency, progress updates)
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 
@@ -97,24 +95,6 @@ def _check_backend(backend, builtin: bool) -> None:
         raise ValueError(f"backend {backend!r} is not available for sample_reverse: the compiled sampler is not "
                          "built yet; use backend='numba' or 'auto' (the fused Numba loop)")
     _backend.resolve(backend)  # raises the registry's message for unknown names
-
-
-class _Progress:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.start = total, enabled, time.perf_counter()
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        frac = done / self.total
-        bar = "#" * int(30 * frac)
-        elapsed = time.perf_counter() - self.start
-        sys.stderr.write(f"\rsample_reverse [{bar:<30}] {done}/{self.total} steps {elapsed:6.1f}s")
-        if done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def _fused(score):
@@ -193,7 +173,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     path = np.empty((n_steps + 1, n_samples, dim) if return_path else (1, 1, 1))
     if return_path:
         path[0] = x
-    bar = _Progress(n_steps, bool(progress))
+    bar = Progress(n_steps, progress, "sample_reverse")
     if fused is None:
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
@@ -204,18 +184,11 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
 
 
 def _run_fused(kernel, extra, x, tau, h, r, c, mu, sigma, seed, path, keep, bar):
-    """Chunks of steps through the compiled loop; chunk length set so a chunk takes ~0.25 s."""
-    n_steps = h.shape[0]
-    k = 0
-    chunk = 1
-    while k < n_steps:
-        k1 = min(n_steps, k + chunk)
-        t0 = time.perf_counter()
-        kernel(x, k, k1, h, r, mu, sigma, tau, c, np.uint64(seed), keep, path, *extra)
-        per_step = (time.perf_counter() - t0) / (k1 - k)
-        k = k1
-        bar.update(k)
-        chunk = max(1, min(4 * chunk, int(_CHUNK_SECONDS / max(per_step, 1e-9))))
+    """Chunks of steps through the compiled loop; a chunk takes about 0.25 s (see _progress)."""
+    def chunk(k0, k1):
+        kernel(x, k0, k1, h, r, mu, sigma, tau, c, np.uint64(seed), keep, path, *extra)
+
+    run_in_chunks(chunk, h.shape[0], bar)
 
 
 def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
