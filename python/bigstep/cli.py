@@ -1,4 +1,4 @@
-"""Command line: ``bigstep info`` and ``bigstep demo``."""
+"""Command line: ``bigstep info``, ``bigstep demo`` and ``bigstep reproduce figN``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def _demo(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    report = reproduce(args.figure, args.out, quick=args.quick, seed=args.seed, device=args.device,
+                       progress=not args.no_progress)
+    print(report.text())
+    print(f"{args.figure}: {report.verdict}; files written:")
+    for f in report.files:
+        print(f"  {f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bigstep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,12 +53,25 @@ def main(argv=None) -> int:
     demo = sub.add_parser("demo", help="a small s* demo that prints a table")
     demo.add_argument("--n", type=int, default=20000)
     demo.add_argument("--q", type=int, default=20000)
+    from .reproduce import FIGURES
+
+    rep = sub.add_parser("reproduce", help="reproduce one of the paper's figures (data, plot, summary)",
+                         description="\n".join(f"{k}: {v[1]}" for k, v in FIGURES.items()),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("figure", choices=sorted(FIGURES))
+    rep.add_argument("--quick", action="store_true", help="small sizes: minutes on 2 CPU cores")
+    rep.add_argument("--out", default=None, help="output folder (default ./bigstep-<figure>)")
+    rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "info":
         from .info import format_info
 
         print(format_info())
         return 0
+    if args.command == "reproduce":
+        return _reproduce(args)
     return _demo(args)
 
 
