@@ -196,11 +196,11 @@ def test_bitwise_identical_across_runs_and_threads(sampler_backend, restore_thre
 
 @pytest.mark.parametrize("name", ["empirical-tiled", "relu"])
 def test_chunks_of_steps_do_not_change_the_result(name, monkeypatch):
-    import bigstep.sampler
+    import bigstep._progress
 
     score = SCORES[name]
     whole = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
-    monkeypatch.setattr(bigstep.sampler, "_CHUNK_SECONDS", 0.0)  # one step per compiled call
+    monkeypatch.setattr(bigstep._progress, "CHUNK_SECONDS", 0.0)  # one step per compiled call
     stepwise = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
     assert np.array_equal(whole, stepwise)
 
