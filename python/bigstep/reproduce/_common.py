@@ -1,0 +1,35 @@
+"""Settings and helpers shared by the figure reproductions (paper Appendix E, DESIGN 2b)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..optimal_score import ou_schedule
+from ..random import gaussian_noise
+
+DATA_STREAM = 8  # Philox stream of the reproductions' training sets (DESIGN.md section 3)
+
+# 1-D experiments (Figures 1, 2 left, 5 left): n = 20 standard-normal points, width 1000,
+# batch 50, all of (w1, w2, b) trained from w1 ~ N(0, 1), w2 ~ N(0, 1), b = 0.
+N_1D, WIDTH, BATCH = 20, 1000, 50
+TIMES_1D = (0.05, 0.2)  # (mu, sigma) = (exp(-t), sqrt(1 - exp(-2t))): (0.95, 0.31), (0.82, 0.57)
+LR_STEPS_1D = {0.5: 5_000, 0.1: 25_000, 0.05: 50_000, 0.01: 200_000}
+
+
+def noise_level(t: float) -> tuple[float, float]:
+    mu, sigma = ou_schedule(float(t))
+    return float(mu), float(sigma)
+
+
+def training_set(seed: int, n: int, d: int | None = None, scale: float = 1.0, index: int = 0) -> np.ndarray:
+    """n points of N(0, scale^2 I): shape (n,) when d is None, else (n, d).
+
+    Drawn from Philox stream DATA_STREAM of ``seed``; ``index`` selects independent sets
+    (simulation number), so every set of every reproduction can be replayed."""
+    size = n if d is None else n * d
+    z = gaussian_noise(seed, size, stream=DATA_STREAM, offset=index * (1 << 32))
+    return scale * (z if d is None else z.reshape(n, d))
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}"

@@ -1,0 +1,47 @@
+"""Run independent reproduction jobs on this machine's cores.
+
+The compiled trainers release the GIL, so threads give real parallelism for jobs that
+each train one network; the Numba fallback's parallel runtime must not be entered from
+two threads at once, so without the C++ extension the jobs run one after another.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from .._progress import Progress
+
+
+def map_jobs(fn, jobs, *, cost=None, progress=False, label="jobs", workers=None):
+    """[fn(job) for job in jobs] (in order), longest jobs (by ``cost``) started first."""
+    from .. import _backend
+
+    order = sorted(range(len(jobs)), key=lambda i: -(cost[i] if cost is not None else 0))
+    total = sum(cost) if cost is not None else len(jobs)
+    bar = Progress(total, progress, label, unit="work")
+    results = [None] * len(jobs)
+    done = 0
+    if workers is None:
+        workers = (os.cpu_count() or 1) if _backend.core() is not None else 1
+    if workers <= 1:
+        for i in order:
+            results[i] = fn(jobs[i])
+            done += cost[i] if cost is not None else 1
+            bar.update(done)
+        return results
+    import bigstep
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        bigstep.set_num_threads(1)  # one core per job
+        try:
+            futures = {pool.submit(fn, jobs[i]): i for i in order}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                done += cost[i] if cost is not None else 1
+                bar.update(done)
+        finally:
+            bigstep.set_num_threads(os.cpu_count() or 1)
+    return results
+

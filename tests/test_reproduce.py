@@ -1,0 +1,134 @@
+"""The figure reproductions: each runs end to end at a tiny size and writes its files;
+the verdict logic says SUPPORTED / NOT SUPPORTED on synthetic results built to do so.
+
+Tiny sizes are far too small to show the paper's effects, so the smoke tests check the
+files and the report, not the verdict; the verdict functions are tested on their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+import pandas as pd  # noqa: E402
+
+from bigstep.reproduce import FIGURES, reproduce  # noqa: E402
+
+TINY = {
+    "fig1": dict(lrs=(0.5, 0.05), steps={0.5: 200, 0.05: 400}, width=40),
+    "fig2": dict(lrs=(0.5, 0.05), steps={0.5: 100, 0.05: 200}, sims=2, sims_high=2, steps_high_scale=0.5, n_mc=64,
+                 width=40),
+    "fig3": dict(lrs=(2.0, 0.05), steps={2.0: 20, 0.05: 40}, width=32, batch=64, samples=120),
+    "fig4": dict(dims=(2, 5), steps=30, sims=1, sets=1, width=32, batch=64, samples=120),
+    "fig5": dict(lrs=[0.5, 0.1], step_scale=0.02, sims=1, readings=5, width=40),
+}
+
+
+def _tiny(monkeypatch, figure):
+    module = importlib.import_module(f"bigstep.reproduce.{figure}")
+    monkeypatch.setattr(module, "settings_for", lambda quick: dict(TINY[figure]))
+    return module
+
+
+def _needs(figure):
+    if figure in ("fig3", "fig4") or figure == "fig2":
+        pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("figure", sorted(FIGURES))
+def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkeypatch):
+    _needs(figure)
+    _tiny(monkeypatch, figure)
+    report = reproduce(figure, tmp_path / figure, quick=True, seed=3, progress=False)
+    files = [p for p in report.files]
+    assert any(f.endswith(".csv") for f in files) and any(f.endswith(".png") for f in files)
+    for f in files:
+        assert (tmp_path / figure / f.split("/")[-1]).stat().st_size > 0
+    csv = next(f for f in files if f.endswith(".csv"))
+    assert len(pd.read_csv(csv)) > 0
+    png = next(f for f in files if f.endswith(".png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / figure / "summary.md").read_text()
+    assert report.claim in text and report.verdict in text and report.supported in (True, False, None)
+    assert report.settings["quick"] is True
+
+
+def test_cli_reproduce_prints_where_files_went(tmp_path, monkeypatch, capsys):
+    from bigstep.cli import main
+
+    _tiny(monkeypatch, "fig1")
+    assert main(["reproduce", "fig1", "--quick", "--out", str(tmp_path), "--seed", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "files written" in out and str(tmp_path / "fig1.png") in out
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="figure"):
+        reproduce("fig9")
+    with pytest.raises(ValueError, match="device"):
+        reproduce("fig1", device="tpu")
+    with pytest.raises(ValueError, match="seed"):
+        reproduce("fig1", seed=-1)
+
+
+def test_same_seed_same_data(tmp_path, monkeypatch):
+    _tiny(monkeypatch, "fig1")
+    a = pd.read_csv(reproduce("fig1", tmp_path / "a", seed=5, progress=False).files[0])
+    b = pd.read_csv(reproduce("fig1", tmp_path / "b", seed=5, progress=False).files[0])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def _fig2_frame(risk_of_lr):
+    rows = []
+    for d in (1, 10):
+        for sim in range(10):
+            for lr in (0.5, 0.1, 0.01):
+                rows.append(dict(d=d, t=0.05, mu=0.95, sigma=0.31, sim=sim, lr=lr, diverged=False,
+                                 excess_risk=risk_of_lr(lr) + 0.01 * np.sin(sim)))
+    return pd.DataFrame(rows)
+
+
+def test_fig2_verdict():
+    from bigstep.reproduce import fig2
+
+    lines, ok = fig2._verdict(_fig2_frame(lambda lr: 10 * lr), (0.5, 0.1, 0.01))
+    assert ok and len(lines) == 2 and "decreases with lr" in lines[0]
+    _, ok = fig2._verdict(_fig2_frame(lambda lr: 1 - lr), (0.5, 0.1, 0.01))
+    assert not ok
+
+
+def test_fig5_verdict():
+    from bigstep.reproduce import fig5
+
+    lrs = 0.5 * 10.0 ** np.linspace(0, -1, 6)
+    good = pd.DataFrame(dict(sim=0, lr=lrs, diverged=False, sharpness=1.5 / (1000 * lrs), bound=2 / (1000 * lrs)))
+    assert fig5._verdict(good)[1]
+    above = good.assign(sharpness=3 / (1000 * lrs))
+    assert not fig5._verdict(above)[1]
+    flat = good.assign(sharpness=1e-4)
+    assert not fig5._verdict(flat)[1]
+
+
+def test_fig3_and_fig4_verdicts():
+    from bigstep.reproduce import fig3, fig4
+
+    base = dict(model="s_theta", steps=1, diverged=False)
+    frame = pd.DataFrame([
+        dict(model="s*", lr=np.nan, steps=0, diverged=False, memorized_fraction=0.9, mmd2_to_star=0.0,
+             mmd2_to_gaussian=0.3),
+        dict(base, lr=0.05, memorized_fraction=0.8, mmd2_to_star=0.01, mmd2_to_gaussian=0.25),
+        dict(base, lr=2.0, memorized_fraction=0.1, mmd2_to_star=0.2, mmd2_to_gaussian=0.02),
+    ])
+    assert fig3._verdict(frame)[1] is True
+    flipped = frame.assign(memorized_fraction=frame["memorized_fraction"][::-1].to_numpy())
+    assert fig3._verdict(flipped)[1] is False
+    rows = [dict(d=d, sim=0, set=0, diverged=False, memorized_fraction=m, normalised_mmd2_to_star=a,
+                 normalised_mmd2_to_gaussian=b) for d, m, a, b in [(2, 0.7, 0.2, 0.9), (50, 0.0, 1.0, 0.1)]]
+    assert fig4._verdict(pd.DataFrame(rows))[1] is True
+    rows[1]["normalised_mmd2_to_gaussian"] = 2.0
+    assert fig4._verdict(pd.DataFrame(rows))[1] is False
