@@ -21,7 +21,10 @@ from .relu_risk import (
     sharpness,
 )
 from .sampler import sample_forward, sample_reverse
+from .sgd import TrainResult, train_gd, train_sgd
 from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .sweeps import load_sweep, register_task, sweep
+from .sgd_torch import excess_risk_mc, train_diffusion, train_dsm
 
 __all__ = [
     "__version__",
@@ -54,6 +57,12 @@ __all__ = [
     "noise_schedule",
     "sample_reverse",
     "sample_forward",
+    "train_dsm",
+    "train_diffusion",
+    "excess_risk_mc",
+    "train_sgd",
+    "train_gd",
+    "TrainResult",
 ]
 
 

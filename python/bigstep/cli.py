@@ -1,4 +1,4 @@
-"""Command line: ``bigstep info``, ``bigstep demo`` and ``bigstep reproduce figN``."""
+"""Command line: ``bigstep info``, ``demo``, ``reproduce figN``, ``sweep CONFIG.toml`` and ``plot OUT``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,48 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .sweeps import sweep
+    from .sweeps.config import read_config
+    from .sweeps.plot import plot_sweep
+
+    cfg = read_config(args.config)
+    if args.out:
+        cfg["out"] = args.out
+    if args.executor:
+        cfg["executor"] = args.executor
+    if args.scheduler:
+        cfg["executor"], cfg["scheduler"] = "dask", args.scheduler
+    plot = cfg.pop("plot", None)
+    table = sweep(cfg.pop("task"), cfg.pop("grid"), progress=not args.no_progress, **cfg)
+    _print_table(table)
+    print(f"store: {cfg['out']}")
+    if args.plot or plot:
+        for f in plot_sweep(cfg["out"], kind=(plot or {}).get("kind", "auto") if isinstance(plot, dict) else "auto"):
+            print(f"plot: {f}")
+    return 0 if (table["status"] == "ok").all() else 1
+
+
+def _print_table(table) -> None:
+    import pandas as pd
+
+    meta = {"cell_id", "cell_index", "task", "error", "traceback", "finished_at"}
+    cols = [c for c in table.columns if c not in meta]
+    with pd.option_context("display.max_rows", 60, "display.width", 160):
+        print(table[cols].to_string(index=False, max_rows=60))
+    n_ok = int((table["status"] == "ok").sum())
+    print(f"{n_ok} of {len(table)} cells ok, {len(table) - n_ok} failed; "
+          f"{table['wall_time'].sum():.1f} s of cell time")
+
+
+def _plot(args) -> int:
+    from .sweeps.plot import plot_sweep
+
+    for f in plot_sweep(args.out, kind=args.kind):
+        print(f"plot: {f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bigstep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +106,16 @@ def main(argv=None) -> int:
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sw = sub.add_parser("sweep", help="run a grid from a TOML config into a resumable Parquet store")
+    sw.add_argument("config", help="TOML file (see bigstep.sweeps.config)")
+    sw.add_argument("--executor", choices=["local", "dask"], default=None)
+    sw.add_argument("--scheduler", default=None, help="Dask scheduler address (implies --executor dask)")
+    sw.add_argument("--out", default=None, help="store folder (overrides the config)")
+    sw.add_argument("--plot", action="store_true", help="draw the standard views when done")
+    sw.add_argument("--no-progress", action="store_true")
+    pl = sub.add_parser("plot", help="standard views of a sweep store")
+    pl.add_argument("out", help="the sweep's store folder")
+    pl.add_argument("--kind", default="auto", choices=["auto", "excess-risk", "memorization"])
     args = parser.parse_args(argv)
     if args.command == "info":
         from .info import format_info
@@ -72,6 +124,10 @@ def main(argv=None) -> int:
         return 0
     if args.command == "reproduce":
         return _reproduce(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "plot":
+        return _plot(args)
     return _demo(args)
 
 
