@@ -52,7 +52,8 @@ def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkey
     csv = next(f for f in files if f.endswith(".csv"))
     assert len(pd.read_csv(csv)) > 0
     png = next(f for f in files if f.endswith(".png"))
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / figure / "summary.md").read_text()
     assert report.claim in text and report.verdict in text and report.supported in (True, False, None)
     assert report.settings["quick"] is True
