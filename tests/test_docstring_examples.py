@@ -17,6 +17,9 @@ MODULES = [
     "bigstep.scores",
     "bigstep.sampler",
     "bigstep.info",
+    "bigstep.reproduce",
+    "bigstep.sweeps",
+    "bigstep.sweeps.store",
 ]
 
 

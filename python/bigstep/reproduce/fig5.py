@@ -79,6 +79,8 @@ def _verdict(frame):
     below = runs["sharpness"] <= TOLERANCE * runs["bound"]
     lines.append("mean sharpness per lr (bound 2/(m lr)): "
                  + ", ".join(f"lr {fmt(lr)}: {fmt(s)} ({fmt(b)})" for lr, s, b in zip(lrs, sharp, bound)))
+    lines.append("sharpness / bound per lr: " + ", ".join(f"{fmt(s / b, 2)}" for s, b in zip(sharp, bound))
+                 + " (1 = at the edge of stability)")
     lines.append(f"Spearman correlation of sharpness with lr: {rho:.2f} "
                  + ("(falls as lr grows)" if falls else "(does not fall clearly as lr grows)"))
     lines.append(f"{int(below.sum())} of {len(runs)} finished runs are below {TOLERANCE} x 2/(m lr); "
