@@ -21,8 +21,8 @@ from bigstep.reproduce import FIGURES, reproduce  # noqa: E402
 
 TINY = {
     "fig1": dict(lrs=(0.5, 0.05), steps={0.5: 200, 0.05: 400}, width=40, seeds=2, readings=5),
-    "fig2": dict(lrs=(0.5, 0.05), steps={0.5: 100, 0.05: 200}, sims=2, sims_high=2, steps_high_scale=0.5, n_mc=64,
-                 width=40),
+    "fig2": dict(lrs=(0.5, 0.05), steps={0.5: 100, 0.05: 200}, sims=2, width=40, lrs_high=(0.5, 0.05),
+                 steps_high={0.5: 50, 0.05: 100}, sims_high=2, width_high=16, n_mc=64),
     "fig3": dict(lrs=(2.0, 0.05), steps={2.0: 20, 0.05: 40}, width=32, batch=64, samples=120),
     "fig4": dict(dims=(2, 5), steps=30, sims=1, sets=1, width=32, batch=64, samples=120),
     "fig5": dict(lrs=[0.5, 0.1], step_scale=0.02, sims=1, readings=5, width=40),
@@ -97,9 +97,9 @@ def _fig2_frame(risk_of_lr):
 def test_fig2_verdict():
     from bigstep.reproduce import fig2
 
-    lines, ok = fig2._verdict(_fig2_frame(lambda lr: 10 * lr), (0.5, 0.1, 0.01))
+    lines, ok = fig2._verdict(_fig2_frame(lambda lr: 10 * lr))
     assert ok and len(lines) == 2 and "supports the claim" in lines[0] and "down down" in lines[0]
-    _, ok = fig2._verdict(_fig2_frame(lambda lr: 1 - lr), (0.5, 0.1, 0.01))
+    _, ok = fig2._verdict(_fig2_frame(lambda lr: 1 - lr))
     assert not ok
 
 

@@ -347,3 +347,15 @@ def test_missing_torch_names_the_extra(monkeypatch):
 def test_docstring_examples():
     result = doctest.testmod(sgd_torch, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_coordinate_mean_is_the_sum_loss_at_lr_over_d():
+    """coordinates="mean" (the authors' notebook) divides the gradient by d: training with
+    lr * d then equals coordinates="sum" at lr, up to rounding."""
+    x = bigstep.gaussian_noise(4, (12, 3))
+    a = bigstep.train_dsm(x, 0.9, 0.5, lr=0.05, steps=15, width=16, seed=2, record=("loss",))
+    b = bigstep.train_dsm(x, 0.9, 0.5, lr=0.15, steps=15, width=16, seed=2, record=("loss",), coordinates="mean")
+    for name in ("W1", "b", "W2"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match="coordinates"):
+        bigstep.train_dsm(x, 0.9, 0.5, lr=0.05, steps=2, width=4, coordinates="max")

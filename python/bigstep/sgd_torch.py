@@ -659,8 +659,9 @@ class _DSMProblem:
 
     kind = "dsm"
 
-    def __init__(self, x, mu, sigma, data_of_seed, seed_pos):
+    def __init__(self, x, mu, sigma, data_of_seed, seed_pos, coordinate_mean=False):
         self.x = x                                  # (D, n, d) float64
+        self.coordinate_mean = coordinate_mean
         self.n, self.d = x.shape[1], x.shape[2]
         self.p = self.d
         self.mu, self.sigma = mu, sigma
@@ -668,7 +669,8 @@ class _DSMProblem:
         self.data_of = data_of_seed[seed_pos]       # (R,) data set of each network
 
     def norm(self, B):
-        return float(B)                             # batch mean of the squared norm (sum over coordinates)
+        # batch mean of the squared norm (sum over coordinates), or also the mean over coordinates
+        return float(B * self.d) if self.coordinate_mean else float(B)
 
     def setup(self, torch, device, dtype):
         self.X = torch.as_tensor(self.x, dtype=dtype, device=device)
@@ -758,7 +760,7 @@ def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, pro
 
 def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, device="cpu", dtype="float64",
               record_every=None, record=("loss", "excess_risk"), n_mc=1000, progress=False, max_abs=PARAM_LIMIT,
-              num_threads=None):
+              num_threads=None, coordinates="sum"):
     """SGD on the DSM loss at one noise level for two-layer ReLU nets R^d -> R^d (Figure 2 right).
 
         s_theta(y) = (1/m) W2 relu(W1 y + b),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b = 0,
@@ -789,6 +791,9 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
     num_threads : torch CPU threads for this call (restored afterwards); None leaves
         torch's setting alone.  On a machine shared with other busy processes, 1 thread
         can be ten times faster than 2 for small batches (the threads wait on each other).
+    coordinates : "sum" (default, the paper's eq. (5): squared norm) or "mean" (the
+        authors' notebook: mean over the d coordinates as well, so the gradient and the
+        recorded loss are 1/d of the "sum" ones and a given lr takes d times smaller steps).
 
     Returns a :class:`TrainResult` (parameters W1 (R, m, d), b (R, m), W2 (R, d, m) as
     float64 numpy, history DataFrame, divergence flags; ``network(r)`` a ReLUNetND).
@@ -822,8 +827,10 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
     if isinstance(record, str) or not all(r in _RECORDS for r in record):
         raise ValueError(f"record must be a tuple of names from {_RECORDS}, got {record!r}")
     n_mc = integer(n_mc, "n_mc", minimum=2)
+    if coordinates not in ("sum", "mean"):
+        raise ValueError(f"coordinates must be 'sum' or 'mean', got {coordinates!r}")
     problem = _DSMProblem(np.ascontiguousarray(data), mu, sigma, data_of_seed,
-                          np.tile(np.arange(len(seeds)), lr.shape[0]))
+                          np.tile(np.arange(len(seeds)), lr.shape[0]), coordinates == "mean")
     return _train(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
                   dtype=dt, record_every=record_every, record=tuple(record), n_mc=n_mc, progress=progress,
                   max_abs=max_abs, label="train_dsm", num_threads=num_threads)
