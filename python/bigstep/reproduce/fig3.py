@@ -45,7 +45,8 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     rows, clouds = [dict(model="s*", lr=np.nan, steps=0, diverged=False, **measure(star, x, star, gauss))], {}
     for lr in cfg["lrs"]:
         res = train_diffusion(x, lr=lr, steps=cfg["steps"][lr], batch_size=cfg["batch"], width=cfg["width"],
-                              device=device, seed=seed, progress=progress)
+                              device=device, seed=seed, progress=progress,
+                              num_threads=1 if device == "cpu" else None)
         diverged = bool(np.asarray(res.diverged).any())
         if diverged:
             rows.append(dict(model="s_theta", lr=lr, steps=cfg["steps"][lr], diverged=True))

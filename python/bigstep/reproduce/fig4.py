@@ -26,7 +26,7 @@ N, SCALE, LR = 10, 2.0, 0.5
 
 def settings_for(quick: bool) -> dict:
     if quick:
-        return dict(dims=(2, 10, 50), steps=3_000, sims=1, sets=1, width=200, batch=500, samples=500)
+        return dict(dims=(2, 10, 50), steps=5_000, sims=1, sets=1, width=128, batch=256, samples=1000)
     return dict(dims=(2, 5, 10, 50, 80, 100, 200, 400, 1000), steps=50_000, sims=3, sets=5, width=1000, batch=5000,
                 samples=1000)
 
@@ -41,7 +41,8 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
         for sim in range(cfg["sims"]):
             x = training_set(seed, N, d, scale=SCALE, index=300 + 10 * sim + d)
             res = train_diffusion(x, lr=LR, steps=cfg["steps"], batch_size=cfg["batch"], width=cfg["width"],
-                                  device=device, seed=seed + sim, progress=progress)
+                                  device=device, seed=seed + sim, progress=progress,
+                                  num_threads=1 if device == "cpu" else None)
             if bool(np.asarray(res.diverged).any()):
                 rows.append(dict(d=d, sim=sim, set=0, diverged=True))
                 continue
