@@ -145,13 +145,23 @@ def test_noise_averaged_fit_vs_large_m(rho):
     assert inf.series_bound < 1e-10
 
 
-def test_s_star_distance_small_for_a_memorizing_fit():
-    """With many features and little noise, the m = 1 fit interpolates its noisy samples and
-    s_A is closer to s* than the population-optimal -y is."""
-    x = _data(n=8, d=4)
-    model = rf.fit(x, 0.05, 1, 400, "relu", 0.0, 0)
-    dist, se = model.s_star_distance(n_mc=2000, seed=1)
-    assert se > 0 and np.isfinite(dist)
+def test_s_star_distance_matches_definition(backend):
+    """The Monte Carlo s*-distance against numpy on the same documented draws (stream 9 at
+    offset n_mc d, training point j mod n), s* written from its softmax definition."""
+    x, t, n_mc = _data(n=8, d=4), 0.2, 500
+    model = rf.fit(x, t, 1, 40, "relu", 1e-3, 0, backend=backend)
+    mu, sigma = math.exp(-t), math.sqrt(-math.expm1(-2 * t))
+    xi = bigstep.gaussian_noise(1, (n_mc, 4), stream=9, offset=n_mc * 4)
+    y = mu * x[np.arange(n_mc) % 8] + sigma * xi
+    logits = -((y[:, None, :] - mu * x[None]) ** 2).sum(-1) / (2 * sigma ** 2)
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    s_star = (mu * w @ x - y) / sigma ** 2
+    s_a = -(np.maximum(y @ model.W.T / 2.0, 0) @ model.Z) / math.sqrt(model.delta)
+    v = ((s_a - s_star) ** 2).sum(axis=1) / 4
+    got, se = model.s_star_distance(n_mc=n_mc, seed=1)
+    assert got == pytest.approx(v.mean(), rel=1e-9)
+    assert se == pytest.approx(v.std(ddof=1) / math.sqrt(n_mc), rel=1e-9)
 
 
 # ------------------------------------------------------------------ dynamics
@@ -269,3 +279,22 @@ def test_dynamics_bad_lr():
         model.dynamics([1.0], lr=-1.0)
     with pytest.raises(ValueError, match="times"):
         model.dynamics([-1.0])
+
+
+# ------------------------------------------------------------------ reproduction
+
+
+def test_reproduce_rf_curves_smoke(tmp_path, monkeypatch):
+    """`bigstep reproduce rf-curves --quick` writes its CSV, PNG and summary (tiny sizes here)."""
+    from bigstep.reproduce import reproduce, rf_curves
+
+    monkeypatch.setattr(rf_curves, "_QUICK", dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1))
+    report = reproduce("rf-curves", tmp_path, quick=True, progress=False)
+    for name in ("rf_curves.csv", "rf_curves.png", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert report.claim == rf_curves.CLAIM and report.supported in (True, False)
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "rf_curves.csv")
+    assert {"p", "m", "test_loss", "train_loss", "regime"} <= set(df.columns)
+    assert "p = n m" in (tmp_path / "summary.md").read_text()
