@@ -298,3 +298,12 @@ def test_reproduce_rf_curves_smoke(tmp_path, monkeypatch):
     df = pd.read_csv(tmp_path / "rf_curves.csv")
     assert {"p", "m", "test_loss", "train_loss", "regime"} <= set(df.columns)
     assert "p = n m" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["bigstep.rf._fit", "bigstep.rf._curve", "bigstep.rf._sampling"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.failed == 0 and result.attempted > 0

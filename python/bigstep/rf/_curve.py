@@ -30,21 +30,37 @@ def regime(p: int, n: int, m) -> str:
     return "p>=nm"
 
 
-def _solves(K, R, lam, ps):
-    """Z_p = (K_p + lam I)^{-1} R_p for each p in ps (leading blocks): one Cholesky of the
-    largest block when lam > 0 (the Cholesky factor of a leading block is the leading block
-    of the factor), else the minimum-norm solve per p."""
+def _curve_losses(K, R, xi2, U, Cy, lam, ps, d, delta):
+    """(train, test, score_error) for each p in ps from the leading p-blocks of K, R, U, Cy.
+
+    lam > 0: one Cholesky factor L of K + lam I serves every p (the factor of a leading
+    block is the leading block of the factor), and so do Y = L^{-1} R and L^{-1} Cy
+    (forward substitution is nested too): train(p) = (xi2 - ||Y_p||^2) / d and
+    tr(Z_p^T Cy_p) = <Y_p, (L^{-1} Cy)_p> for all p from running sums; the test loss needs
+    Z_p = L_p^{-T} Y_p (one back substitution per p) and tr(Z_p^T U_p Z_p).
+    lam = 0 (or a failed factorisation): the minimum-norm solve per p."""
+    L = None
     if lam > 0:
         try:
             L = linalg.cholesky(K + lam * np.eye(K.shape[0]), lower=True, check_finite=False)
         except linalg.LinAlgError:
             L = None
-        if L is not None:
-            for p in ps:
-                yield p, linalg.cho_solve((L[:p, :p], True), R[:p], check_finite=False)
-            return
+    if L is not None:
+        Y = linalg.solve_triangular(L, R, lower=True, check_finite=False)
+        Yc = linalg.solve_triangular(L, Cy, lower=True, check_finite=False)
+        yy = np.concatenate([[0.0], np.cumsum(np.sum(Y * Y, axis=1))])
+        yc = np.concatenate([[0.0], np.cumsum(np.sum(Y * Yc, axis=1))])
     for p in ps:
-        yield p, _model.ridge_solve(K[:p, :p], R[:p], lam)
+        if L is not None:
+            Z = linalg.solve_triangular(L[:p, :p], Y[:p], lower=True, trans="T", check_finite=False)
+            train, zc = (xi2 - yy[p]) / d, yc[p]
+        else:
+            Z = _model.ridge_solve(K[:p, :p], R[:p], lam)
+            train = (float(np.sum(Z * (K[:p, :p] @ Z))) - 2 * float(np.sum(Z * R[:p])) + xi2
+                     + lam * float(np.sum(Z * Z))) / d
+            zc = float(np.sum(Z * Cy[:p]))
+        zuz = float(np.sum(Z * (U[:p, :p] @ Z)))
+        yield p, train, (zuz - 2 * math.sqrt(delta) * zc + d) / d, (zuz / delta - 2 * zc / math.sqrt(delta) + d) / d
 
 
 def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, backend="auto",
@@ -102,15 +118,10 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, b
         Cy = _gaussian.stein_rows(rho, W)
         for mm in ms:
             K, R, xi2, _ = _model.gram(x, W, t, mm, seed, rho, backend)
-            for p, Z in _solves(K, R, lam, [int(ps[i]) for i in order]):
-                zuz = float(np.sum(Z * (U[:p, :p] @ Z)))
-                zc = float(np.sum(Z * Cy[:p]))
-                train = (float(np.sum(Z * (K[:p, :p] @ Z))) - 2 * float(np.sum(Z * R[:p])) + xi2
-                         + lam * float(np.sum(Z * Z))) / d
+            for p, train, test, err in _curve_losses(K, R, xi2, U, Cy, lam, [int(ps[i]) for i in order], d,
+                                                     delta):
                 rows.append(dict(d=d, n=n, p=p, psi_n=psi_n, psi_p=p / d, m=mm, t=t, lam=lam, rho=rho,
-                                 seed=seed, train_loss=train,
-                                 test_loss=(zuz - 2 * math.sqrt(delta) * zc + d) / d,
-                                 score_error=(zuz / delta - 2 * zc / math.sqrt(delta) + d) / d,
+                                 seed=seed, train_loss=train, test_loss=test, score_error=err,
                                  regime=regime(p, n, mm)))
             done += 1
             bar.update(done)

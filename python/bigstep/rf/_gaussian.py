@@ -117,7 +117,7 @@ def second_moment(rho: str, a, s):
     return (activation(rho, a[..., None] + s[..., None] * g) ** 2) @ wq
 
 
-def series_gram(rho: str, a, s, corr, *, tol: float = 1e-12, max_terms: int = 400, chunk: int = 64):
+def series_gram(rho: str, a, s, corr, *, tol: float = 1e-12, max_terms: int = 400):
     """(1/n) sum_x E_g[f f^T] for u = a_x + s * (correlated g): a (n, p), s (p,), corr (p, p)
     with unit diagonal.  Returns (gram (p, p), h1_mean (p,), bound) where h1_mean is the
     mean over x of h_1 and bound the truncation bound of the off-diagonal entries."""
@@ -131,6 +131,9 @@ def series_gram(rho: str, a, s, corr, *, tol: float = 1e-12, max_terms: int = 40
         kmax = 1
     else:
         kmax = int(min(max_terms, max(1, math.ceil(math.log(tol) / math.log(min(cmax, 1 - 1e-16))) - 1)))
+    # chunks of training points: the coefficients of one chunk take (kmax + 1) * chunk * p
+    # doubles (and chunk * p * QUAD_NODES for the quadrature), kept to ~2^22
+    chunk = max(1, min(n, (1 << 22) // ((kmax + 1 + QUAD_NODES) * p)))
     gram = np.zeros((p, p))
     h1 = np.zeros(p)
     diag = np.zeros(p)
