@@ -307,3 +307,30 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0 and result.attempted > 0
+
+
+_MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+import bigstep
+from bigstep import rf
+backend = sys.argv[1]
+x = bigstep.gaussian_noise(0, (400, 20))
+rf.fit(x[:4], 0.5, 2, 8, backend=backend)  # imports, compilation, thread pools
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = rf.fit(x, 0.5, 60, 600, backend=backend)  # n m p = 1.4e7 doubles = 115 MB if materialised
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024.0)
+"""
+
+
+@pytest.mark.parametrize("name", ["cpp", "numba"])
+def test_gram_memory_does_not_grow_with_n_m(name):
+    """The fit streams over the n m samples: its peak memory is O(p^2 + p d) (a few MB here),
+    not the 115 MB of the n m x p feature matrix (ru_maxrss, fresh subprocess)."""
+    import subprocess
+
+    if name not in bigstep._backend.available():
+        pytest.skip(f"{name} backend not available")
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, name], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) < 40.0
