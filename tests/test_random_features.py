@@ -334,3 +334,18 @@ def test_gram_memory_does_not_grow_with_n_m(name):
         pytest.skip(f"{name} backend not available")
     out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, name], capture_output=True, text=True, check=True)
     assert float(out.stdout.strip().splitlines()[-1]) < 40.0
+
+
+def test_learning_curve_along_training():
+    """Curves at training times: time 0 is the zero score (test loss 1), a long gradient flow
+    reaches the converged fit, and explicit-GD rows agree with RFModel.dynamics."""
+    kw = dict(t=0.5, lam=1e-2, rho="relu", seeds=[1])
+    final = rf.learning_curve(10, 1.0, [0.5, 2.0], [2], **kw)
+    flow = rf.learning_curve(10, 1.0, [0.5, 2.0], [2], times=[0.0, 1e3, 1e12], **kw)
+    assert len(flow) == 6 and set(flow.time) == {0.0, 1e3, 1e12}
+    np.testing.assert_allclose(flow[flow.time == 0].test_loss, 1.0)
+    np.testing.assert_allclose(flow[flow.time == 1e12].test_loss.to_numpy(), final.test_loss.to_numpy(), rtol=1e-6)
+    x = bigstep.gaussian_noise(1, (10, 10), stream=8)
+    model = rf.fit(x, 0.5, 2, 20, "relu", 1e-2, 1)
+    gd = rf.learning_curve(10, 1.0, [2.0], [2], times=[5, 50], lr=20.0, **kw)
+    np.testing.assert_allclose(gd.test_loss, model.dynamics([5, 50], lr=20.0)["test_loss"], rtol=1e-9)

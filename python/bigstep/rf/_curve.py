@@ -63,8 +63,24 @@ def _curve_losses(K, R, xi2, U, Cy, lam, ps, d, delta):
         yield p, train, (zuz - 2 * math.sqrt(delta) * zc + d) / d, (zuz / delta - 2 * zc / math.sqrt(delta) + d) / d
 
 
-def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, backend="auto",
-                   progress=False):
+def _training_rows(x, W, U, Cy, K, R, xi2, ps, common, times, lr):
+    from ._fit import RFModel
+
+    rows = []
+    for p in ps:
+        model = RFModel(x, W[:p], common["t"], common["m"], common["rho"], common["lam"], common["seed"],
+                        K[:p, :p], R[:p], xi2, Z=np.zeros((p, x.shape[1])))
+        model._pop = (U[:p, :p], Cy[:p], 0.0)
+        dyn = model.dynamics(times, lr)
+        for j, tau in enumerate(dyn["time"]):
+            rows.append(dict(common, p=p, psi_p=p / common["d"], time=tau, train_loss=dyn["train_loss"][j],
+                             test_loss=dyn["test_loss"][j], score_error=dyn["score_error"][j],
+                             regime=regime(p, common["n"], common["m"])))
+    return rows
+
+
+def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, times=None, lr=None,
+                   backend="auto", progress=False):
     """Train loss, test loss and score error of the exact fit versus psi_p = p / d.
 
     For each seed: training data x = gaussian_noise(seed, (n, d), stream=8), n = round(psi_n d);
@@ -79,9 +95,13 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, b
     m : int >= 1, math.inf (noise averaged exactly), or a list of them
     t : diffusion time > 0;  lam : ridge >= 0;  rho : activation (see fit)
     seeds : iterable of ints >= 0 (one row per seed, m and psi_p)
+    times, lr : optional training times: the curves along gradient descent from A = 0 (lr
+        given, times = step counts) or gradient flow (lr None), one row per time as well, from
+        one eigendecomposition per (seed, m, p) (RFModel.dynamics); None: the converged fit.
 
-    Returns a pandas DataFrame (tidy), one row per (seed, m, p): d, n, p, psi_n, psi_p, m,
-    t, lam, rho, seed, train_loss, test_loss, score_error, regime ('p<n', 'n<=p<nm', 'p>=nm').
+    Returns a pandas DataFrame (tidy), one row per (seed, m, p[, time]): d, n, p, psi_n, psi_p,
+    m, t, lam, rho, seed, [time,] train_loss, test_loss, score_error, regime ('p<n',
+    'n<=p<nm', 'p>=nm').
 
     Example
     -------
@@ -118,6 +138,12 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, b
         Cy = _gaussian.stein_rows(rho, W)
         for mm in ms:
             K, R, xi2, _ = _model.gram(x, W, t, mm, seed, rho, backend)
+            if times is not None:
+                rows += _training_rows(x, W, U, Cy, K, R, xi2, [int(ps[i]) for i in order],
+                                       dict(d=d, n=n, psi_n=psi_n, m=mm, t=t, lam=lam, rho=rho, seed=seed), times, lr)
+                done += 1
+                bar.update(done)
+                continue
             for p, train, test, err in _curve_losses(K, R, xi2, U, Cy, lam, [int(ps[i]) for i in order], d,
                                                      delta):
                 rows.append(dict(d=d, n=n, p=p, psi_n=psi_n, psi_p=p / d, m=mm, t=t, lam=lam, rho=rho,
