@@ -80,6 +80,21 @@ def test_cpp_and_numba_agree():
         assert np.abs(a.A - b.A).max() <= RTOL_SOLVE * np.abs(a.A).max()
 
 
+def test_gram_independent_of_thread_count(restore_threads):
+    """Each entry of K and R is summed by one thread in sample order: bit-identical sums for
+    any thread count."""
+    if "cpp" not in bigstep._backend.available():
+        pytest.skip("no compiled extension")
+    x = _data(n=40, d=9)
+    results = []
+    for threads in (1, 2, 3):
+        bigstep.set_num_threads(threads)
+        model = rf.fit(x, 0.4, 7, 50, "erf", 1e-2, 3, backend="cpp")
+        results.append((model.K, model.R, model.xi2))
+    for K, R, xi2 in results[1:]:
+        assert np.array_equal(K, results[0][0]) and np.array_equal(R, results[0][1]) and xi2 == results[0][2]
+
+
 # ------------------------------------------------------------------ the ridge solution
 
 

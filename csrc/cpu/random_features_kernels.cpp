@@ -3,14 +3,14 @@
 //
 // The n m noisy samples are processed in blocks of S.  For one block:
 //   1. noise xi [S, dp] from Philox and inputs y = mu x_nu + sigma xi [S, d];
-//   2. features, packed by panels of NP = 2W features: F[q][s][0..NP) =
+//   2. features, packed by panels of NP = 3W features: F[q][s][0..NP) =
 //      rho(<w_{q NP + r}, y_s> / sqrt(d)) (a register-blocked GEMM against the
 //      transposed, panel-packed weights Wt[q][k][0..NP));
 //   3. K[panel qi, panel qj >= qi] += sum_s F[qi][s] F[qj][s]^T and
-//      R[panel q, :] += sum_s F[q][s] xi_s^T, register-blocked, MR rows x 2W columns.
-// Memory: the packed weights O(p d), K and R O(p^2 + p d), one block O(S (p + d));
-// nothing of size n m p.  Every output element is a sum over samples in sample order,
-// so the result does not depend on the thread count or the schedule.
+//      R[panel q, :] += sum_s F[q][s] xi_s^T, register-blocked, MR rows x 3W columns.
+// Memory: the packed weights O(p d), K and R O(p^2 + p d), one block O(S (p + d)) per
+// thread; nothing of size n m p.  Every output element is a sum over samples in sample
+// order formed by one thread, so the result does not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,14 +21,20 @@
 #include "bigstep/random_features.hpp"
 #include "simd.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
 
 using V = simd::vec<double>;
 constexpr index_t W = simd::width<double>;
-constexpr index_t NP = 2 * W;  // features per panel
-constexpr int MR = 4;          // rows per micro-kernel call (divides NP)
-constexpr index_t S = 128;     // samples per block (multiple of MR)
+constexpr int NR = 3;                         // vectors per micro-kernel row
+constexpr index_t NP = NR * W;                // features per panel
+constexpr int MR = NP % 4 == 0 ? 4 : 3;       // rows per micro-kernel call (divides NP)
+// MR x NR accumulators: 12 (AVX2, AVX-512) or 9 (SSE2) of the 16 or 32 vector registers
+constexpr index_t S = 128;     // samples per block
 
 inline index_t round_up(index_t a, index_t b) { return (a + b - 1) / b * b; }
 
@@ -46,45 +52,41 @@ void feature_panel(const double* y, index_t ys, index_t rows, index_t d, const d
                    double* f) {
   for (index_t s = 0; s < rows; s += MR) {
     const int R = static_cast<int>(std::min<index_t>(MR, rows - s));
-    V c[MR][2] = {};
+    V c[MR][NR] = {};
     for (index_t k = 0; k < d; ++k) {
-      const V b0 = simd::load(wt_q + k * NP), b1 = simd::load(wt_q + k * NP + W);
+      V b[NR];
+      for (int h = 0; h < NR; ++h) b[h] = simd::load(wt_q + k * NP + h * W);
 #pragma GCC unroll 4
       for (int r = 0; r < MR; ++r) {
         if (r >= R) break;
         const V a = simd::broadcast(y[(s + r) * ys + k]);
-        c[r][0] += a * b0;
-        c[r][1] += a * b1;
+        for (int h = 0; h < NR; ++h) c[r][h] += a * b[h];
       }
     }
     for (int r = 0; r < R; ++r) {
       double* out = f + (s + r) * NP;
-      for (index_t e = 0; e < W; ++e) {
-        out[e] = rf_activation(rho, c[r][0][e]);
-        out[W + e] = rf_activation(rho, c[r][1][e]);
-      }
+      for (int h = 0; h < NR; ++h)
+        for (index_t e = 0; e < W; ++e) out[h * W + e] = rf_activation(rho, c[r][h][e]);
     }
   }
 }
 
-// acc[r][0..2W) (r < MR) += sum_{s < rows} a[s][r0 + r] * b[s][j..j+2W), rows a [., NP], b stride bs.
+// acc[r][j..j+NP) (r < MR) += sum_{s < rows} a[s][r0 + r] * b[s][j..j+NP), rows a [., NP], b stride bs.
 inline void outer_block(const double* a, index_t r0, const double* b, index_t bs, index_t j, index_t rows,
                         double* acc, index_t acc_stride) {
-  V c[MR][2] = {};
+  V c[MR][NR] = {};
   for (index_t s = 0; s < rows; ++s) {
-    const V b0 = simd::load(b + s * bs + j), b1 = simd::load(b + s * bs + j + W);
+    V bv[NR];
+    for (int h = 0; h < NR; ++h) bv[h] = simd::load(b + s * bs + j + h * W);
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
       const V ar = simd::broadcast(a[s * NP + r0 + r]);
-      c[r][0] += ar * b0;
-      c[r][1] += ar * b1;
+      for (int h = 0; h < NR; ++h) c[r][h] += ar * bv[h];
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (index_t e = 0; e < W; ++e) {
-      acc[r * acc_stride + j + e] += c[r][0][e];
-      acc[r * acc_stride + j + W + e] += c[r][1][e];
-    }
+    for (int h = 0; h < NR; ++h)
+      for (index_t e = 0; e < W; ++e) acc[r * acc_stride + j + h * W + e] += c[r][h][e];
 }
 
 }  // namespace
@@ -94,49 +96,54 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
   const index_t pp = round_up(p, NP), dp = round_up(d, NP), nq = pp / NP;
   const std::vector<double> wt = pack_weights(w, p, d, pp);
   std::vector<double> Kp(pp * pp, 0.0), Rp(pp * dp, 0.0);
-  std::vector<double> xi(S * dp, 0.0), y(S * d), f(nq * S * NP);
-  std::vector<double> xi2_rows(S);
   const PhiloxStream st = make_stream(seed, stream);
   const index_t total = n * m;
   double xi2_sum = 0.0;
-#pragma omp parallel num_threads(num_threads())
-  for (index_t s0 = 0; s0 < total; s0 += S) {
-    const index_t rows = std::min(S, total - s0);
-#pragma omp for schedule(static)
-    for (index_t s = 0; s < rows; ++s) {
-      const index_t g = s0 + s, nu = g / m;
-      double acc = 0.0;
-      for (index_t k = 0; k < d; ++k) {
-        const double z = normal_at(st, static_cast<std::uint64_t>(g) * d + k);
-        xi[s * dp + k] = z;
-        y[s * d + k] = mu * x[nu * d + k] + sigma * z;
-        acc += z * z;
-      }
-      xi2_rows[s] = acc;
-    }
-#pragma omp single
-    {
-      for (index_t s = 0; s < rows; ++s) xi2_sum += xi2_rows[s];
-      // the last block's unused rows: zero features and noise add nothing
-      if (rows < S) {
-        std::fill(xi.begin() + rows * dp, xi.end(), 0.0);
-      }
-    }
-#pragma omp for schedule(static)
+  // Each thread owns a fixed set of row panels of K and R for the whole call (panels dealt
+  // in a snake order so the triangular work is balanced) and makes the noise and the
+  // features it needs itself: no synchronisation until the end, which keeps 2 threads
+  // efficient on a loaded machine, at the price of recomputing the features (N p d
+  // multiply-adds per thread, small next to N p^2 / 2 when p >> d T).
+#pragma omp parallel num_threads(num_threads()) reduction(+ : xi2_sum)
+  {
+    int tid = 0, nt = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    std::vector<index_t> mine;
     for (index_t q = 0; q < nq; ++q) {
-      double* fq = &f[q * S * NP];
-      feature_panel(y.data(), d, rows, d, &wt[q * d * NP], rho, fq);
-      std::fill(fq + rows * NP, fq + S * NP, 0.0);
+      const index_t round = q / nt, pos = q % nt;
+      if ((round % 2 == 0 ? pos : nt - 1 - pos) == tid) mine.push_back(q);
     }
-#pragma omp for schedule(dynamic, 1)
-    for (index_t qi = 0; qi < nq; ++qi) {
-      const double* fi = &f[qi * S * NP];
-      for (index_t r0 = 0; r0 < NP; r0 += MR) {
-        double* krow = &Kp[(qi * NP + r0) * pp];
-        for (index_t qj = qi; qj < nq; ++qj)
-          outer_block(fi, r0, &f[qj * S * NP], NP, 0, rows, krow + qj * NP, pp);
-        double* rrow = &Rp[(qi * NP + r0) * dp];
-        for (index_t j = 0; j < dp; j += 2 * W) outer_block(fi, r0, xi.data(), dp, j, rows, rrow, dp);
+    if (!mine.empty()) {
+      const index_t q0 = mine.front();
+      std::vector<double> xi(S * dp, 0.0), y(S * d), f(nq * S * NP);
+      for (index_t s0 = 0; s0 < total; s0 += S) {
+        const index_t rows = std::min(S, total - s0);
+        for (index_t s = 0; s < rows; ++s) {
+          const index_t g = s0 + s, nu = g / m;
+          double acc = 0.0;
+          for (index_t k = 0; k < d; ++k) {
+            const double z = normal_at(st, static_cast<std::uint64_t>(g) * d + k);
+            xi[s * dp + k] = z;
+            y[s * d + k] = mu * x[nu * d + k] + sigma * z;
+            acc += z * z;
+          }
+          if (tid == 0) xi2_sum += acc;
+        }
+        for (index_t q = q0; q < nq; ++q) feature_panel(y.data(), d, rows, d, &wt[q * d * NP], rho, &f[q * S * NP]);
+        for (index_t qi : mine) {
+          const double* fi = &f[qi * S * NP];
+          // panel pairs (qi, qj): both panels (2 S NP doubles = 24 KB with AVX2) stay in L1
+          // while the NP / MR row groups of qi run over them
+          for (index_t qj = qi; qj < nq; ++qj)
+            for (index_t r0 = 0; r0 < NP; r0 += MR)
+              outer_block(fi, r0, &f[qj * S * NP], NP, 0, rows, &Kp[(qi * NP + r0) * pp] + qj * NP, pp);
+          for (index_t r0 = 0; r0 < NP; r0 += MR)
+            for (index_t j = 0; j < dp; j += NP)
+              outer_block(fi, r0, xi.data(), dp, j, rows, &Rp[(qi * NP + r0) * dp], dp);
+        }
       }
     }
   }
