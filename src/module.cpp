@@ -6,6 +6,7 @@ void register_info(pybind11::module_& m);
 void register_metrics(pybind11::module_& m);
 void register_optimal_score(pybind11::module_& m);
 void register_random(pybind11::module_& m);
+void register_random_features(pybind11::module_& m);
 void register_relu_risk(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
 }  // namespace bigstep::py
@@ -16,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_metrics(m);
   bigstep::py::register_optimal_score(m);
   bigstep::py::register_random(m);
+  bigstep::py::register_random_features(m);
   bigstep::py::register_relu_risk(m);
   bigstep::py::register_sgd(m);
 }

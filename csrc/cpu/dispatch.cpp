@@ -221,6 +221,15 @@ void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, 
   BIGSTEP_DISPATCH(nearest_neighbors<T>, x, n, y, m, d, k, dist, idx)
 }
 
+void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, double mu, double sigma,
+             index_t m, std::uint64_t seed, std::uint64_t stream, int rho, double* K, double* R, double* xi2) {
+  BIGSTEP_DISPATCH(rf_gram, x, n, d, w, p, mu, sigma, m, seed, stream, rho, K, R, xi2)
+}
+
+void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho, double* out) {
+  BIGSTEP_DISPATCH(rf_features, y, q, d, w, p, rho, out)
+}
+
 #define BIGSTEP_INSTANTIATE(T)                                                                                 \
   template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
                                     T*, T*, T*, T*, T*);                                                       \

@@ -9,7 +9,8 @@ block i // 2: 53 bits for a uniform, Box-Muller (cosine branch) for a normal.
 
 Stream map used by the samplers and trainers: 0 sampler initial state, 1 sampler
 increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise, 5 forward
-noising (sample_forward).
+noising (sample_forward); bigstep.rf: 6 random-feature weights W, 7 DSM noise of the
+fit, 8 training data of rf.learning_curve, 9 Monte Carlo evaluation noise.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 // (BIGSTEP_ISA_NS, set by CMake: isa_baseline, isa_avx2, isa_avx512 or
 // isa_native).  csrc/cpu/dispatch.cpp picks one at run time.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "bigstep/config.hpp"
@@ -44,6 +45,11 @@ int num_threads();
   template <class T>                                                                             \
   void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, int k,         \
                          T* dist, index_t* idx);                                                 \
+  void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, double mu,      \
+               double sigma, index_t m, std::uint64_t seed, std::uint64_t stream, int rho,       \
+               double* K, double* R, double* xi2);                                               \
+  void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho,   \
+                   double* out);                                                                 \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)

@@ -6,6 +6,7 @@
 // data-dependent reasons and never abort; arguments are validated by the caller.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "bigstep/config.hpp"
@@ -65,6 +66,17 @@ void relu_segment_moments(const double* t, index_t K, const double* c, index_t n
 void relu_hessian_gauss_newton(const signed char* cls, const index_t* jpos, const double* w1, const double* w2,
                                const double* b, index_t m, const double* L, const double* U,
                                const double* total, index_t K, double scale, bool wrt_all, double* H);
+
+// Random-features family (random_features.hpp), float64.  Over the n m samples
+// y_s = mu x_{s / m} + sigma xi_s (xi_s[k] = normal s d + k of (seed, stream)) with
+// features f_i(y) = rho(<w_i, y> / sqrt(d)) (rho: RfActivation code), writes
+// K = sum_s f f^T [p, p], R = sum_s f xi_s^T [p, d] and *xi2 = sum_s ||xi_s||^2.
+void rf_gram(const double* x, index_t n, index_t d,  // x [n, d]
+             const double* w, index_t p,              // w [p, d]
+             double mu, double sigma, index_t m, std::uint64_t seed, std::uint64_t stream, int rho,
+             double* K, double* R, double* xi2);
+// out [q, p] = rho(y w^T / sqrt(d)) for y [q, d], w [p, d].
+void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho, double* out);
 
 // Philox streams (csrc/include/bigstep/philox.hpp).
 template <class T>

@@ -25,6 +25,7 @@ FIGURES = {
     "fig3": ("fig3", "memorization of diffusion samples vs learning rate, d = 2 (Figure 3)"),
     "fig4": ("fig4", "memorization of diffusion samples vs dimension (Figure 4)"),
     "fig5": ("fig5", "sharpness at the end of training vs 2/(m lr) (Figure 5)"),
+    "rf-curves": ("rf_curves", "random-features DSM learning curves vs p/d for m in {1, 4, 16, inf} (issue 8)"),
 }
 
 

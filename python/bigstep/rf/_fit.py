@@ -1,0 +1,229 @@
+"""rf.fit and the fitted model: exact losses, Monte Carlo estimates, training dynamics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validate import integer
+from ..random import gaussian_noise
+from . import _gaussian, _model
+from ._model import STREAM_MC, schedule
+
+
+class RFModel:
+    """A fitted random-features score s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) at time t.
+
+    Attributes: x (n, d) training data, W (p, d), t, m (int or math.inf), rho, lam,
+    seed, mu = exp(-t), sigma, delta = 1 - exp(-2t); K (p, p), R (p, d), xi2: the
+    training sums averaged over the n m samples (bigstep.rf docs); Z = (K + lam I)^{-1} R;
+    A = -sqrt(p / delta) Z^T (d, p), the exact minimiser of the train loss.
+    """
+
+    def __init__(self, x, W, t, m, rho, lam, seed, K, R, xi2, bound=0.0, Z=None, backend="auto"):
+        self.x, self.W, self.t, self.m, self.rho, self.lam, self.seed = x, W, t, m, rho, lam, seed
+        self.mu, self.sigma, self.delta = schedule(t)
+        self.K, self.R, self.xi2, self.series_bound = K, R, xi2, bound
+        self.Z = _model.ridge_solve(K, R, lam) if Z is None else Z
+        self.backend = backend
+        self._pop = None
+        self._eig = None
+
+    n = property(lambda self: self.x.shape[0])
+    d = property(lambda self: self.x.shape[1])
+    p = property(lambda self: self.W.shape[0])
+
+    @property
+    def A(self) -> np.ndarray:
+        return -math.sqrt(self.p / self.delta) * self.Z.T
+
+    def __repr__(self):
+        return (f"RFModel(n={self.n}, d={self.d}, p={self.p}, m={self.m}, t={self.t}, rho={self.rho!r}, "
+                f"lam={self.lam}, seed={self.seed})")
+
+    # ------------------------------------------------------------------ evaluation
+
+    def features(self, y) -> np.ndarray:
+        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel."""
+        y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1, self.d))
+        return _model.impl(self.backend).rf_features(y, self.W, _model._RHO_CODES[self.rho])
+
+    def score(self, y) -> np.ndarray:
+        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d)."""
+        return -(self.features(y) @ self.Z) / math.sqrt(self.delta)
+
+    def _population(self):
+        if self._pop is None:
+            U, bound = _gaussian.population_gram(self.rho, self.W)
+            self._pop = (U, _gaussian.stein_rows(self.rho, self.W), bound)
+        return self._pop
+
+    # ------------------------------------------------------------------ exact losses
+
+    def _losses(self, Z):
+        d, dl = self.d, self.delta
+        U, Cy, _ = self._population()
+        zuz = float(np.sum(Z * (U @ Z)))
+        zc = float(np.sum(Z * Cy))
+        train = (float(np.sum(Z * (self.K @ Z))) - 2.0 * float(np.sum(Z * self.R)) + self.xi2
+                 + self.lam * float(np.sum(Z * Z))) / d
+        test = (zuz - 2.0 * math.sqrt(dl) * zc + d) / d
+        score_err = (zuz / dl - 2.0 * zc / math.sqrt(dl) + d) / d
+        return train, test, score_err
+
+    def train_loss(self) -> float:
+        """(1/(n m d)) sum ||sqrt(Delta) s_A(y) + xi||^2 + Delta lam / (p d) ||A||_F^2 (exact;
+        for m = inf the noise-averaged limit)."""
+        return self._losses(self.Z)[0]
+
+    def test_loss(self) -> float:
+        """(1/d) E_{x, xi} ||sqrt(Delta) s_A(exp(-t) x + sqrt(Delta) xi) + xi||^2, fresh x ~ N(0, I):
+        closed form (relu, relu_centered, erf, linear) or Hermite series (tanh), no sampling."""
+        return self._losses(self.Z)[1]
+
+    def score_error(self) -> float:
+        """(1/d) E_y ||s_A(y) + y||^2, y ~ N(0, I) (the true score is -y); exact like test_loss.
+        Identity: test_loss = 1 - Delta + Delta * score_error."""
+        return self._losses(self.Z)[2]
+
+    def noise_averaged_loss(self) -> float:
+        """Exact empirical test loss (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2
+        (the training points, the noise averaged exactly: Hermite series, see _gaussian)."""
+        K, R, _ = _gaussian.noise_averaged_gram(self.rho, self.x, self.W, self.mu, self.sigma)
+        Z = self.Z
+        return (float(np.sum(Z * (K @ Z))) - 2.0 * float(np.sum(Z * R)) + self.d) / self.d
+
+    # ------------------------------------------------------------------ Monte Carlo
+
+    def _mc_inputs(self, n_mc, seed, offset):
+        n_mc = integer(n_mc, "n_mc", minimum=2)
+        seed = _model.check_seed(seed)
+        xi = gaussian_noise(seed, (n_mc, self.d), stream=STREAM_MC, offset=offset)
+        idx = np.arange(n_mc) % self.n
+        return self.mu * self.x[idx] + self.sigma * xi, xi, idx
+
+    def empirical_test_loss(self, n_mc=4096, seed=0):
+        """(value, standard error): Monte Carlo over fresh noise of
+        (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2.
+        Draw j uses training point j mod n and noise gaussian_noise(seed, (n_mc, d), stream=9)[j];
+        the standard error is std / sqrt(n_mc) (conservative: the points are stratified)."""
+        y, xi, _ = self._mc_inputs(n_mc, seed, 0)
+        r = math.sqrt(self.delta) * self.score(y) + xi
+        v = np.sum(r * r, axis=1) / self.d
+        return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
+
+    def s_star_distance(self, n_mc=4096, seed=0):
+        """(value, standard error): Monte Carlo of (1/d) E ||s_A(y) - s*(y)||^2 over the noised
+        training distribution y = mu x_nu + sigma xi (nu uniform, stratified as in
+        empirical_test_loss, noise from stream 9 at offset n_mc d); s* = bigstep.optimal_score
+        of the training set.  Small when s_A has memorized the training set."""
+        from ..optimal_score import optimal_score
+
+        y, _, _ = self._mc_inputs(n_mc, seed, n_mc * self.d)
+        diff = self.score(y) - optimal_score(y, self.x, self.mu, self.sigma)
+        v = np.sum(diff * diff, axis=1) / self.d
+        return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
+
+    # ------------------------------------------------------------------ dynamics
+
+    def _eigen(self):
+        if self._eig is None:
+            ev, V = np.linalg.eigh(self.K)
+            ev = np.maximum(ev, 0.0) + self.lam
+            Rt = V.T @ self.R
+            U, Cy, _ = self._population()
+            M = (Rt @ Rt.T) * (V.T @ U @ V)
+            c = np.sum((V.T @ Cy) * Rt, axis=1)
+            r2 = np.sum(Rt * Rt, axis=1)
+            self._eig = (ev, V, Rt, M, c, r2)
+        return self._eig
+
+    def _factors(self, time, lr):
+        """D_i(time): Z(time) = V diag(D) V^T R for GD (lr, time = step count) or gradient flow."""
+        ev = self._eigen()[0]
+        tiny = ev.max() * self.p * np.finfo(float).eps if ev.max() > 0 else 0.0
+        safe = np.where(ev > tiny, ev, 1.0)
+        if lr is None:
+            c = 2.0 * self.delta / (self.d * self.p) * time
+            return np.where(ev > tiny, -np.expm1(-c * ev) / safe, c)
+        c = 2.0 * lr * self.delta / (self.d * self.p)
+        x = c * ev
+        with np.errstate(over="ignore", invalid="ignore"):
+            small = np.abs(x) < 0.5
+            g = np.where(small, -np.expm1(time * np.log1p(-np.where(small, x, 0.0))), 1.0 - (1.0 - x) ** time)
+        return np.where(ev > tiny, g / safe, c * time)
+
+    def A_at(self, time, lr=None) -> np.ndarray:
+        """A after gradient descent from A = 0 on the train loss: ``time`` steps of
+        A <- A - lr grad L(A) (lr given), or gradient flow dA/dtau = -grad L(A) up to tau = time
+        (lr None).  Closed form from one eigendecomposition of K."""
+        ev, V, Rt, *_ = self._eigen()
+        Z = V @ (self._factors(float(time), lr)[:, None] * Rt)
+        return -math.sqrt(self.p / self.delta) * Z.T
+
+    def dynamics(self, times, lr=None) -> dict:
+        """Train loss, test loss and score error along gradient descent (``lr`` given; times are
+        step counts) or gradient flow (``lr=None``; continuous times), from A = 0, each time in
+        O(p^2) after one eigendecomposition.  Stable GD needs lr < d p / (Delta lambda_max(K + lam I)).
+
+        Returns a dict of arrays: time, train_loss, test_loss, score_error."""
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if (times < 0).any() or not np.isfinite(times).all():
+            raise ValueError("times must be finite and >= 0")
+        if lr is not None:
+            lr = _model.check_positive(lr, "lr")
+        ev, V, Rt, M, c, r2 = self._eigen()
+        d, dl = self.d, self.delta
+        out = {k: np.empty(times.size) for k in ("train_loss", "test_loss", "score_error")}
+        for j, tau in enumerate(times):
+            D = self._factors(tau, lr)
+            zz = float(np.sum(D * D * r2))
+            zkz = float(np.sum(D * D * (ev - self.lam) * r2))
+            zr = float(np.sum(D * r2))
+            zuz = float(D @ M @ D)
+            zc = float(D @ c)
+            out["train_loss"][j] = (zkz - 2 * zr + self.xi2 + self.lam * zz) / d
+            out["test_loss"][j] = (zuz - 2 * math.sqrt(dl) * zc + d) / d
+            out["score_error"][j] = (zuz / dl - 2 * zc / math.sqrt(dl) + d) / d
+        out["time"] = times
+        return out
+
+
+def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
+    """Exact ridge fit of the random-features DSM score (bigstep.rf module docs).
+
+    Parameters
+    ----------
+    x : training data (n, d), finite
+    t : diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t)
+    m : noise samples per data point (int >= 1) or math.inf (noise averaged exactly)
+    p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=6)
+    rho : "relu", "relu_centered", "tanh", "erf" or "linear"
+    lam : ridge >= 0 (lam = 0: minimum-norm solution)
+    seed : the noise xi of sample s = nu m + mu is gaussian_noise(seed, (n m, d), stream=7)[s]
+    backend : "auto", "cpp" or "numba" (the Gram kernel; m = inf does not use it)
+
+    Returns an :class:`RFModel` (A, losses, dynamics).  Memory O(p^2 + p d + n d).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> from bigstep import rf
+    >>> x = bigstep.gaussian_noise(1, (40, 20))
+    >>> model = rf.fit(x, t=0.5, m=4, p=30, rho="relu", lam=1e-2, seed=0)
+    >>> model.A.shape
+    (20, 30)
+    >>> bool(model.train_loss() < model.test_loss())
+    True
+    """
+    xa = _model.check_data(x)
+    t = _model.check_positive(t, "t")
+    m = _model.check_m(m)
+    p = integer(p, "p", minimum=1)
+    rho = _model.check_rho(rho)
+    lam = _model.check_lam(lam)
+    seed = _model.check_seed(seed)
+    W = _model.weights(seed, p, xa.shape[1])
+    K, R, xi2, bound = _model.gram(xa, W, t, m, seed, rho, backend)
+    return RFModel(xa, W, t, m, rho, lam, seed, K, R, xi2, bound, backend=backend)
