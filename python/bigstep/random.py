@@ -9,8 +9,11 @@ block i // 2: 53 bits for a uniform, Box-Muller (cosine branch) for a normal.
 
 Stream map used by the samplers and trainers: 0 sampler initial state, 1 sampler
 increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise, 5 forward
-noising (sample_forward); bigstep.rf: 6 random-feature weights W, 7 DSM noise of the
-fit, 8 training data of rf.learning_curve, 9 Monte Carlo evaluation noise.
+noising (sample_forward), 6 diffusion-training time indices (train_diffusion), 7 Monte
+Carlo noise of excess_risk_mc, 8 training sets of the reproductions and sweep tasks,
+9 reference samples of the reproductions and sweep tasks (fitted Gaussian, fresh data);
+bigstep.rf: 10 random-feature weights W, 11 DSM noise of the fit, 12 training data of
+rf.learning_curve, 13 Monte Carlo evaluation noise.
 """
 
 from __future__ import annotations

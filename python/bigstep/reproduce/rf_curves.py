@@ -141,7 +141,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
 
     settings = dict(size, n=n, t=T, lam=LAM, rho=RHO, m=[str(m) for m in MS], seeds=seeds, device="cpu",
                     statistic="median over seeds", note=("finite-d exact curves; W, xi, data from Philox "
-                                                         "streams 6, 7, 8; m = inf by the exact Hermite series"))
+                                                         "streams 10, 11, 12; m = inf by the exact Hermite series"))
     if device != "cpu":
         lines.append(f"device {device!r} requested: the rf kernels run on the CPU only")
     return Report("rf-curves", CLAIM, ok, lines, settings, [str(csv), str(png)], time.perf_counter() - start)

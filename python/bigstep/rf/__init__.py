@@ -36,9 +36,9 @@ What is exact and what is sampled
 - memorized_fraction: reverse sampling with an RFScore (one fit per time of a grid),
   then the nearest-neighbour ratio test (d1/d2 < 1/3).
 
-Random streams (Philox, bigstep.gaussian_noise): 6 = W, 7 = DSM noise xi (sample
-s = nu m + j uses gaussian_noise(seed, (n m, d), stream=7)[s]), 8 = training data in
-learning_curve, 9 = Monte Carlo evaluation noise.
+Random streams (Philox, bigstep.gaussian_noise): 10 = W, 11 = DSM noise xi (sample
+s = nu m + j uses gaussian_noise(seed, (n m, d), stream=11)[s]), 12 = training data in
+learning_curve, 13 = Monte Carlo evaluation noise.
 
 The d -> infinity asymptotic formulas of George, Veiga and Macris are not implemented.
 """

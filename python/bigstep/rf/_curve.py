@@ -83,9 +83,9 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, t
                    backend="auto", progress=False):
     """Train loss, test loss and score error of the exact fit versus psi_p = p / d.
 
-    For each seed: training data x = gaussian_noise(seed, (n, d), stream=8), n = round(psi_n d);
-    weights W = gaussian_noise(seed, (p_max, d), stream=6), so the p-feature model uses the
-    first p rows; noise xi from stream 7 (as :func:`bigstep.rf.fit` with the same seed, which
+    For each seed: training data x = gaussian_noise(seed, (n, d), stream=12), n = round(psi_n d);
+    weights W = gaussian_noise(seed, (p_max, d), stream=10), so the p-feature model uses the
+    first p rows; noise xi from stream 11 (as :func:`bigstep.rf.fit` with the same seed, which
     gives the same numbers).  One streamed Gram matrix at p_max per (seed, m) serves every p
     (leading blocks), with one Cholesky factor when lam > 0.
 

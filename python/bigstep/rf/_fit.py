@@ -106,7 +106,7 @@ class RFModel:
     def empirical_test_loss(self, n_mc=4096, seed=0):
         """(value, standard error): Monte Carlo over fresh noise of
         (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2.
-        Draw j uses training point j mod n and noise gaussian_noise(seed, (n_mc, d), stream=9)[j];
+        Draw j uses training point j mod n and noise gaussian_noise(seed, (n_mc, d), stream=13)[j];
         the standard error is std / sqrt(n_mc) (conservative: the points are stratified)."""
         y, xi, _ = self._mc_inputs(n_mc, seed, 0)
         r = math.sqrt(self.delta) * self.score(y) + xi
@@ -116,7 +116,7 @@ class RFModel:
     def s_star_distance(self, n_mc=4096, seed=0):
         """(value, standard error): Monte Carlo of (1/d) E ||s_A(y) - s*(y)||^2 over the noised
         training distribution y = mu x_nu + sigma xi (nu uniform, stratified as in
-        empirical_test_loss, noise from stream 9 at offset n_mc d); s* = bigstep.optimal_score
+        empirical_test_loss, noise from stream 13 at offset n_mc d); s* = bigstep.optimal_score
         of the training set.  Small when s_A has memorized the training set."""
         from ..optimal_score import optimal_score
 
@@ -198,10 +198,10 @@ def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
     x : training data (n, d), finite
     t : diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t)
     m : noise samples per data point (int >= 1) or math.inf (noise averaged exactly)
-    p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=6)
+    p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=10)
     rho : "relu", "relu_centered", "tanh", "erf" or "linear"
     lam : ridge >= 0 (lam = 0: minimum-norm solution)
-    seed : the noise xi of sample s = nu m + mu is gaussian_noise(seed, (n m, d), stream=7)[s]
+    seed : the noise xi of sample s = nu m + mu is gaussian_noise(seed, (n m, d), stream=11)[s]
     backend : "auto", "cpp" or "numba" (the Gram kernel; m = inf does not use it)
 
     Returns an :class:`RFModel` (A, losses, dynamics).  Memory O(p^2 + p d + n d).

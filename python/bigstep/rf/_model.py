@@ -26,7 +26,7 @@ _RHO_CODES = {"relu": 0, "tanh": 1, "erf": 2, "linear": 3, "relu_centered": 4}
 
 # Philox streams (DESIGN section 3 uses 0-5): 6 feature weights W, 7 DSM noise xi of the
 # fit, 8 training data drawn by learning_curve, 9 Monte Carlo evaluation draws.
-STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = 6, 7, 8, 9
+STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = 10, 11, 12, 13
 
 
 # --------------------------------------------------------------------------- checks
@@ -87,7 +87,7 @@ def schedule(t: float) -> tuple[float, float, float]:
 
 
 def weights(seed: int, p: int, d: int) -> np.ndarray:
-    """W (p, d) = gaussian_noise(seed, (p, d), stream=6): row i is the same for every p."""
+    """W (p, d) = gaussian_noise(seed, (p, d), stream=10): row i is the same for every p."""
     return gaussian_noise(seed, (p, d), stream=STREAM_W)
 
 
