@@ -6,7 +6,9 @@ numbers (or strings / booleans).  Registered names:
 - ``"fig2_cell"``: train one 1-D network by SGD at (lr, t, n, seed) (Figure 2's cell) and
   measure its exact excess risk and sharpness;
 - ``"sampler_cell"``: the memorized fraction and MMD^2 (to fresh data) of the s*-sampler
-  and of the Gaussian-fit sampler at (n, d, delta, seed).
+  and of the Gaussian-fit sampler at (n, d, delta, seed);
+- ``"rf_cell"``: one point of a random-features learning curve (bigstep.rf) at
+  (d, psi_n, psi_p, m, t, lam, rho, seed): train and test loss, score error, regime.
 
 Others register with :func:`register_task` or are given as ``"module:function"``.
 """
@@ -22,6 +24,7 @@ import traceback
 _REGISTRY: dict[str, str] = {
     "fig2_cell": "bigstep.sweeps.tasks:fig2_cell",
     "sampler_cell": "bigstep.sweeps.tasks:sampler_cell",
+    "rf_cell": "bigstep.sweeps.tasks:rf_cell",
 }
 
 
@@ -132,6 +135,17 @@ def sampler_cell(n: int, d: int, delta: float, seed: int = 0, n_samples: int = 1
         out[f"{name}_memorized_fraction"] = float(memorized_fraction(s, x))
         out[f"{name}_mmd2"] = float(mmd2(s, fresh, bandwidth=bandwidth, unbiased=True))
     return out
+
+
+def rf_cell(d: int, psi_n: float, psi_p: float, m: float, t: float, lam: float = 1e-3, rho: str = "relu",
+            seed: int = 0) -> dict:
+    """One point of :func:`bigstep.rf.learning_curve` (m may be inf: the exact noise average)."""
+    from ..rf import learning_curve
+
+    m = math.inf if m == math.inf else int(m)
+    row = learning_curve(int(d), psi_n, [psi_p], m, t, lam=lam, rho=rho, seeds=[int(seed)]).iloc[0]
+    return dict(n=int(row["n"]), p=int(row["p"]), train_loss=float(row["train_loss"]),
+                test_loss=float(row["test_loss"]), score_error=float(row["score_error"]), regime=str(row["regime"]))
 
 
 def _square(x: float, delay: float = 0.0, fail_on=None) -> dict:
