@@ -29,8 +29,8 @@ N, D, SCALE = 10, 2, 2.0
 
 def settings_for(quick: bool) -> dict:
     if quick:
-        return dict(lrs=(2.0, 0.5, 0.05), steps={2.0: 4_000, 0.5: 4_000, 0.05: 40_000}, width=200, batch=500,
-                    samples=1000)
+        return dict(lrs=(2.0, 1.0, 0.1, 0.05), steps={2.0: 4_000, 1.0: 4_000, 0.1: 20_000, 0.05: 40_000}, width=200,
+                    batch=1000, samples=1000)
     return dict(lrs=(2.0, 1.0, 0.1, 0.05, 0.01), steps={2.0: 20_000, 1.0: 20_000, 0.1: 200_000, 0.05: 1_000_000,
                                                       0.01: 2_000_000}, width=1000, batch=5000, samples=1000)
 
