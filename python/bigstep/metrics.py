@@ -18,13 +18,13 @@ float64 and do not depend on the thread count.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, prepare, result_dtype, wrap_like
+from ._validate import real_scalar
 
 __all__ = ["mmd2", "nearest_neighbors", "memorization_ratio", "memorized_fraction"]
 
@@ -52,15 +52,6 @@ def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{name_a} and {name_b} must have the same dimension d, got {name_a} of shape {a.shape} "
                          f"and {name_b} of shape {b.shape}")
-
-
-def _positive(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
 
 
 def _impl(name: str):
@@ -112,7 +103,7 @@ def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float
     aa = _points(a, "a")
     ba = _points(b, "b")
     _same_dim(aa, ba, "a", "b")
-    h = _positive(bandwidth, "bandwidth")
+    h = real_scalar(bandwidth, "bandwidth")
     if not isinstance(unbiased, (bool, np.bool_)):
         raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
     if unbiased:

@@ -43,6 +43,11 @@ learning_curve, 13 = Monte Carlo evaluation noise.
 The d -> infinity asymptotic formulas of George, Veiga and Macris are not implemented.
 """
 
+try:
+    import scipy  # noqa: F401  (linear algebra and special functions of the exact fits)
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("bigstep.rf needs scipy: pip install 'bigstep[rf]'") from exc
+
 from ._curve import learning_curve, regime
 from ._fit import RFModel, fit
 from ._model import ACTIVATIONS, STREAM_DATA, STREAM_MC, STREAM_NOISE, STREAM_W

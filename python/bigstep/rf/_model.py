@@ -17,7 +17,7 @@ from scipy import linalg
 
 from .. import _backend
 from .._arrays import as_numpy
-from .._validate import integer
+from .._validate import integer, real_scalar
 from ..random import gaussian_noise
 from . import _gaussian
 
@@ -39,12 +39,7 @@ def check_rho(rho) -> str:
 
 
 def check_positive(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
+    return real_scalar(value, name, "positive")
 
 
 def check_lam(lam) -> float:
