@@ -32,7 +32,8 @@ def plot_sweep(out, kind: str = "auto", path=None) -> list[str]:
         for key, g in groups:
             lrs = np.sort(g["lr"].unique())
             stats = np.array([mean_ci(g.loc[g["lr"] == lr, "excess_risk"]) for lr in lrs])
-            label = ", ".join(f"{c} = {v}" for c, v in zip(others, np.atleast_1d(key))) or "excess risk"
+            label = ", ".join(f"{c} = {v:.3g}" if isinstance(v, float) else f"{c} = {v}"
+                              for c, v in zip(others, np.atleast_1d(key).tolist())) or "excess risk"
             ax.plot(lrs, stats[:, 0], "o-", label=label)
             ax.fill_between(lrs, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], alpha=0.25)
         ax.set_xscale("log")
