@@ -7,6 +7,7 @@ void register_metrics(pybind11::module_& m);
 void register_optimal_score(pybind11::module_& m);
 void register_random(pybind11::module_& m);
 void register_relu_risk(pybind11::module_& m);
+void register_sampler(pybind11::module_& m);
 }  // namespace bigstep::py
 
 PYBIND11_MODULE(_core, m) {
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_optimal_score(m);
   bigstep::py::register_random(m);
   bigstep::py::register_relu_risk(m);
+  bigstep::py::register_sampler(m);
 }

@@ -9,6 +9,10 @@
 
 #include "bigstep/config.hpp"
 
+namespace bigstep {
+struct SamplerSteps;  // bigstep/sampler.hpp
+}  // namespace bigstep
+
 namespace bigstep::cpu {
 
 enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, native = 3 };
@@ -44,6 +48,13 @@ int num_threads();
   template <class T>                                                                             \
   void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, int k,         \
                          T* dist, index_t* idx);                                                 \
+  void sampler_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d);      \
+  void sampler_gaussian(const SamplerSteps& st, const double* mean, const double* vecs,               \
+                        const double* lam);                                                      \
+  void sampler_relu(const SamplerSteps& st, const double* w1, const double* b1, const double* w2t,    \
+                    const double* b2, index_t m);                                                \
+  void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out,    \
+                       index_t count);                                                           \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)
