@@ -22,6 +22,9 @@
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "bigstep/fast_normal.hpp"
 #include "bigstep/isa.hpp"
@@ -41,6 +44,14 @@ constexpr index_t TP = 64;          // particles per tile (a multiple of every W
 constexpr index_t kDirectMax = 64;  // s* by direct sums up to this many points, else the tiled kernel
 constexpr std::uint64_t kStreamSteps = 1;
 constexpr std::uint64_t kMask32 = 0xffffffffull;
+
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // Low 32 bits of each lane times m, as 64-bit products.
 inline U mul32(U a, std::uint32_t m) {
@@ -161,17 +172,22 @@ inline void advance_rows(const SamplerSteps& st, index_t k, index_t p0, index_t 
 }
 
 // The fused loop for a score evaluated by Score::eval(yv, sv, k) on one vector of
-// particles (Score is copied per thread, it owns its scratch).
+// particles (Score is copied per thread, it owns its scratch).  Every buffer is
+// allocated before the parallel region, so an allocation failure throws here (a
+// MemoryError in Python) instead of terminating inside a thread.
 template <class Score>
 void run_tiles(const SamplerSteps& st, const Score& proto) {
   const index_t n = st.n, d = st.d;
   const index_t tiles = (n + TP - 1) / TP;
   constexpr index_t TV = TP / W;  // vectors per tile column
   const PhiloxStream stream = make_stream(st.seed, kStreamSteps);
-#pragma omp parallel num_threads(num_threads())
+  const int threads = num_threads();
+  std::vector<Score> scores(threads, proto);
+  std::vector<TileBuffers> buffers(threads, TileBuffers(d));
+#pragma omp parallel num_threads(threads)
   {
-    Score score(proto);
-    TileBuffers b(d);
+    Score& score = scores[thread_index()];
+    TileBuffers& b = buffers[thread_index()];
     double* xs = reinterpret_cast<double*>(b.xs.data());  // [d, TP]
     double* zs = reinterpret_cast<double*>(b.zs.data());
 #pragma omp for schedule(dynamic, 1)
@@ -256,15 +272,17 @@ void run_stepwise_empirical(const SamplerSteps& st, const double* data, index_t 
   const index_t tiles = (n + TP - 1) / TP;
   const PhiloxStream stream = make_stream(st.seed, kStreamSteps);
   std::vector<double> s(n * d);
+  const int threads = num_threads();
+  std::vector<NormalsBuffer> buffers(threads, NormalsBuffer(TP * d));
   for (index_t k = st.k0; k < st.k1; ++k) {
     if (one_d)
       optimal_score_1d<double>(st.x, n, data, n_data, st.mu + k, 0, st.sigma + k, 0, s.data(), nullptr, nullptr,
                                nullptr, nullptr);
     else
       optimal_score_nd<double>(st.x, n, data, n_data, d, st.mu + k, 0, st.sigma + k, 0, s.data(), nullptr, nullptr);
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads)
     {
-      NormalsBuffer z(TP * d);
+      NormalsBuffer& z = buffers[thread_index()];
 #pragma omp for schedule(static)
       for (index_t t = 0; t < tiles; ++t) {
         const index_t p0 = t * TP, pn = std::min(TP, n - p0);

@@ -14,8 +14,8 @@
 // y[0..d-1]; each lane's arithmetic depends only on that lane, so results do not depend
 // on how particles are grouped or on the thread count.  No allocation: scratch comes in.
 #pragma once
+#include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "bigstep/config.hpp"
 #include "bigstep/fast_exp.hpp"
@@ -59,7 +59,7 @@ BIGSTEP_HD void empirical_score_direct(const V* y, V* s, index_t d, const double
   const double inv_s2 = 1.0 / (sigma * sigma);
   const double a = mu * inv_s2;
   const double b = 0.5 * mu * mu * inv_s2;
-  V best = V{} - std::numeric_limits<double>::infinity();
+  V best = V{} - static_cast<double>(INFINITY);
   for (index_t i = 0; i < n; ++i) {
     V g = V{};
     for (index_t k = 0; k < d; ++k) g = g + y[k] * x[i * d + k];
