@@ -21,7 +21,7 @@ run; the machine's other load during each measurement is recorded beside it.  Ra
 particle-steps per second (particles x steps / best wall time); cases whose peers need
 seconds per step time fewer steps (rates are per step, so this does not change them).
 
-Usage:  python benchmarks/compare_sampler.py [--quick] [--out PATH] [--wait-quiet SECONDS]
+Usage:  python benchmarks/compare_sampler.py [--quick] [--out PATH] [--wait-quiet SECONDS] [--attempts N]
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="when other processes load the machine, wait up to this long for quiet and measure again")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="measurements per method while other processes load the machine (the last is kept)")
     args = parser.parse_args(argv)
     particles = 1_000 if args.quick else 10_000
     peers, missing = _peers()
@@ -167,7 +169,7 @@ def main(argv=None):
             timing, load = _common.when_quiet(
                 lambda fn=fn, warm=warm: _common.timed(lambda: fn(x_train, particles, steps), repeat=3,
                                                        warmup=warm, max_seconds=5.0),
-                what=f"{name} n={n} d={d}", wait=args.wait_quiet)
+                what=f"{name} n={n} d={d}", wait=args.wait_quiet, attempts=args.attempts)
             row[f"{name}_rate"] = particles * steps / timing.best
             row[f"{name}_other_load"] = load
         others = [p for p in peers if p not in OURS]
