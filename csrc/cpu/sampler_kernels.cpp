@@ -1,7 +1,7 @@
 // Fused reverse-diffusion sampler (compiled once per instruction set, see isa.hpp).
 //
 // Particles in tiles of TP rows spread over threads.  A tile keeps its state in
-// registers-friendly columns (xs[j][p]) and runs every step of the chunk [k0, k1) before
+// columns (xs[j][p], one vector of W particles per load) and runs every step of the chunk [k0, k1) before
 // the next tile starts, so it stays in cache:
 //   score   one vector of W particles at a time (one particle per lane, sampler.hpp),
 //   noise   the tile's normals, counters k n d + p0 d .. + pn d of stream (seed, 1):
@@ -10,9 +10,8 @@
 //           log and cos of fast_normal.hpp (values equal to gaussian_noise's up to a
 //           few ulp),
 //   update  x += h (x + c s) + r z, and the path row when asked.
-// s* of many points (n > kDirectMax) runs step by step instead: the optimal-score
-// kernel of this ISA on all particles (its own threads), then noise and update by
-// tiles.  Every particle's arithmetic depends on its own lane and counters only, so
+// s* of many points (n > kDirectMax) runs by blocks of BP particles instead: per step
+// the optimal-score kernel of this ISA on the block, then noise and update.  Every particle's arithmetic depends on its own lane and counters only, so
 // the output is bit-identical for any thread count and any chunking of the steps.
 #include <algorithm>
 #include <cmath>
@@ -144,7 +143,8 @@ struct NormalsBuffer {
   double* data() { return reinterpret_cast<double*>(v.data()); }
 };
 
-// Thread-private columns of a tile: state xs [d, TP], score ss, normals zs [d, TP].
+// Thread-private columns of a tile: state xs and normals zs [d, TP] (as vectors
+// [d, TP / W]), the normals' scratch z, one vector's coordinates yv and score sv [d].
 struct TileBuffers {
   std::vector<V> xs, zs;  // [d, TP / W]
   NormalsBuffer z;
@@ -159,7 +159,7 @@ inline const double* step_normals(const SamplerSteps& st, index_t k, index_t p0,
   return normals(stream, start, pn * st.d, zbuf);
 }
 
-// Noise and update of the rows p0 .. p0 + pn - 1 of x (the step-by-step path), score s
+// Noise and update of the rows p0 .. p0 + pn - 1 of x (the block path), score s
 // of the same rows.
 inline void advance_rows(const SamplerSteps& st, index_t k, index_t p0, index_t pn, const double* s, double* zbuf,
                          const PhiloxStream& stream) {
@@ -265,28 +265,36 @@ struct Relu {
   }
 };
 
-// Step by step for s* of many points: the optimal-score kernel on all particles, then
-// noise and update by tiles.
-void run_stepwise_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d) {
+// s* of many points: blocks of BP particles spread over threads; per step a block
+// calls the optimal-score kernel of this ISA on its rows (a nested, hence one-thread,
+// OpenMP region), then noise and update.  One parallel region per chunk of steps (a
+// region per step costs milliseconds when other processes load the machine).  The
+// blocks do not depend on the thread count, and each row's s* depends only on that
+// row, so the output does not either.
+constexpr index_t BP = 512;  // particles per block (a multiple of the kernels' query tiles)
+
+void run_blocks_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d) {
   const index_t n = st.n, d = st.d;
-  const index_t tiles = (n + TP - 1) / TP;
+  const index_t blocks = (n + BP - 1) / BP;
   const PhiloxStream stream = make_stream(st.seed, kStreamSteps);
-  std::vector<double> s(n * d);
   const int threads = num_threads();
-  std::vector<NormalsBuffer> buffers(threads, NormalsBuffer(TP * d));
-  for (index_t k = st.k0; k < st.k1; ++k) {
-    if (one_d)
-      optimal_score_1d<double>(st.x, n, data, n_data, st.mu + k, 0, st.sigma + k, 0, s.data(), nullptr, nullptr,
-                               nullptr, nullptr);
-    else
-      optimal_score_nd<double>(st.x, n, data, n_data, d, st.mu + k, 0, st.sigma + k, 0, s.data(), nullptr, nullptr);
+  std::vector<std::vector<double>> scores(threads, std::vector<double>(BP * d));
+  std::vector<NormalsBuffer> buffers(threads, NormalsBuffer(BP * d));
 #pragma omp parallel num_threads(threads)
-    {
-      NormalsBuffer& z = buffers[thread_index()];
-#pragma omp for schedule(static)
-      for (index_t t = 0; t < tiles; ++t) {
-        const index_t p0 = t * TP, pn = std::min(TP, n - p0);
-        advance_rows(st, k, p0, pn, s.data() + p0 * d, z.data(), stream);
+  {
+    double* s = scores[thread_index()].data();
+    NormalsBuffer& z = buffers[thread_index()];
+#pragma omp for schedule(dynamic, 1)
+    for (index_t b = 0; b < blocks; ++b) {
+      const index_t p0 = b * BP, pn = std::min(BP, n - p0);
+      for (index_t k = st.k0; k < st.k1; ++k) {
+        if (one_d)
+          optimal_score_1d<double>(st.x + p0, pn, data, n_data, st.mu + k, 0, st.sigma + k, 0, s, nullptr, nullptr,
+                                   nullptr, nullptr);
+        else
+          optimal_score_nd<double>(st.x + p0 * d, pn, data, n_data, d, st.mu + k, 0, st.sigma + k, 0, s, nullptr,
+                                   nullptr);
+        advance_rows(st, k, p0, pn, s, z.data(), stream);
       }
     }
   }
@@ -296,7 +304,7 @@ void run_stepwise_empirical(const SamplerSteps& st, const double* data, index_t 
 
 void sampler_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d) {
   if (n_data > kDirectMax) {
-    run_stepwise_empirical(st, data, n_data, one_d);
+    run_blocks_empirical(st, data, n_data, one_d);
     return;
   }
   std::vector<double> norm2(n_data);
