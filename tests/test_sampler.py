@@ -25,7 +25,8 @@ def _relu_net(d=2, m=16, seed=0):
 
 
 def _scores():
-    """One of each fused kind (d-D s* on both paths, 1-D s*, Gaussian, ReLU net)."""
+    """One of each fused kind (d-D s* on every path: direct sums for n <= 64 or d <= 8, the
+    tiled kernel otherwise; 1-D s*, Gaussian, ReLU net)."""
     rng = np.random.default_rng(1)
     x10 = 2.0 * rng.normal(size=(10, 2))
     a = rng.normal(size=(3, 3))
@@ -35,6 +36,7 @@ def _scores():
         "empirical-1d": EmpiricalScore(rng.normal(size=25)),
         "gaussian": GaussianScore(rng.normal(size=3), a @ a.T + 0.1 * np.eye(3)),
         "relu": _relu_net(),
+        "empirical-tiled-9d": EmpiricalScore(rng.normal(size=(100, 9))),  # d > 8, n > 64: the tiled kernel
     }
 
 
@@ -206,7 +208,7 @@ def test_bitwise_identical_across_runs_and_threads(backend, restore_threads):
     assert not np.array_equal(other, sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=5, backend=backend))
 
 
-@pytest.mark.parametrize("name", ["empirical-small-n", "empirical-tiled", "empirical-1d", "relu"])
+@pytest.mark.parametrize("name", ["empirical-small-n", "empirical-tiled", "empirical-tiled-9d", "empirical-1d", "relu"])
 def test_chunks_of_steps_do_not_change_the_result(backend, name, monkeypatch):
     import bigstep._progress
     import bigstep.sampler
