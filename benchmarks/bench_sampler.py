@@ -5,7 +5,8 @@ s* of n training points x ~ N(0, I) in d dimensions (n in {10, 1000}, d in {2, 6
 10,000 particles.  ``SampleReverseScores``: the three built-in score kinds (s*, fitted
 Gaussian, time-conditional ReLU net of width 128) at n = 10, d = 2.  ``time_*`` is the wall
 time of one call; ``track_particle_steps_per_second`` the rate particles x steps / best time.
-The sampler has one backend for now (numba); the parameter is there for the compiled one.
+Backends: ``cpp`` (the fused C++ loop, bigstep._core) and ``numba``; one that cannot run
+here is skipped (NotImplementedError in ``setup``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ except ImportError:  # imported as a plain module
     import _common
 
 PARTICLES = 10_000
-BACKENDS = ["numba"]
+BACKENDS = ["cpp", "numba"]
+
+
+def _skip_unavailable(backend):
+    from bigstep import _backend
+
+    reason = _backend.why_unavailable(backend)
+    if reason is not None:
+        raise NotImplementedError(f"backend {backend!r}: {reason}")
 
 
 def _steps(n, d):
@@ -42,6 +51,7 @@ class SampleReverseEmpirical:
         return {(n, d): _common.score_inputs(n, 1, d)[0] for n in self.params[0] for d in self.params[1]}
 
     def setup(self, data, n, d, backend):
+        _skip_unavailable(backend)
         self.score = bigstep.EmpiricalScore(data[(n, d)])
         self.steps = _steps(n, d)
         bigstep.sample_reverse(self.score, 64, d, n_steps=2, backend=backend)  # compile / load
@@ -63,6 +73,7 @@ class SampleReverseScores:
     param_names = ["score", "backend"]
 
     def setup(self, kind, backend):
+        _skip_unavailable(backend)
         rng = np.random.default_rng(0)
         x = 2.0 * rng.normal(size=(10, 2))
         if kind == "empirical":

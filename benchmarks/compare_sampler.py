@@ -4,20 +4,24 @@ Euler-Maruyama, X_{k+1} = X_k + h (X_k + 2 s*(X_k, T - t_k)) + sqrt(2h) Z_k, T =
 delta = 0.01, for s* of n training points in d dimensions (n = 10 and 1,000; d = 2 and 64),
 10,000 particles.  Methods, in one process, on the same data:
 
-- bigstep: ``sample_reverse(EmpiricalScore(x), ...)``, the fused Numba loop (every step
-  in compiled code, particles over threads, Philox noise);
+- bigstep cpp: ``sample_reverse(EmpiricalScore(x), ..., backend="cpp")``, the fused C++
+  loop (every step in compiled code, particles over OpenMP threads, SIMD Philox and
+  Box-Muller noise);
+- bigstep numba: the same with ``backend="numba"``, the fused Numba loop;
 - numpy: a Python loop over steps, s* by a stable softmax of the (particles x n) logits
   (GEMM form), noise from ``np.random.default_rng``;
 - torch: the same loop in torch on the CPU (torch.randn noise), at torch's thread count;
 - torchsde: ``torchsde.sdeint(method="euler")`` on the reverse SDE with the torch s*, when
   torchsde imports.
 
-Peers use their own (faster, non-reproducible) random generators; bigstep's Philox normals
-are computed with the shared libm log/cos, a fixed cost per coordinate.  Rates are
+Peers use their own (non-reproducible) random generators; bigstep's normals come from the
+shared Philox stream (reproducible for any thread count), a fixed cost per coordinate.
+Ratios are bigstep cpp over the best of numpy, torch and torchsde, measured in the same
+run; the machine's other load during each measurement is recorded beside it.  Rates are
 particle-steps per second (particles x steps / best wall time); cases whose peers need
 seconds per step time fewer steps (rates are per step, so this does not change them).
 
-Usage:  python benchmarks/compare_sampler.py [--quick] [--out PATH]
+Usage:  python benchmarks/compare_sampler.py [--quick] [--out PATH] [--wait-quiet SECONDS] [--attempts N]
 """
 
 from __future__ import annotations
@@ -108,16 +112,25 @@ def torchsde_run(x_train, particles, steps, seed=0):
         return torchsde.sdeint(Reverse(), x0, ts, method="euler", dt=(T - DELTA) / steps)[-1].numpy()
 
 
-def bigstep_run(x_train, particles, steps, seed=0):
+def bigstep_run(x_train, particles, steps, seed=0, backend="cpp"):
     import bigstep
 
     return bigstep.sample_reverse(bigstep.EmpiricalScore(x_train), particles, x_train.shape[1], T=T, delta=DELTA,
-                                  n_steps=steps, seed=seed)
+                                  n_steps=steps, seed=seed, backend=backend)
+
+
+OURS = ("bigstep_cpp", "bigstep_numba")
 
 
 def _peers():
-    peers = {"bigstep": bigstep_run, "numpy": numpy_loop}
-    missing = {}
+    peers, missing = {}, {}
+    for name, backend in zip(OURS, ("cpp", "numba")):
+        reason = _common.bigstep_backend_error(backend)
+        if reason is None:
+            peers[name] = lambda *a, backend=backend, **k: bigstep_run(*a, backend=backend, **k)
+        else:
+            missing[name] = reason
+    peers["numpy"] = numpy_loop
     try:
         import torch  # noqa: F401
 
@@ -137,6 +150,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 particles, fewer steps")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="when other processes load the machine, wait up to this long for quiet and measure again")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="measurements per method while other processes load the machine (the last is kept)")
     args = parser.parse_args(argv)
     particles = 1_000 if args.quick else 10_000
     peers, missing = _peers()
@@ -152,25 +169,29 @@ def main(argv=None):
             timing, load = _common.when_quiet(
                 lambda fn=fn, warm=warm: _common.timed(lambda: fn(x_train, particles, steps), repeat=3,
                                                        warmup=warm, max_seconds=5.0),
-                what=f"{name} n={n} d={d}")
+                what=f"{name} n={n} d={d}", wait=args.wait_quiet, attempts=args.attempts)
             row[f"{name}_rate"] = particles * steps / timing.best
             row[f"{name}_other_load"] = load
-        best_peer = max((row[f"{p}_rate"], p) for p in peers if p != "bigstep")
+        others = [p for p in peers if p not in OURS]
+        best_peer = max((row[f"{p}_rate"], p) for p in others)
         row["best_peer"] = best_peer[1]
-        row["ratio_vs_best_peer"] = row["bigstep_rate"] / best_peer[0]
-        for p in peers:
-            if p != "bigstep":
-                row[f"ratio_vs_{p}"] = row["bigstep_rate"] / row[f"{p}_rate"]
+        for ours in OURS:
+            if ours in peers:
+                row[f"{ours}_vs_best_peer"] = row[f"{ours}_rate"] / best_peer[0]
+                for p in others:
+                    row[f"{ours}_vs_{p}"] = row[f"{ours}_rate"] / row[f"{p}_rate"]
         rows.append(row)
+        ratios = ", ".join(f"{o} / best = {row[f'{o}_vs_best_peer']:.2f}" for o in OURS if o in peers)
         print(f"n={n:5d} d={d:3d}: " + ", ".join(f"{p} {row[f'{p}_rate']:.3g}" for p in peers)
-              + f" particle-steps/s; bigstep / best peer ({best_peer[1]}) = {row['ratio_vs_best_peer']:.2f}",
-              flush=True)
-    table_rows = [{**r, **{k: f"{v:.3g}" for k, v in r.items() if k.endswith(("_rate", "ratio_vs_best_peer"))}}
+              + f" particle-steps/s; best peer {best_peer[1]}; {ratios}", flush=True)
+    table_rows = [{**r, **{k: f"{v:.3g}" for k, v in r.items() if k.endswith(("_rate", "_vs_best_peer"))}}
                   for r in rows]
     cols = [("n", "n"), ("d", "d")] + [(f"{p}_rate", f"{p} (p-steps/s)") for p in peers]
-    print(_common.format_table(table_rows, cols + [("best_peer", "best peer"), ("ratio_vs_best_peer", "ratio")]))
+    cols += [("best_peer", "best peer")] + [(f"{o}_vs_best_peer", f"{o} / best") for o in OURS if o in peers]
+    print(_common.format_table(table_rows, cols))
     out = args.out or RESULTS / ("sampler_cpu_quick.json" if args.quick else "sampler_cpu.json")
-    payload = {"what": "reverse-diffusion EM sampling with s*, particle-steps/s", "T": T, "delta": DELTA,
+    payload = {"what": "reverse-diffusion EM sampling with s*, particle-steps/s (bigstep cpp and numba vs "
+                       "numpy loop, torch CPU loop, torchsde sdeint Euler)", "T": T, "delta": DELTA,
                "machine": _common.machine_info(), "missing_peers": missing, "results": rows}
     print("wrote", _common.write_json(out, payload))
 

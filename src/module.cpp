@@ -9,6 +9,7 @@ void register_random(pybind11::module_& m);
 void register_random_features(pybind11::module_& m);
 void register_relu_risk(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
+void register_sampler(pybind11::module_& m);
 }  // namespace bigstep::py
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_random_features(m);
   bigstep::py::register_relu_risk(m);
   bigstep::py::register_sgd(m);
+  bigstep::py::register_sampler(m);
 }

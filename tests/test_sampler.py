@@ -14,9 +14,8 @@ import pytest
 import bigstep
 from bigstep import EmpiricalScore, GaussianScore, TimeReLUScore, gaussian_noise, sample_forward, sample_reverse
 
-# Backends that have a sampler.  The compiled (cpp/cuda) sampler is not built yet; add
-# them here (or switch to the conftest ``backend`` fixture) when it is.
-SAMPLER_BACKENDS = ["numba"]
+# Every fused-loop test runs on every backend through the conftest ``backend`` fixture:
+# cpp-<isa> for each compiled instruction set, numba, and cuda (skipped: no CUDA sampler).
 
 
 def _relu_net(d=2, m=16, seed=0):
@@ -26,7 +25,8 @@ def _relu_net(d=2, m=16, seed=0):
 
 
 def _scores():
-    """One of each fused kind (d-D s* on both paths, 1-D s*, Gaussian, ReLU net)."""
+    """One of each fused kind (d-D s* on every path: direct sums for n <= 64 or d <= 8, the
+    tiled kernel otherwise; 1-D s*, Gaussian, ReLU net)."""
     rng = np.random.default_rng(1)
     x10 = 2.0 * rng.normal(size=(10, 2))
     a = rng.normal(size=(3, 3))
@@ -36,6 +36,7 @@ def _scores():
         "empirical-1d": EmpiricalScore(rng.normal(size=25)),
         "gaussian": GaussianScore(rng.normal(size=3), a @ a.T + 0.1 * np.eye(3)),
         "relu": _relu_net(),
+        "empirical-tiled-9d": EmpiricalScore(rng.normal(size=(100, 9))),  # d > 8, n > 64: the tiled kernel
     }
 
 
@@ -62,9 +63,8 @@ def _em_law(mean, cov, T, delta, n_steps):
     return m_k, v_k
 
 
-@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
 @pytest.mark.parametrize("isotropic", [True, False])
-def test_gaussian_score_matches_exact_em_law(sampler_backend, isotropic):
+def test_gaussian_score_matches_exact_em_law(backend, isotropic):
     rng = np.random.default_rng(5)
     d = 2 if isotropic else 3
     mean = np.array([1.0, -2.0]) if isotropic else rng.normal(size=d)
@@ -75,7 +75,7 @@ def test_gaussian_score_matches_exact_em_law(sampler_backend, isotropic):
         cov = a @ a.T + 0.5 * np.eye(d)
     n, T, delta, steps = 40_000, 1.0, 0.01, 100
     x = sample_reverse(GaussianScore(mean, cov), n, d, T=T, delta=delta, n_steps=steps, seed=11,
-                       backend=sampler_backend)
+                       backend=backend)
     m_ref, v_ref = _em_law(mean, cov, T, delta, steps)
     # the chain at T - delta is not the data law: the check must be against the chain's own law
     assert np.abs(v_ref - (cov + 0.0)).max() > 0.01
@@ -96,12 +96,11 @@ def _memorized_fraction(samples, train, threshold=1 / 3):
     return float(np.mean(dist[:, 0] / dist[:, 1] < threshold))
 
 
-@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
-def test_empirical_score_memorizes_more_as_delta_falls(sampler_backend):
+def test_empirical_score_memorizes_more_as_delta_falls(backend):
     train = 2.0 * np.random.default_rng(3).normal(size=(10, 2))  # the paper's setting: n = 10, N(0, 4 I), d = 2
     score = EmpiricalScore(train)
     fractions = [_memorized_fraction(sample_reverse(score, 2000, 2, delta=delta, n_steps=1000, seed=2,
-                                                    backend=sampler_backend), train)
+                                                    backend=backend), train)
                  for delta in (0.3, 0.1, 0.01, 0.001)]
     assert all(a < b for a, b in zip(fractions, fractions[1:])), fractions
     # 1,000 steps: the last increment's noise sqrt(2h) must be small next to the data spacing
@@ -113,13 +112,12 @@ def test_empirical_score_memorizes_more_as_delta_falls(sampler_backend):
 # --------------------------------------------------------------------- fused = generic
 
 
-@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
 @pytest.mark.parametrize("name", list(SCORES))
 @pytest.mark.parametrize("method", ["em", "ode"])
-def test_fused_equals_generic_callable(sampler_backend, name, method):
+def test_fused_equals_generic_callable(backend, name, method):
     score = SCORES[name]
     kw = dict(n_steps=30, delta=0.05, seed=7, method=method, return_path=True)
-    fused = sample_reverse(score, 150, score.dim, backend=sampler_backend, **kw)
+    fused = sample_reverse(score, 150, score.dim, backend=backend, **kw)
     generic = sample_reverse(lambda x, t: score(x, t), 150, score.dim, **kw)
     assert fused.shape == (31, 150, score.dim)
     np.testing.assert_allclose(fused, generic, rtol=1e-11, atol=1e-11 * np.abs(generic).max())
@@ -175,34 +173,84 @@ def test_x0_and_times_and_ode():
 # --------------------------------------------------------------------- reproducibility
 
 
-@pytest.mark.parametrize("sampler_backend", SAMPLER_BACKENDS)
-def test_bitwise_identical_across_runs_and_threads(sampler_backend, restore_threads):
+def _set_threads(backend, n):
+    if backend == "cpp":
+        bigstep._core.set_num_threads(n)
+    else:
+        import numba
+
+        numba.set_num_threads(n)
+
+
+def _max_threads(backend):
+    if backend == "cpp":
+        import os
+
+        return max(2, os.cpu_count() or 1)  # OpenMP runs more threads than cores if asked
     import numba
 
-    max_threads = numba.config.NUMBA_NUM_THREADS
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def test_bitwise_identical_across_runs_and_threads(backend, restore_threads):
+    max_threads = _max_threads(backend)
     for name, score in SCORES.items():
         runs = []
-        for threads in sorted({1, 2, max_threads}):
+        for threads in sorted({1, 2, 3, max_threads}):
             if threads > max_threads:
                 continue
-            numba.set_num_threads(threads)
+            _set_threads(backend, threads)
             for _ in range(2):
-                runs.append(sample_reverse(score, 150, score.dim, n_steps=20, seed=5, backend=sampler_backend))
+                runs.append(sample_reverse(score, 150, score.dim, n_steps=20, seed=5, backend=backend))
         for r in runs[1:]:
             assert np.array_equal(r, runs[0]), name
-    other = sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=6)
-    assert not np.array_equal(other, sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=5))
+    other = sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=6, backend=backend)
+    assert not np.array_equal(other, sample_reverse(SCORES["relu"], 150, 2, n_steps=20, seed=5, backend=backend))
 
 
-@pytest.mark.parametrize("name", ["empirical-tiled", "relu"])
-def test_chunks_of_steps_do_not_change_the_result(name, monkeypatch):
+@pytest.mark.parametrize("name", ["empirical-small-n", "empirical-tiled", "empirical-tiled-9d", "empirical-1d", "relu"])
+def test_chunks_of_steps_do_not_change_the_result(backend, name, monkeypatch):
     import bigstep._progress
+    import bigstep.sampler
 
     score = SCORES[name]
-    whole = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
+    whole = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True, backend=backend)
     monkeypatch.setattr(bigstep._progress, "CHUNK_SECONDS", 0.0)  # one step per compiled call
-    stepwise = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True)
+    monkeypatch.setattr(bigstep.sampler, "_FIRST_CHUNK_SECONDS", 0.0)
+    stepwise = sample_reverse(score, 70, score.dim, n_steps=9, seed=4, return_path=True, backend=backend)
     assert np.array_equal(whole, stepwise)
+    assert np.array_equal(whole[-1], sample_reverse(score, 70, score.dim, n_steps=9, seed=4, backend=backend))
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_backends_agree_to_rounding(name):
+    """Every compiled ISA and numba give the same samples up to rounding (different exp,
+    log/cos and summation orders), on a run long enough for differences to grow."""
+    from conftest import all_backend_ids, use_backend
+
+    score = SCORES[name]
+    ref = sample_reverse(score, 100, score.dim, n_steps=60, delta=0.02, seed=8, backend="numba")
+    for config in all_backend_ids():
+        with use_backend(config) as b:
+            out = sample_reverse(score, 100, score.dim, n_steps=60, delta=0.02, seed=8, backend=b)
+        np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max(), err_msg=config)
+
+
+def test_fast_normals_match_gaussian_noise(backend):
+    """The compiled sampler's SIMD Box-Muller (fdlibm log and cos, fast_normal.hpp) equals
+    gaussian_noise (libm) to a few ulp; the Numba loop uses gaussian_noise's own _normals."""
+    if backend != "cpp":
+        pytest.skip("the SIMD normals are the compiled sampler's")
+    core = bigstep._core
+    for start, count in [(0, 1), (1, 1), (1, 6), (3, 7), (5, 1001), (2**33 + 1, 5), (2**64 - 6, 6)]:
+        ref = gaussian_noise(99, count, stream=1, offset=start)
+        out = core.sampler_normals(99, 1, start, count)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=4 * np.spacing(np.abs(ref)).max(), err_msg=str(start))
+    ref = gaussian_noise(3, 200_000, stream=1)
+    out = core.sampler_normals(3, 1, 0, 200_000)
+    ulps = np.abs(out - ref) / np.spacing(np.abs(ref))
+    assert ulps.max() <= 4, ulps.max()
+    assert np.mean(out == ref) > 0.8  # mostly the same bits: both are within 1 ulp of the exact value
 
 
 def test_progress_and_chunking(capsys):
@@ -309,8 +357,8 @@ def test_bad_inputs_raise_clear_errors():
         EmpiricalScore(np.zeros((0, 2)))
     with pytest.raises(ValueError, match="method must be 'em' or 'ode'"):
         sample_reverse(score, 10, 2, method="heun")
-    with pytest.raises(ValueError, match="not built yet"):
-        sample_reverse(score, 10, 2, backend="cpp")
+    with pytest.raises(ValueError, match="backend 'cuda' is not available"):
+        sample_reverse(score, 10, 2, backend="cuda")
     with pytest.raises(ValueError, match="backend must be one of"):
         sample_reverse(score, 10, 2, backend="gpu")
     with pytest.raises(ValueError, match=r"x0 must have shape \(n_samples, dim\) = \(10, 2\)"):
@@ -335,3 +383,70 @@ def test_bad_inputs_raise_clear_errors():
         GaussianScore(np.zeros(2), np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match=r"W2 must have shape \(2, 4\)"):
         TimeReLUScore(np.zeros((4, 3)), np.zeros(4), np.zeros((4, 2)))
+
+
+def test_compiled_kernel_checks_its_arguments():
+    core = pytest.importorskip("bigstep._core")
+    g = SCORES["gaussian"]
+    x = np.zeros((4, 3))
+    t = np.full(5, 0.1)
+    path = np.empty((1, 1, 1))
+    args = (t, t, t, t, t, 2.0, 0, False, path, g.mean, g.eigenvectors, g.eigenvalues)
+    with pytest.raises(ValueError, match="steps must satisfy 0 <= k0 < k1 <= n_steps = 5, got k0 = 3, k1 = 9"):
+        core.sampler_gaussian(x, 3, 9, *args)
+    with pytest.raises(ValueError, match="x must be a C-contiguous array"):
+        core.sampler_gaussian(np.zeros((3, 4)).T, 0, 5, *args)
+    with pytest.raises(ValueError, match="r must have 5 entries"):
+        core.sampler_gaussian(x, 0, 5, t, t[:2], *args[2:])
+    with pytest.raises(ValueError, match=r"path must have shape \(n_steps \+ 1, n, d\) = \(6, 4, 3\)"):
+        core.sampler_gaussian(x, 0, 5, *args[:7], True, np.empty((5, 4, 3)), *args[9:])
+    with pytest.raises(ValueError, match="mean, vecs, lam must have shapes"):
+        core.sampler_gaussian(np.zeros((4, 2)), 0, 5, *args)
+
+
+# --------------------------------------------------------------------- Ctrl-C
+
+_LONG_RUN = """
+import sys, time
+import numpy as np
+import bigstep
+score = bigstep.EmpiricalScore(np.random.default_rng(0).normal(size=(300, 8)))
+bigstep.sample_reverse(score, 64, 8, n_steps=2)  # load everything before saying so
+print("started", flush=True)
+try:
+    bigstep.sample_reverse(score, 20_000, 8, n_steps=1_000_000, progress=True)
+except KeyboardInterrupt:
+    print(f"interrupted {time.time():.6f}", flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_long_run_within_a_second_or_two():
+    """A long sample_reverse in a subprocess: SIGINT after about 1 s raises
+    KeyboardInterrupt in it within ~2 s (chunks of about 0.25 s; generous for a loaded
+    machine), and the process exits."""
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _LONG_RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120.0)
+        assert ready, "the subprocess did not start within 120 s"
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(1.0)
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, (proc.returncode, out, err[-2000:])
+    stopped = float(out.split("interrupted")[1].split()[0])
+    assert stopped - sent < 2.0, f"KeyboardInterrupt came {stopped - sent:.2f} s after SIGINT"
+    assert "sample_reverse [" in err  # the progress bar was drawn

@@ -230,6 +230,23 @@ void rf_features(const double* y, index_t q, index_t d, const double* w, index_t
   BIGSTEP_DISPATCH(rf_features, y, q, d, w, p, rho, out)
 }
 
+void sampler_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d) {
+  BIGSTEP_DISPATCH(sampler_empirical, st, data, n_data, one_d)
+}
+
+void sampler_gaussian(const SamplerSteps& st, const double* mean, const double* vecs, const double* lam) {
+  BIGSTEP_DISPATCH(sampler_gaussian, st, mean, vecs, lam)
+}
+
+void sampler_relu(const SamplerSteps& st, const double* w1, const double* b1, const double* w2t, const double* b2,
+                  index_t m) {
+  BIGSTEP_DISPATCH(sampler_relu, st, w1, b1, w2t, b2, m)
+}
+
+void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out, index_t count) {
+  BIGSTEP_DISPATCH(sampler_normals, seed, stream, offset, out, count)
+}
+
 #define BIGSTEP_INSTANTIATE(T)                                                                                 \
   template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
                                     T*, T*, T*, T*, T*);                                                       \

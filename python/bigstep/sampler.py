@@ -84,21 +84,22 @@ def _initial_state(x0, n_samples, dim, seed):
     return np.ascontiguousarray(xa)
 
 
-def _check_backend(backend, builtin: bool) -> None:
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    if backend in ("auto", "numba"):
-        if builtin and backend == "numba":
-            _backend.resolve("numba")
-        return
-    if backend in ("cpp", "cuda"):
-        raise ValueError(f"backend {backend!r} is not available for sample_reverse: the compiled sampler is not "
-                         "built yet; use backend='numba' or 'auto' (the fused Numba loop)")
-    _backend.resolve(backend)  # raises the registry's message for unknown names
+def _fused(score, backend: str):
+    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``
+    ("cpp": bigstep._core, "numba"), else None.  Both kernels take
+    (x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, *extra)."""
+    if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
+        return None
+    if backend == "cpp":
+        core = _backend.core()
+        if type(score) is EmpiricalScore:
+            if score.one_d:
+                return core.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
+            return core.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
+        if type(score) is GaussianScore:
+            return core.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
+        return core.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
-
-def _fused(score):
-    """(kernel, extra arguments) of the fused loop for a built-in score, else None."""
     from ._numba import sampler as ns
 
     if type(score) is EmpiricalScore:
@@ -108,9 +109,7 @@ def _fused(score):
         return ns.run_empirical_nd, (data, *ns.pack_empirical_nd(data))
     if type(score) is GaussianScore:
         return ns.run_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-    if type(score) is TimeReLUScore:
-        return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
-    return None
+    return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
 def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
@@ -135,7 +134,11 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     return_path : also keep every state: returns (n_steps + 1, n_samples, dim).
     progress : progress bar on stderr.  Steps run in chunks of about 0.25 s, so Ctrl-C
         stops the call within a second (KeyboardInterrupt; nothing is returned).
-    backend : "auto" or "numba" (the compiled sampler for "cpp"/"cuda" is not built yet).
+    backend : "auto" (cpp if bigstep._core is built, else numba), "cpp" (the compiled C++
+        loop: SIMD Philox and Box-Muller, OpenMP over particles, GIL released) or "numba".
+        Both give the same result up to rounding; each is bit-identical run to run and
+        for any thread count.  Only the built-in scores are fused; other callables run the
+        Python loop whatever the backend.
 
     Returns a float64 array (n_samples, dim) at diffusion time delta (a torch tensor if
     x0 is one), or the path (n_steps + 1, n_samples, dim) with ``return_path``.
@@ -164,8 +167,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
-    fused = _fused(score)
-    _check_backend(backend, fused is not None)
+    fused = _fused(score, _backend.resolve(backend))  # raises for unknown or unavailable backends
     n_steps = h.shape[0]
     c = _METHODS[method]
     r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)
@@ -179,16 +181,36 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     else:
         kernel, extra = fused
         mu, sigma = noise_schedule(tau[:-1], score.schedule)
-        _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar)
+        first = _first_chunk(score, n_samples, dim, n_steps)
+        _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar, first)
     return wrap_like(path if return_path else x, x0)
 
 
-def _run_fused(kernel, extra, x, tau, h, r, c, mu, sigma, seed, path, keep, bar):
+# A deliberately slow estimate of the fused loops' speed (work units per second, a unit
+# one data point (or neuron) times one coordinate for one particle), for the first chunk.
+_UNITS_PER_SECOND = 2e8
+_FIRST_CHUNK_SECONDS = 0.05
+
+
+def _first_chunk(score, n_samples, dim, n_steps):
+    """Steps in the first compiled chunk: about _FIRST_CHUNK_SECONDS by a conservative cost
+    estimate, so short runs take one or two chunks (each chunk starts the kernels' threads,
+    which costs milliseconds on a loaded machine) while Ctrl-C still lands within a second."""
+    if isinstance(score, EmpiricalScore):
+        per_particle = (score.x_train.shape[0] + 8) * dim
+    elif isinstance(score, TimeReLUScore):
+        per_particle = (score.width + 8) * dim
+    else:
+        per_particle = (dim + 8) * dim
+    return int(min(n_steps, max(1, _FIRST_CHUNK_SECONDS * _UNITS_PER_SECOND / (per_particle * n_samples))))
+
+
+def _run_fused(kernel, extra, x, tau, h, r, c, mu, sigma, seed, path, keep, bar, first_chunk=1):
     """Chunks of steps through the compiled loop; a chunk takes about 0.25 s (see _progress)."""
     def chunk(k0, k1):
         kernel(x, k0, k1, h, r, mu, sigma, tau, c, np.uint64(seed), keep, path, *extra)
 
-    run_in_chunks(chunk, h.shape[0], bar)
+    run_in_chunks(chunk, h.shape[0], bar, first_chunk=first_chunk)
 
 
 def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):

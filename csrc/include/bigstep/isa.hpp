@@ -10,6 +10,10 @@
 
 #include "bigstep/config.hpp"
 
+namespace bigstep {
+struct SamplerSteps;  // bigstep/sampler.hpp
+}  // namespace bigstep
+
 namespace bigstep::cpu {
 
 enum class Isa { baseline = 0, avx2 = 1, avx512 = 2, native = 3 };
@@ -50,6 +54,13 @@ int num_threads();
                double* K, double* R, double* xi2);                                               \
   void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho,   \
                    double* out);                                                                 \
+  void sampler_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d);      \
+  void sampler_gaussian(const SamplerSteps& st, const double* mean, const double* vecs,               \
+                        const double* lam);                                                      \
+  void sampler_relu(const SamplerSteps& st, const double* w1, const double* b1, const double* w2t,    \
+                    const double* b2, index_t m);                                                \
+  void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out,    \
+                       index_t count);                                                           \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)

@@ -11,6 +11,10 @@
 
 #include "bigstep/config.hpp"
 
+namespace bigstep {
+struct SamplerSteps;  // bigstep/sampler.hpp
+}  // namespace bigstep
+
 namespace bigstep::cpu {
 
 // Optimal-score family, 1-D.  x_sorted must be sorted ascending (the launcher does
@@ -83,6 +87,19 @@ template <class T>
 void gaussian_noise(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
 template <class T>
 void uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count);
+
+// Reverse-diffusion sampler family (sampler.hpp): steps st.k0 .. st.k1 - 1 of the fused
+// Euler-Maruyama / probability-flow loop, state st.x updated in place.
+// s* of data [n_data, d] (1-D: [n_data], sorted ascending, d = 1).
+void sampler_empirical(const SamplerSteps& st, const double* data, index_t n_data, bool one_d);
+// Noised Gaussian score: mean [d], eigenvectors vecs [d, d] (columns), eigenvalues lam [d].
+void sampler_gaussian(const SamplerSteps& st, const double* mean, const double* vecs, const double* lam);
+// Time-conditional ReLU net: w1 [m, d + 1], b1 [m], w2t = W2^T [m, d], b2 [d].
+void sampler_relu(const SamplerSteps& st, const double* w1, const double* b1, const double* w2t, const double* b2,
+                  index_t m);
+// The sampler's vectorised normals at counters offset .. offset + count - 1 of (seed,
+// stream): gaussian_noise's values up to a few ulp (fast_normal.hpp).
+void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out, index_t count);
 
 // Build and run-time facts for bigstep.info().
 std::string simd_level();     // instruction set the dispatched kernels run with
