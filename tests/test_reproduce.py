@@ -25,12 +25,15 @@ TINY = {
                  steps_high={0.5: 50, 0.05: 100}, sims_high=2, width_high=16, n_mc=64),
     "fig3": dict(lrs=(2.0, 0.05), steps={2.0: 20, 0.05: 40}, width=32, batch=64, samples=120),
     "fig4": dict(dims=(2, 5), steps=30, sims=1, sets=1, width=32, batch=64, samples=120),
-    "fig5": dict(lrs=[0.5, 0.1], step_scale=0.02, sims=1, readings=5, width=40),
+    "fig5": dict(lrs=[0.5, 0.1], step_scale=0.02, sims=1, readings=5, width=40, lrs_high=[0.5, 0.1],
+                 step_scale_high=0.01, sims_high=1, width_high=8, n_mc_high=4, lrs_diff=[1.0, 0.25],
+                 steps_diff=10.0, sims_diff=1, width_diff=8, batch_diff=32, n_mc_diff=4),
+    "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
 }
 
 
 def _tiny(monkeypatch, figure):
-    module = importlib.import_module(f"bigstep.reproduce.{figure}")
+    module = importlib.import_module(f"bigstep.reproduce.{FIGURES[figure][0]}")
     monkeypatch.setattr(module, "settings_for", lambda quick: dict(TINY[figure]))
     return module
 
@@ -113,6 +116,47 @@ def test_fig5_verdict():
     assert not fig5._verdict(above)[1]
     flat = good.assign(sharpness=1e-4)
     assert not fig5._verdict(flat)[1]
+
+
+def _fig5_frame(ratio_of_panel):
+    """Three panels; sharpness = ratio * 2/(m lr) (m = 1000), two simulations, one diverged run."""
+    rows = []
+    lrs = 0.5 * 10.0 ** np.linspace(0, -1, 4)
+    for panel in _fig5_panels():
+        for sim in range(2):
+            for lr in lrs:
+                bound = 2 / (1000 * lr)
+                rows.append(dict(panel=panel, sim=sim, lr=lr, diverged=False,
+                                 sharpness=ratio_of_panel(panel) * bound * (1 + 0.01 * sim), bound=bound))
+    rows.append(dict(panel=_fig5_panels()[2], sim=2, lr=2.0, diverged=True, sharpness=np.nan, bound=0.001))
+    return pd.DataFrame(rows)
+
+
+def _fig5_panels():
+    from bigstep.reproduce import fig5
+
+    return fig5.PANELS
+
+
+def test_fig5_verdict_per_panel():
+    from bigstep.reproduce import fig5
+
+    lines, ok = fig5._verdict(_fig5_frame(lambda panel: 0.8))
+    assert ok and len(lines) == 9
+    assert all(panel in "".join(lines) for panel in fig5.PANELS)
+    assert sum("supports the claim" in line and "does not" not in line for line in lines) == 3
+    assert "1 diverged" in lines[8]
+    # one panel above the bound beyond the tolerance: the claim fails, and that panel says so
+    lines, ok = fig5._verdict(_fig5_frame(lambda panel: 1.3 if panel == fig5.PANELS[1] else 0.8))
+    assert not ok and "does not support" in lines[5] and "does not support" not in lines[2]
+    # within the tolerance (10% above the bound) still passes
+    assert fig5._verdict(_fig5_frame(lambda panel: 1.05))[1]
+    # a flat panel fails on the trend
+    flat = _fig5_frame(lambda panel: 0.8)
+    right = flat["panel"] == fig5.PANELS[2]
+    flat.loc[right, "sharpness"] = 1e-5
+    lines, ok = fig5._verdict(flat)
+    assert not ok and "does not fall clearly" in lines[8]
 
 
 def test_fig3_and_fig4_verdicts():

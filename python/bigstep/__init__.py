@@ -24,7 +24,7 @@ from .sampler import sample_forward, sample_reverse
 from .sgd import TrainResult, train_gd, train_sgd
 from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 from .sweeps import load_sweep, register_task, sweep
-from .sgd_torch import excess_risk_mc, train_diffusion, train_dsm
+from .sgd_torch import diffusion_sharpness_mc, excess_risk_mc, sharpness_mc, train_diffusion, train_dsm
 
 __all__ = [
     "__version__",
@@ -60,6 +60,8 @@ __all__ = [
     "train_dsm",
     "train_diffusion",
     "excess_risk_mc",
+    "sharpness_mc",
+    "diffusion_sharpness_mc",
     "train_sgd",
     "train_gd",
     "TrainResult",

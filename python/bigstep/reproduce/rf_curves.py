@@ -27,6 +27,10 @@ _QUICK = dict(d=40, psi_n=0.5, n_psi=24, span=6.0, seeds=3)
 T, LAM, RHO = 0.5, 1e-4, "relu"
 
 
+def settings_for(quick: bool) -> dict:
+    return dict(_QUICK if quick else _FULL)
+
+
 def _grid(d, psi_n, n_psi, span):
     n = max(1, round(psi_n * d))
     top = span * n * max(m for m in MS if math.isfinite(m)) / d
@@ -102,7 +106,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
 
     start = time.perf_counter()
     out = Path(out)
-    size = dict(_QUICK if quick else _FULL)
+    size = settings_for(quick)
     psi, n = _grid(size["d"], size["psi_n"], size["n_psi"], size["span"])
     seeds = list(range(seed, seed + size["seeds"]))
     df = learning_curve(size["d"], size["psi_n"], psi, list(MS), T, LAM, RHO, seeds, progress=progress)
@@ -139,7 +143,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     fig.savefig(png, dpi=120)
     pyplot.close(fig)
 
-    settings = dict(size, n=n, t=T, lam=LAM, rho=RHO, m=[str(m) for m in MS], seeds=seeds, device="cpu",
+    settings = dict(size, quick=quick, n=n, t=T, lam=LAM, rho=RHO, m=[str(m) for m in MS], seeds=seeds, device="cpu",
                     statistic="median over seeds", note=("finite-d exact curves; W, xi, data from Philox "
                                                          "streams 10, 11, 12; m = inf by the exact Hermite series"))
     if device != "cpu":
