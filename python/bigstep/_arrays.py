@@ -52,8 +52,15 @@ def result_dtype(*arrays: np.ndarray) -> np.dtype:
 
 
 def prepare(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous, native byte order, given dtype (copies only when needed)."""
-    return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))
+    """C-contiguous, writable, native byte order, given dtype (copies only when needed).
+
+    Read-only inputs (np.broadcast_to views, arrays with writeable=False, np.load with
+    mmap_mode="r") are copied: the Numba kernels' explicit signatures accept mutable
+    arrays only, and would otherwise fail with numba's "No matching definition"."""
+    out = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))
+    if not out.flags.writeable:
+        out = out.copy()
+    return out
 
 
 def wrap_like(out, like):
