@@ -8,6 +8,9 @@
   (subprocess + SIGINT) and leaves the library usable (in-process: a timer signal
   raises KeyboardInterrupt, then the same call runs again).
 - Memory stays O(q + n) for s* at n = q = 10^6 (1-D, peak RSS in a subprocess).
+
+The subprocess tests (SIGINT, memory) are marked ``slow`` and run only with
+BIGSTEP_TEST_SLOW=1 (.ci/run sets it); the rest take about 40 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import bigstep
 from bigstep import rf
 
 from conftest import core_module
+
+# long tests: marked `slow` and run only with BIGSTEP_TEST_SLOW=1 (.ci/run sets it)
+slow = pytest.mark.skipif(os.environ.get("BIGSTEP_TEST_SLOW") != "1", reason="slow: set BIGSTEP_TEST_SLOW=1")
 
 BACKENDS = [
     pytest.param("cpp", marks=pytest.mark.skipif(core_module() is None, reason="bigstep._core does not import")),
@@ -73,7 +79,7 @@ CASES = {
     "gaussian_noise_f32": lambda be: bigstep.gaussian_noise(5, (300, 500), dtype=np.float32, backend=be),
     "dsm_risk_grad": lambda be: bigstep.dsm_risk_grad(NET, D["xr"], 0.9, 0.3, backend=be),
     "dsm_risk_hessian": lambda be: bigstep.dsm_risk_hessian(NET, D["xr"], 0.9, 0.3, backend=be),
-    "train_sgd": lambda be: bigstep.train_sgd(D["xr"], 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1, 2], steps=300, m=50,
+    "train_sgd": lambda be: bigstep.train_sgd(D["xr"], 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1, 2], steps=150, m=50,
                                               record=("loss",), backend=be),
     "sample_reverse_1d": lambda be: bigstep.sample_reverse(bigstep.EmpiricalScore(D["xr"]), 2000, 1, n_steps=40,
                                                            seed=4, backend=be),
@@ -179,25 +185,28 @@ SIGINT_LIMIT_S = 1.0  # the contract (DESIGN.md section 3)
 SIGINT_SLACK_S = 1.0  # a loaded 2-core CI machine
 
 
+@pytest.mark.slow
+@slow
 @pytest.mark.parametrize("what,be", [("sampler", "numba"), ("trainer", "cpp"), ("trainer", "numba")])
 def test_sigint_stops_long_call_within_a_second(what, be):
     if be == "cpp" and core_module() is None:
         pytest.skip("bigstep._core does not import")
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT_SCRIPT, what, be], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "started", proc.stderr.read()
-        time.sleep(1.0)
-        assert proc.poll() is None, "the long call ended by itself"
-        t0 = time.perf_counter()
-        proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline().strip()
-        latency = time.perf_counter() - t0
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert line == "interrupted", f"got {line!r}; stderr: {proc.stderr.read()}"
+    with subprocess.Popen([sys.executable, "-c", _INTERRUPT_SCRIPT, what, be], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+            time.sleep(1.0)
+            assert proc.poll() is None, "the long call ended by itself"
+            t0 = time.perf_counter()
+            proc.send_signal(signal.SIGINT)
+            line = proc.stdout.readline().strip()
+            latency = time.perf_counter() - t0
+            err = proc.stderr.read()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert line == "interrupted", f"got {line!r}; stderr: {err}"
     print(f"{what}/{be}: SIGINT -> KeyboardInterrupt in {latency * 1e3:.0f} ms")
     assert latency < SIGINT_LIMIT_S + SIGINT_SLACK_S, f"took {latency:.2f} s to stop"
 
@@ -238,6 +247,7 @@ def test_interrupted_call_leaves_library_usable(what, be):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    print(f"{what}/{be}: in-process KeyboardInterrupt stopped the call in {latency * 1e3:.0f} ms")
     assert latency < SIGINT_LIMIT_S + SIGINT_SLACK_S, f"took {latency:.2f} s to stop"
     after = small()
     assert _same_bits(before, after), "a call after the interrupted one gives different results"
@@ -268,6 +278,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 MEMORY_LIMIT_MB = 120.0
 
 
+@pytest.mark.slow
+@slow
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB on Linux")
 @pytest.mark.parametrize("be", BACKENDS)
 def test_memory_o_q_plus_n_at_a_million(be):

@@ -11,12 +11,14 @@ output array, an input copy or a per-call buffer of the same size would grow the
 by >= 8 MiB; the 2 MiB bound leaves room for allocator and interpreter noise.  A
 leak of a few bytes per call is below what RSS can see (the sanitizer build,
 tools/sanitize.sh, covers invalid accesses; leak detection there is off because the
-interpreter itself is not instrumented).
+interpreter itself is not instrumented).  Marked ``slow`` (about 2 CPU-minutes): runs
+with BIGSTEP_TEST_SLOW=1, which .ci/run sets.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -134,6 +136,8 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BIGSTEP_TEST_SLOW") != "1", reason="slow: set BIGSTEP_TEST_SLOW=1")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 @pytest.mark.skipif(core_module() is None, reason="bigstep._core does not import")
 def test_no_rss_growth_over_1000_calls():
