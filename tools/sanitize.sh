@@ -31,7 +31,7 @@ t0=$(date +%s)
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q numpy numba scipy mpmath pytest hypothesis pandas pyarrow \
+"$venv/bin/python" -m pip install -q numpy numba scipy mpmath pytest hypothesis pandas pyarrow matplotlib \
   scikit-build-core pybind11 cmake ninja
 BIGSTEP_SANITIZE="$san" BIGSTEP_CUDA=OFF "$venv/bin/python" -m pip install -q --no-build-isolation --no-deps \
   -Cbuild-dir="$root/build/sanitize" --force-reinstall .
