@@ -5,7 +5,7 @@
 # no CUDA dependency, s*, the sampler, the exact risk, the trainer); then installs the
 # sdist into a second fresh environment and runs the same smoke test.
 #
-#   tools/check_wheel.sh            # everything (about 6 minutes on 2 cores)
+#   tools/check_wheel.sh            # everything: 31 min wall at load ~8 on 2 cores (9 CPU-min)
 #   CHECK_WHEEL_SDIST=0 tools/check_wheel.sh   # skip the sdist install (one compile less)
 #
 # Output under build/check-wheel/ (override: CHECK_WHEEL_OUT): dist/ (sdist and the

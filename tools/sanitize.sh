@@ -18,7 +18,8 @@
 #   (test_memory.py, test_leaks.py) are left out: ASan's shadow memory and
 #   quarantine change RSS by design.
 #
-# Takes about 10 minutes on 2 cores (build ~4 min, tests ~6 min); .ci/run runs it
+# Measured on a shared 2-core machine at load ~8: build 16 min wall (8 CPU-min),
+# tests ~3.5 min (unloaded: expect roughly half); .ci/run runs it
 # when BIGSTEP_CI_SANITIZE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,10 @@ t1=$(date +%s)
 echo "sanitize.sh: build ($san) took $((t1 - t0)) s"
 
 preload=""
-case "$san" in *address*) preload=$(gcc -print-file-name=libasan.so) ;; esac
+# libstdc++ right after libasan: python does not link it, and without it ASan's
+# __cxa_throw interceptor finds no real function (a CHECK failure at the first C++
+# exception, seen in matplotlib's ft2font)
+case "$san" in *address*) preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so.6)" ;; esac
 case "$san" in *undefined*) preload="$preload${preload:+ }$(gcc -print-file-name=libubsan.so)" ;; esac
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_odr_violation=0:${ASAN_OPTIONS:-}
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}
