@@ -49,8 +49,10 @@ BIGSTEP_HD V exp_nonpos_f64(V x) {
   p = p * r + 5.0000000000000183855e-1;
   p = p * r + 9.9999999999999999976e-1;
   p = p * r + 1.0;
-  // the low bits of t hold k + 2^51; shifting by 52 leaves (k + 1023) << 52 = 2^k
-  const I bits = (detail::bit_cast<I>(t) + 1023) << 52;
+  // the low bits of t hold k + 2^51; (k + 1023) << 52 = 2^k.  The mask keeps the
+  // biased exponent (k + 1023 < 2^11) and drops the bits the shift would push past
+  // the sign bit (a signed overflow, undefined behaviour; UBSan, tools/sanitize.sh)
+  const I bits = ((detail::bit_cast<I>(t) + 1023) & 0x7FF) << 52;
   return p * detail::bit_cast<V>(bits);
 }
 
@@ -71,7 +73,8 @@ BIGSTEP_HD V exp_nonpos_f32(V x) {
   p = p * r + 5.0000000471177576744e-1f;
   p = p * r + 1.0000000377162138425f;
   p = p * r + 1.0f;
-  const I bits = (detail::bit_cast<I>(t) + 127) << 23;  // low bits of t hold k + 2^22
+  // low bits of t hold k + 2^22; the mask as in exp_nonpos_f64 (k + 127 < 2^8)
+  const I bits = ((detail::bit_cast<I>(t) + 127) & 0xFF) << 23;
   return p * detail::bit_cast<V>(bits);
 }
 

@@ -1,0 +1,153 @@
+"""No memory growth over repeated calls (issue 9, item 2).
+
+In a fresh subprocess, every compiled entry point of bigstep._core is called 1,000
+times through the public function that uses it (and, for each binding that checks its
+arguments, 1,000 times with an argument it refuses, through the exception path), after
+100 warm-up calls; the resident set size (/proc/self/statm) before and after the 1,000
+calls may grow by at most 2 MiB.
+
+Each call's output is at least 8 KiB (1,000+ doubles, or a Gram matrix), so leaking the
+output array, an input copy or a per-call buffer of the same size would grow the RSS
+by >= 8 MiB; the 2 MiB bound leaves room for allocator and interpreter noise.  A
+leak of a few bytes per call is below what RSS can see (the sanitizer build,
+tools/sanitize.sh, covers invalid accesses; leak detection there is off because the
+interpreter itself is not instrumented).  Marked ``slow`` (about 2 CPU-minutes): runs
+with BIGSTEP_TEST_SLOW=1, which .ci/run sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import core_module
+
+GROWTH_LIMIT_MB = 2.0
+CALLS = 1000
+
+_SCRIPT = textwrap.dedent("""
+    import gc, json, os, sys, time
+    import numpy as np
+    import bigstep
+    import bigstep._core as core
+    from bigstep import rf
+
+    CALLS = int(sys.argv[1])
+    PAGE = os.sysconf("SC_PAGE_SIZE")
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE / 2**20
+
+    rng = np.random.default_rng(0)
+    x1, y1 = rng.standard_normal(200), rng.uniform(-3, 3, 1200)
+    xd, yd = rng.standard_normal((100, 8)), rng.standard_normal((200, 8))
+    a, b = rng.standard_normal((150, 2)), rng.standard_normal((120, 2))
+    xr = rng.standard_normal(20)
+    net = bigstep.ReLUNet1D.init(m=40, seed=0, inner="sign")
+    xrf = rng.standard_normal((30, 4))
+    model = rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp")
+    f32 = lambda v: v.astype(np.float32)
+    e = -np.abs(rng.standard_normal(2000)) * 50
+
+    # public function -> the _core entry points it reaches
+    CASES = {
+        "optimal_score_1d f64": lambda: bigstep.optimal_score(y1, x1, 0.9, 0.1, backend="cpp"),
+        "optimal_score_1d f32": lambda: bigstep.optimal_score(f32(y1), f32(x1), 0.9, 0.1, backend="cpp"),
+        "derivatives_1d": lambda: bigstep.optimal_score_derivatives(y1, x1, 0.9, 0.1, backend="cpp"),
+        "log_density_1d": lambda: bigstep.log_density(y1, x1, 0.9, 0.1, backend="cpp"),
+        "optimal_score_nd f64": lambda: bigstep.optimal_score(yd, xd, 0.9, 0.5, backend="cpp"),
+        "optimal_score_nd f32": lambda: bigstep.optimal_score(f32(yd), f32(xd), 0.9, 0.05, backend="cpp"),
+        "posterior_mean_nd": lambda: bigstep.posterior_mean(yd, xd, 0.9, 0.5, backend="cpp"),
+        "log_density_nd": lambda: bigstep.log_density(yd, xd, 0.9, 0.5, backend="cpp"),
+        "exp_nonpos f64": lambda: core.exp_nonpos(e),
+        "exp_nonpos f32 out": lambda: core.exp_nonpos(f32(e), np.empty(e.size, np.float32)),
+        "mmd2": lambda: bigstep.mmd2(a, b, 1.0, True, backend="cpp"),
+        "mmd2 f32": lambda: bigstep.mmd2(f32(a), f32(b), 1.0, backend="cpp"),
+        "nearest_neighbors": lambda: bigstep.nearest_neighbors(a, b, k=2, backend="cpp"),
+        "gaussian_kernel_sum": lambda: core.gaussian_kernel_sum(a, b, 1.0, False),
+        "memorization_ratio": lambda: bigstep.memorization_ratio(a, b, backend="cpp"),
+        "gaussian_noise f64": lambda: bigstep.gaussian_noise(1, 2000, backend="cpp"),
+        "gaussian_noise f32": lambda: bigstep.gaussian_noise(1, 2000, dtype=np.float32, backend="cpp"),
+        "uniform f64": lambda: bigstep.uniform(1, 2000, backend="cpp"),
+        "uniform f32": lambda: bigstep.uniform(1, 2000, dtype=np.float32, backend="cpp"),
+        "philox4x32_10": lambda: core.philox4x32_10(1, 2, 3, 4, 5, 6),
+        "dsm_risk_grad": lambda: bigstep.dsm_risk_grad(net, xr, 0.9, 0.3, backend="cpp"),
+        "dsm_risk_hessian": lambda: bigstep.dsm_risk_hessian(net, xr, 0.9, 0.3, backend="cpp"),
+        "train_sgd": lambda: bigstep.train_sgd(xr, 0.9, 0.3, lr=0.05, steps=20, m=40, record=("loss",),
+                                               backend="cpp"),
+        "rf.fit (rf_gram)": lambda: rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp"),
+        "rf features (rf_features)": lambda: model.features(xrf),
+    }
+
+    # the argument lists each binding received, to replay with a refused argument
+    seen, original = {}, {}
+    def spy(name, fn):
+        def wrapper(*args, **kwargs):
+            seen.setdefault(name, (args, kwargs))
+            return fn(*args, **kwargs)
+        return wrapper
+    for name in dir(core):
+        fn = getattr(core, name)
+        if type(fn).__name__ == "builtin_function_or_method":
+            original[name] = fn
+            setattr(core, name, spy(name, fn))
+    for fn in CASES.values():
+        fn()
+    for name, fn in original.items():
+        setattr(core, name, fn)
+
+    def refused(name, args, kwargs):
+        # the first array argument replaced by a 3-D array of the same dtype
+        args = list(args)
+        i = next(i for i, v in enumerate(args) if isinstance(v, np.ndarray))
+        args[i] = np.zeros((2, 2, 2), dtype=args[i].dtype)
+        fn = original[name]
+        def call():
+            try:
+                fn(*args, **kwargs)
+            except (ValueError, TypeError):
+                return
+            raise AssertionError(f"{name} accepted a 3-D array")
+        return call
+
+    for name, (args, kwargs) in sorted(seen.items()):
+        if any(isinstance(v, np.ndarray) for v in args):
+            CASES[f"{name} (refused argument)"] = refused(name, args, kwargs)
+
+    results = {}
+    for name, fn in CASES.items():
+        for _ in range(100):
+            fn()
+        gc.collect()
+        before = rss_mb()
+        t0 = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        seconds = time.perf_counter() - t0
+        gc.collect()
+        results[name] = {"grew_mb": rss_mb() - before, "seconds": seconds}
+    print(json.dumps({"entry_points": sorted(seen), "results": results}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BIGSTEP_TEST_SLOW") != "1", reason="slow: set BIGSTEP_TEST_SLOW=1")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@pytest.mark.skipif(core_module() is None, reason="bigstep._core does not import")
+def test_no_rss_growth_over_1000_calls():
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(CALLS)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    compiled = {n for n in dir(core_module()) if callable(getattr(core_module(), n))
+                and type(getattr(core_module(), n)).__name__ == "builtin_function_or_method"}
+    info_only = {"simd_level", "available_isas", "set_isa", "compiler", "openmp_max_threads", "set_num_threads"}
+    missing = compiled - info_only - set(out["entry_points"])
+    assert not missing, f"entry points the leak check does not reach: {sorted(missing)}"
+    grown = {k: v["grew_mb"] for k, v in out["results"].items() if v["grew_mb"] > GROWTH_LIMIT_MB}
+    assert not grown, f"RSS grew by more than {GROWTH_LIMIT_MB} MiB over {CALLS} calls: {grown}"
