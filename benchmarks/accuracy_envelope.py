@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bigstep  # noqa: E402
 from reference import mp_1d  # noqa: E402
-from tolerances import bounds_1d, eps  # noqa: E402
+from tolerances import bounds_1d  # noqa: E402
 
 MU = 0.8
 DTYPES = ("float64", "float32")
@@ -93,8 +93,6 @@ def score_errors(y, xs_unique, reps, mu, sigma, dtype, be):
     got["mean"] = bigstep.posterior_mean(y_k, x_k, mu_k, sig_k, backend=be)
     with np.errstate(all="ignore"):
         bnd = bounds_1d(ref, y_k.astype(np.float64), xu_k.astype(np.float64), mu_k, sig_k, dt)
-        # conditioning term alone (the error one rounding of the inputs causes), per unit eps
-        cond = {k: (bnd[k] - 1e-300) for k in bnd}
     # natural units: a move of y by one sigma changes s* by ~1/sigma, s*' by ~1/sigma^2,
     # s*'' by ~1/sigma^3; E[W|y] lives on the scale of the data, log p on |log p| + 1
     s2 = sig_k**2
@@ -170,57 +168,14 @@ def _mp_moments(c, s, a, b):
 
 
 def mp_risk_grad(w1, w2, b, x_unique, mu, sigma, wrt):
-    """50-digit R_n and its gradient (order (w2, b) or (w1, w2, b)), data equally weighted."""
+    """50-digit R_n and its gradient (order (w2, b) or (w1, w2, b)), data equally weighted.
+    Parameters may be floats or mpf (the Hessian's differences pass mpf to keep precision)."""
     with mpmath.workdps(50):
-        mp = mpmath.mpf
-        m = len(w1)
-        W1 = [mp(float(v)) for v in w1]
-        W2 = [mp(float(v)) for v in w2]
-        B = [mp(float(v)) for v in b]
-        S = mp(float(sigma))
-        MU_ = mp(float(mu))
-        s2 = S * S
-        kinks = sorted({-B[l] / W1[l] for l in range(m) if W1[l] != 0})
-        edges = [-mpmath.inf] + kinks + [mpmath.inf]
-        P = (2 if wrt == "outer_bias" else 3) * m
-        R = mp(0)
-        G = [mp(0)] * P
-        for xi in x_unique:
-            c = MU_ * mp(float(xi))
-            for a_, b_ in zip(edges[:-1], edges[1:]):
-                if a_ == b_:
-                    continue
-                if a_ == -mpmath.inf:
-                    mid = b_ - 1
-                elif b_ == mpmath.inf:
-                    mid = a_ + 1
-                else:
-                    mid = (a_ + b_) / 2
-                act = [(W1[l] * mid + B[l] > 0) for l in range(m)]
-                # s(y) = alpha + beta y on this segment; f = s + (y - c)/s2
-                alpha = sum(W2[l] * B[l] for l in range(m) if act[l]) / m
-                beta = sum(W2[l] * W1[l] for l in range(m) if act[l]) / m
-                fa, fb = alpha - c / s2, beta + 1 / s2  # f = fa + fb y
-                M0, M1, M2 = _mp_moments(c, S, a_, b_)
-                R += fa * fa * M0 + 2 * fa * fb * M1 + fb * fb * M2
-                Ef, Efy, Efy2 = fa * M0 + fb * M1, fa * M1 + fb * M2, None
-                if wrt == "all":
-                    M3 = None
-                for l in range(m):
-                    if not act[l]:
-                        continue
-                    # d s / d w2_l = (w1 y + b)/m ; d s / d b_l = w2/m ; d s / d w1_l = w2 y / m
-                    gw2 = (W1[l] * Efy + B[l] * Ef) / m
-                    gb = W2[l] * Ef / m
-                    if wrt == "outer_bias":
-                        G[l] += gw2
-                        G[m + l] += gb
-                    else:
-                        G[l] += W2[l] * Efy / m
-                        G[m + l] += gw2
-                        G[2 * m + l] += gb
-        k = len(x_unique)
-        return R / k, [2 * g / k for g in G]
+        return _risk_grad_core(_mp_list(w1), _mp_list(w2), _mp_list(b), x_unique, mu, sigma, wrt)
+
+
+def _mp_list(values):
+    return [v if isinstance(v, mpmath.mpf) else mpmath.mpf(float(v)) for v in values]
 
 
 def mp_hessian(w1, w2, b, x_unique, mu, sigma, wrt, h=1e-20):
@@ -252,16 +207,7 @@ def mp_hessian(w1, w2, b, x_unique, mu, sigma, wrt, h=1e-20):
 
 def _mp_grad_theta(parts, x_unique, mu, sigma, wrt):
     w1, w2, b = parts
-    # mp_risk_grad converts through float(); keep mp precision by passing mp values via a shim
-    return _mp_risk_grad_exact(w1, w2, b, x_unique, mu, sigma, wrt)
-
-
-def _mp_risk_grad_exact(w1, w2, b, x_unique, mu, sigma, wrt):
-    conv = lambda v: [v_ if isinstance(v_, mpmath.mpf) else mpmath.mpf(float(v_)) for v_ in v]  # noqa: E731
-    global float_  # noqa: PLW0603
-    with mpmath.workdps(50):
-        W1, W2, B = conv(w1), conv(w2), conv(b)
-        return _risk_grad_core(W1, W2, B, x_unique, mu, sigma, wrt)
+    return mp_risk_grad(w1, w2, b, x_unique, mu, sigma, wrt)
 
 
 def _risk_grad_core(W1, W2, B, x_unique, mu, sigma, wrt):
