@@ -52,6 +52,8 @@ _SCRIPT = textwrap.dedent("""
     net = bigstep.ReLUNet1D.init(m=40, seed=0, inner="sign")
     xrf = rng.standard_normal((30, 4))
     model = rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp")
+    gauss = bigstep.GaussianScore.fit(a)
+    relu = bigstep.TimeReLUScore(rng.standard_normal((16, 3)), np.zeros(16), rng.standard_normal((2, 16)))
     f32 = lambda v: v.astype(np.float32)
     e = -np.abs(rng.standard_normal(2000)) * 50
 
@@ -83,6 +85,13 @@ _SCRIPT = textwrap.dedent("""
                                                backend="cpp"),
         "rf.fit (rf_gram)": lambda: rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp"),
         "rf features (rf_features)": lambda: model.features(xrf),
+        "sample_reverse s* 1-D": lambda: bigstep.sample_reverse(bigstep.EmpiricalScore(xr), 64, 1, n_steps=5,
+                                                                backend="cpp"),
+        "sample_reverse s* d-D": lambda: bigstep.sample_reverse(bigstep.EmpiricalScore(a), 64, 2, n_steps=5,
+                                                                backend="cpp"),
+        "sample_reverse Gaussian": lambda: bigstep.sample_reverse(gauss, 64, 2, n_steps=5, backend="cpp"),
+        "sample_reverse ReLU": lambda: bigstep.sample_reverse(relu, 64, 2, n_steps=5, backend="cpp"),
+        "sampler_normals": lambda: core.sampler_normals(1, 1, 0, 2000),
     }
 
     # the argument lists each binding received, to replay with a refused argument
