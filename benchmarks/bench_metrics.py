@@ -30,7 +30,14 @@ def _samples(n: int, d: int):
 
 
 class _MetricsBase:
+    """Shared sizes, data and rates; subclasses give call(a, b, backend) and pairs(n)."""
+
     timeout = 180
+    params = (DTYPES, [2_000, 10_000], DIMS, BACKENDS)
+    param_names = ["dtype", "n", "d", "backend"]
+
+    def setup_cache(self):
+        return {(n, d): _samples(n, d) for n in self.params[1] for d in self.params[2]}
 
     def setup(self, data, dtype, n, d, backend):
         reason = _common.bigstep_backend_error(backend)
@@ -53,12 +60,6 @@ class _MetricsBase:
 class MMD2(_MetricsBase):
     """bigstep.mmd2(a, b) for a, b of shape (n, d)."""
 
-    params = (DTYPES, [2_000, 10_000], DIMS, BACKENDS)
-    param_names = ["dtype", "n", "d", "backend"]
-
-    def setup_cache(self):
-        return {(n, d): _samples(n, d) for n in self.params[1] for d in self.params[2]}
-
     @staticmethod
     def call(a, b, backend):
         return bigstep.mmd2(a, b, 1.0, backend=backend)
@@ -70,12 +71,6 @@ class MMD2(_MetricsBase):
 
 class NearestNeighbors(_MetricsBase):
     """bigstep.nearest_neighbors(samples, train, k=2) for n samples and n training points."""
-
-    params = (DTYPES, [2_000, 10_000], DIMS, BACKENDS)
-    param_names = ["dtype", "n", "d", "backend"]
-
-    def setup_cache(self):
-        return {(n, d): _samples(n, d) for n in self.params[1] for d in self.params[2]}
 
     @staticmethod
     def call(a, b, backend):

@@ -18,14 +18,13 @@ bit-identical across runs and thread counts.  :func:`sample_forward` uses stream
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
-from ._validate import integer
+from ._validate import integer, real_scalar
 from .random import gaussian_noise
 from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 
@@ -35,20 +34,11 @@ _STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 
-def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
-
-
 def _grid(T, delta, n_steps, times):
     """The decreasing diffusion times tau_0 .. tau_N (float64, N + 1 entries) and h_k."""
     if times is None:
-        T = _positive(T, "T")
-        delta = _positive(delta, "delta")
+        T = real_scalar(T, "T")
+        delta = real_scalar(delta, "delta")
         if not delta < T:
             raise ValueError(f"delta must be smaller than T = {T!r}, got delta = {delta!r}")
         n_steps = integer(n_steps, "n_steps", minimum=1)

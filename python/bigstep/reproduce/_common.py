@@ -40,3 +40,10 @@ def late_excess_risk(history, steps: int) -> float:
     keeps moving around its minimum, so one reading is noisy (NaN if none is finite)."""
     late = history[(history["step"] >= 0.8 * steps) & np.isfinite(history["excess_risk"])]
     return float(late["excess_risk"].mean()) if len(late) else float("nan")
+
+
+def torch_missing() -> str:
+    """"" when torch can be imported, else why not (the d-D panels need it)."""
+    import importlib.util
+
+    return "" if importlib.util.find_spec("torch") is not None else "torch is not installed"

@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from ._common import BATCH, LR_STEPS_1D, N_1D, TIMES_1D, WIDTH, fmt, late_excess_risk, noise_level, training_set
+from ._common import (BATCH, LR_STEPS_1D, N_1D, TIMES_1D, WIDTH, fmt, late_excess_risk, noise_level, torch_missing,
+                      training_set)
 from ._parallel import map_jobs
 from ._report import Report, mean_ci, pandas, plt
 
@@ -44,7 +45,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     start = time.perf_counter()
     cfg = settings_for(quick)
     rows = _panel_1d(cfg, seed, progress)
-    skipped = _torch_missing()
+    skipped = torch_missing()
     if not skipped:
         rows += _panel_high(cfg, seed, device, progress)
     frame = pandas().DataFrame(rows)
@@ -61,12 +62,6 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
                               "coordinates, which makes every step d times larger and lr = 0.5 diverge in d = 10)",
                     quick=quick)
     return Report("fig2", CLAIM, ok, lines, settings, [str(data), str(plot)], time.perf_counter() - start)
-
-
-def _torch_missing() -> str:
-    import importlib.util
-
-    return "" if importlib.util.find_spec("torch") is not None else "torch is not installed"
 
 
 def _panel_1d(cfg, seed, progress):

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from ._common import BATCH, N_1D, WIDTH, fmt, noise_level, training_set
+from ._common import BATCH, N_1D, WIDTH, fmt, noise_level, training_set, torch_missing
 from ._parallel import map_jobs
 from ._report import Report, mean_ci, pandas, plt
 
@@ -67,7 +67,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     cfg = settings_for(quick)
     mu, sigma = noise_level(T_FIG5)
     rows = _panel_1d(cfg, seed, mu, sigma, progress)
-    skipped = _torch_missing()
+    skipped = torch_missing()
     if not skipped:
         rows += _panel_high(cfg, seed, mu, sigma, device, progress)
         rows += _panel_diffusion(cfg, seed, device, progress)
@@ -89,12 +89,6 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
                     data_diff=f"n = {N_DIFF} points of N(0, {SCALE_DIFF ** 2:g} I_{D_DIFF}) (fig3), "
                               "time weights sigma (paper text)")
     return Report("fig5", CLAIM, ok, lines, settings, [str(data), str(plot)], time.perf_counter() - start)
-
-
-def _torch_missing() -> str:
-    import importlib.util
-
-    return "" if importlib.util.find_spec("torch") is not None else "torch is not installed"
 
 
 def _panel_1d(cfg, seed, mu, sigma, progress):
