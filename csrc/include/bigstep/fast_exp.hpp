@@ -37,16 +37,18 @@ BIGSTEP_HD V exp_nonpos_f64(V x) {
   const V k = t - magic;
   V r = x - k * 0.693147180559890330187;  // ln2 high part (exact product for |k| < 2^11)
   r = r - k * 5.4979230187083711552e-14;    // ln2 low part
-  V p = V{} + 2.5110037605963777712e-8;
-  p = p * r + 2.7632639639041029749e-7;
-  p = p * r + 2.7557240918578969823e-6;
-  p = p * r + 2.4801485482328492419e-5;
-  p = p * r + 1.9841269890047113707e-4;
-  p = p * r + 1.3888888952314774652e-3;
-  p = p * r + 8.3333333333196006109e-3;
-  p = p * r + 4.1666666666488095495e-2;
-  p = p * r + 1.6666666666666680806e-1;
-  p = p * r + 5.0000000000000183855e-1;
+  // p = 1 + r (c1 + r (c2 + r h)), h = c3 + c4 r + ... + c11 r^8 by Estrin's scheme
+  // (pairs, then r^2, r^4): a dependency chain of 7 operations instead of Horner's 11,
+  // so that more exps overlap in flight, while the terms that set the rounding (degrees
+  // 0..3) keep Horner's order.
+  const V r2 = r * r;
+  const V r4 = r2 * r2;
+  const V a9 = (2.7557240918578969823e-6 + 2.7632639639041029749e-7 * r) + 2.5110037605963777712e-8 * r2;
+  const V a7 = 1.9841269890047113707e-4 + 2.4801485482328492419e-5 * r;
+  const V a5 = 8.3333333333196006109e-3 + 1.3888888952314774652e-3 * r;
+  const V a3 = 1.6666666666666680806e-1 + 4.1666666666488095495e-2 * r;
+  const V h = (a3 + a5 * r2) + (a7 + a9 * r2) * r4;
+  V p = h * r + 5.0000000000000183855e-1;
   p = p * r + 9.9999999999999999976e-1;
   p = p * r + 1.0;
   // the low bits of t hold k + 2^51; (k + 1023) << 52 = 2^k.  The mask keeps the

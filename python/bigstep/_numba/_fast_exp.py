@@ -62,16 +62,15 @@ def exp_nonpos_f64(x):
     k = t - _MAGIC64
     r = x - k * _LN2_HI64
     r = r - k * _LN2_LO64
-    p = _C64_0
-    p = p * r + _C64_1
-    p = p * r + _C64_2
-    p = p * r + _C64_3
-    p = p * r + _C64_4
-    p = p * r + _C64_5
-    p = p * r + _C64_6
-    p = p * r + _C64_7
-    p = p * r + _C64_8
-    p = p * r + _C64_9
+    # p = 1 + r (c1 + r (c2 + r h)), h by Estrin's scheme (fast_exp.hpp says why)
+    r2 = r * r
+    r4 = r2 * r2
+    a9 = (_C64_2 + _C64_1 * r) + _C64_0 * r2
+    a7 = _C64_4 + _C64_3 * r
+    a5 = _C64_6 + _C64_5 * r
+    a3 = _C64_8 + _C64_7 * r
+    h = (a3 + a5 * r2) + (a7 + a9 * r2) * r4
+    p = h * r + _C64_9
     p = p * r + _C64_10
     p = p * r + _C64_11
     # low bits of t hold k + 2^51; shifting by 52 keeps k + 1023 in the exponent field
