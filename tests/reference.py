@@ -309,9 +309,13 @@ def uniform_at(seed, stream, i) -> float:
 
 
 def normal_at(seed, stream, i) -> float:
-    """Element i of bigstep's normal stream: Box-Muller, cosine branch, on the open
-    uniforms (w + 0.5) 2^-32 of the same two words."""
-    w1, w2 = _words(seed, stream, i)
-    u1 = (w1 + 0.5) * 2.0**-32
-    u2 = (w2 + 0.5) * 2.0**-32
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+    """Element i of bigstep's normal stream: Box-Muller, both branches, on block i // 4.
+    Words (w_2h, w_2h+1), h = (i // 2) % 2, give sqrt(-2 log u1) cos(2 pi u2) for even i
+    and sqrt(-2 log u1) sin(2 pi u2) for odd i, u = (w + 0.5) 2^-32."""
+    block = i >> 2
+    r = philox4x32_10(block & _MASK, block >> 32, stream & _MASK, stream >> 32, seed & _MASK, seed >> 32)
+    h = 2 * ((i >> 1) & 1)
+    u1 = (r[h] + 0.5) * 2.0**-32
+    u2 = (r[h + 1] + 0.5) * 2.0**-32
+    trig = math.sin if i & 1 else math.cos
+    return math.sqrt(-2.0 * math.log(u1)) * trig(6.283185307179586 * u2)

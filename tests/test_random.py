@@ -278,12 +278,24 @@ def test_uniform_statistics(uniforms):
 
 
 def test_no_correlation_between_neighbours(normals):
-    """Elements 2k and 2k+1 share a Philox block: their correlation, and the lag-2 one,
-    are within RNG_SIGMAS / sqrt(N) of 0."""
+    """Elements 4k .. 4k+3 share a Philox block: their correlations at lags 1, 2, 4 are
+    within RNG_SIGMAS / sqrt(N) of 0."""
     z = normals
     for lag in (1, 2, 4):
         r = np.corrcoef(z[:-lag], z[lag:])[0, 1]
         assert abs(r) < RNG_SIGMAS / np.sqrt(z.size - lag), f"lag {lag}: r = {r}"
+
+
+def test_box_muller_pairs_are_independent(normals):
+    """Elements 2k and 2k+1 are the cos and sin of one Box-Muller pair (same radius):
+    independent N(0, 1), so their squares are uncorrelated (SE 1/sqrt(N/2)), the pair's
+    squared radius is Exp(1/2) (KS) and its angle uniform (KS)."""
+    c, s = normals[0::2], normals[1::2]
+    r = np.corrcoef(c * c, s * s)[0, 1]
+    assert abs(r) < RNG_SIGMAS / np.sqrt(c.size), r
+    assert stats.kstest((c * c + s * s)[:200_000], "expon", args=(0, 2)).pvalue > KS_PVALUE
+    angle = (np.arctan2(s, c) / (2 * np.pi)) % 1.0
+    assert stats.kstest(angle[:200_000], "uniform").pvalue > KS_PVALUE
 
 
 @pytest.mark.parametrize("other", [dict(seed=1, stream=1), dict(seed=2, stream=0), dict(seed=1 + 2**32, stream=0),

@@ -478,13 +478,14 @@ def _exact_without_kink_term(net, x, mu, sigma):
 
 
 def test_fixed_sample_sharpness_misses_the_kink_term():
-    """A wider net at initialisation, where the Dirac term is large (lambda_max 0.033 exact,
-    0.0195 without it): the fixed-sample sharpness follows the Hessian without the kink
-    term (within 3%), not the exact one.  Documents what the Figure 5 d-D panels measure."""
-    net = bigstep.ReLUNet1D.init(200, seed=5, inner="gaussian")
+    """A wider net at initialisation, where the Dirac term is large (lambda_max 0.0318 exact,
+    0.0146 without it): the fixed-sample sharpness follows the Hessian without the kink
+    term (within 2%; its Monte Carlo scatter over seeds is 0.4% at n_mc = 3000), not the
+    exact one.  Documents what the Figure 5 d-D panels measure."""
+    net = bigstep.ReLUNet1D.init(200, seed=6, inner="gaussian")
     x, mu, sigma = bigstep.gaussian_noise(7, 20), 0.82, 0.57
     exact = bigstep.sharpness(net, x, mu, sigma, wrt="all")
     no_kink = _exact_without_kink_term(net, x, mu, sigma)
-    mc = bigstep.sharpness_mc(net, x, mu, sigma, n_mc=300, seed=0, tol=1e-6)
+    mc = bigstep.sharpness_mc(net, x, mu, sigma, n_mc=3000, seed=0, tol=1e-6)
     assert no_kink < 0.7 * exact
-    assert mc == pytest.approx(no_kink, rel=0.03)
+    assert mc == pytest.approx(no_kink, rel=0.02)

@@ -7,22 +7,22 @@
 
 namespace bigstep::cpu {
 
-// Normals come in pairs: elements 2b and 2b + 1 share Philox block b, computed once
-// here (normal_at would compute it for each); the values are those of normal_at.
+// Normals come in fours: elements 4b .. 4b + 3 share Philox block b, computed once here
+// (normal_at would compute it for each); the values are those of normal_at.
 template <class T>
 void gaussian_noise(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, T* out, index_t count) {
   if (count <= 0) return;
   const PhiloxStream s = make_stream(seed, stream);
-  const std::uint64_t first = offset >> 1, last = (offset + static_cast<std::uint64_t>(count) - 1) >> 1;
+  const std::uint64_t first = offset >> 2, last = (offset + static_cast<std::uint64_t>(count) - 1) >> 2;
   const index_t blocks = static_cast<index_t>(last - first) + 1;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (count > 65536)
   for (index_t k = 0; k < blocks; ++k) {
     const std::uint64_t b = first + static_cast<std::uint64_t>(k);
     const Philox4 r = philox_block(s, b);
-    for (int h = 0; h < 2; ++h) {
-      const std::uint64_t e = 2 * b + static_cast<std::uint64_t>(h);  // element of the stream
+    for (unsigned h = 0; h < 4; ++h) {
+      const std::uint64_t e = 4 * b + h;  // element of the stream
       if (e < offset || e - offset >= static_cast<std::uint64_t>(count)) continue;
-      out[e - offset] = static_cast<T>(box_muller(r.v[2 * h], r.v[2 * h + 1]));
+      out[e - offset] = static_cast<T>(block_normal(r, h));
     }
   }
 }

@@ -4,8 +4,10 @@ Element i (row-major flat index) of ``gaussian_noise(seed, shape, stream, offset
 is the normal at counter ``offset + i`` of the stream (seed, stream), so a long
 stream can be produced in chunks and replayed outside the kernels.  Layout (see
 csrc/include/bigstep/philox.hpp): key = (seed & 0xffffffff, seed >> 32), counter =
-(block lo, block hi, stream lo, stream hi); element i uses words 2(i%2), 2(i%2)+1 of
-block i // 2: 53 bits for a uniform, Box-Muller (cosine branch) for a normal.
+(block lo, block hi, stream lo, stream hi).  Uniform element i: 53 bits of words
+2(i%2), 2(i%2)+1 of block i // 2.  Normal element i: Box-Muller, both branches, on
+block i // 4: words (w_2h, w_2h+1) with h = (i // 2) % 2 give sqrt(-2 log u(w_2h)) times
+cos (even i) or sin (odd i) of 2 pi u(w_2h+1), u(w) = (w + 1/2) 2^-32.
 
 Stream map used by the samplers and trainers: 0 sampler initial state, 1 sampler
 increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise, 5 forward

@@ -31,7 +31,7 @@ BIGSTEP_HD To bit_cast(const From& v) {
 template <class V, class I>
 BIGSTEP_HD V exp_nonpos_f64(V x) {
   const V lo = V{} - 700.0;         // exp(-700) ~ 1e-304, still normal
-  x = x < lo ? lo : x;
+  x = lo > x ? lo : x;
   const V magic = V{} + 6755399441055744.0;  // 1.5 * 2^52: rounds to nearest integer
   const V t = x * 1.4426950408889634 + magic;
   const V k = t - magic;

@@ -1,15 +1,15 @@
-// Branch-free log and cos for Box-Muller normals, so that loops over them vectorise
+// Branch-free log, cos and sin for Box-Muller normals, so that loops over them vectorise
 // (no libm call).  Used by the fused sampler (csrc/cpu/sampler_kernels.cpp), whose
-// normals must equal bigstep.gaussian_noise (libm log/cos, philox.hpp box_muller) up to
-// rounding: both functions are fdlibm's algorithms (as in musl), accurate to < 1 ulp,
+// normals must equal bigstep.gaussian_noise (libm log/cos/sin, philox.hpp box_muller) up to
+// rounding: these functions are fdlibm's algorithms (as in musl), accurate to < 1 ulp,
 // so a normal differs from gaussian_noise's by a few ulp at most
 // (tests/test_sampler.py::test_fast_normals_match_gaussian_noise).
 //
 //   log: x = 2^k m, m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f/(2 + f),
 //        log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), R the degree-7 fdlibm polynomial.
-//   cos(2 pi u), 0 < u < 1: x = 2 pi u rounded as libm's argument, k = round(x 2/pi),
+//   cos and sin of 2 pi u, 0 < u < 1: x = 2 pi u rounded as libm's argument, k = round(x 2/pi),
 //        x - k pi/2 as a pair (y0, y1) with pi/2 in 33 + 53 bits (exact first product,
-//        Fast2Sum tail), then fdlibm's kernel cos or sin by quadrant.  Since
+//        Fast2Sum tail), then fdlibm's kernel cos and sin, swapped and signed by quadrant.  Since
 //        u = (w + 1/2) 2^-32, |x - k pi/2| >= 7e-10, so the reduction keeps the full
 //        relative accuracy.
 //
@@ -66,9 +66,9 @@ BIGSTEP_HD V kernel_sin(V x, V y) {
   return x - ((z * (0.5 * y - v * r) - y) - v * -1.66666666666666324348e-01);
 }
 
-// cos(x) for x = 2 pi u rounded, 0 < u < 1 (so 0 < x < 2 pi).
+// cos(x) and sin(x) for x = 2 pi u rounded, 0 < u < 1 (so 0 < x < 2 pi).
 template <class V, class U>
-BIGSTEP_HD V cos_turn(V x) {
+BIGSTEP_HD void sincos_turn(V x, V& cos_x, V& sin_x) {
   const V magic = V{} + 6755399441055744.0;  // 1.5 * 2^52: rounds to nearest integer
   const V t = x * 6.36619772367581382433e-01 + magic;  // x 2/pi
   const V k = t - magic;                               // 0 .. 4
@@ -79,9 +79,12 @@ BIGSTEP_HD V cos_turn(V x) {
   const V y1 = (z - y0) - tail;                        // |z| > |tail|: Fast2Sum
   const V c = kernel_cos(y0, y1);
   const V s = kernel_sin(y0, y1);
-  const V even = (quadrant & 1ull) == 0ull ? c : s;  // quadrants 0, 2: +-cos; 1, 3: -+sin
-  const V sign = (quadrant == 1ull) | (quadrant == 2ull) ? V{} - 1.0 : V{} + 1.0;
-  return even * sign;
+  // quadrant 0: (c, s), 1: (-s, c), 2: (-c, -s), 3: (s, -c)
+  const auto odd = (quadrant & 1ull) != 0ull;
+  const V cos_abs = odd ? s : c;
+  const V sin_abs = odd ? c : s;
+  cos_x = (quadrant == 1ull) | (quadrant == 2ull) ? V{} - cos_abs : cos_abs;
+  sin_x = quadrant >= 2ull ? V{} - sin_abs : sin_abs;
 }
 
 // Uniform in (0, 1) from a 32-bit word held in a 64-bit lane: (w + 0.5) 2^-32, as
@@ -91,13 +94,16 @@ BIGSTEP_HD V u01_open_lanes(U w) {
   return (detail::bit_cast<V>(w | 0x4330000000000000ull) - 4503599627370496.0 + 0.5) * 2.3283064365386963e-10;
 }
 
-// Box-Muller, cosine branch, on two words: sqrt(-2 log u1) cos(2 pi u2), as philox.hpp
-// box_muller.  sqrt_fn: the correctly rounded square root of V (an intrinsic for vectors).
+// Box-Muller, both branches, on two words: r cos(2 pi u2) and r sin(2 pi u2),
+// r = sqrt(-2 log u1), as philox.hpp box_muller.  sqrt_fn: the correctly rounded square
+// root of V (an intrinsic for vectors).
 template <class V, class U, class Sqrt>
-BIGSTEP_HD V box_muller_fast(U w1, U w2, Sqrt sqrt_fn) {
-  const V u1 = u01_open_lanes<V, U>(w1);
-  const V u2 = u01_open_lanes<V, U>(w2);
-  return sqrt_fn(-2.0 * log_positive<V, U>(u1)) * cos_turn<V, U>(6.283185307179586 * u2);
+BIGSTEP_HD void box_muller_fast(U w1, U w2, Sqrt sqrt_fn, V& z_cos, V& z_sin) {
+  const V radius = sqrt_fn(-2.0 * log_positive<V, U>(u01_open_lanes<V, U>(w1)));
+  V c, s;
+  sincos_turn<V, U>(6.283185307179586 * u01_open_lanes<V, U>(w2), c, s);
+  z_cos = radius * c;
+  z_sin = radius * s;
 }
 
 }  // namespace bigstep

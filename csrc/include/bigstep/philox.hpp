@@ -77,20 +77,25 @@ BIGSTEP_HD double uniform_at(const PhiloxStream& s, std::uint64_t i) {
   return u01_53(r.v[j], r.v[j + 1]);
 }
 
-// Element i of the standard normal stream: Box-Muller on the pair of words
-// (2(i%2), 2(i%2)+1) of block i / 2, cosine branch.  Computed in double on every
-// backend so that the CPU backends agree bit for bit.
-// Box-Muller (cosine branch) on two words.
-BIGSTEP_HD double box_muller(std::uint32_t w1, std::uint32_t w2) {
-  const double u1 = u01_open(w1);
-  const double u2 = u01_open(w2);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+// Element i of the standard normal stream: Box-Muller, both branches, on block i / 4.
+// Pair h = (i / 2) % 2 of the block's words, (w_{2h}, w_{2h+1}), gives the two normals
+// sqrt(-2 log u(w_{2h})) cos(2 pi u(w_{2h+1})) (even i) and ... sin(...) (odd i), u the
+// open uniform above: four normals per block.  Computed in double on every backend so
+// that the CPU backends agree bit for bit.
+BIGSTEP_HD double box_muller(std::uint32_t w1, std::uint32_t w2, bool sine) {
+  const double radius = std::sqrt(-2.0 * std::log(u01_open(w1)));
+  const double angle = 6.283185307179586 * u01_open(w2);
+  return radius * (sine ? std::sin(angle) : std::cos(angle));
+}
+
+// Normal i % 4 of a block's four (r the block's words).
+BIGSTEP_HD double block_normal(const Philox4& r, unsigned i) {
+  const unsigned h = (i >> 1) & 1u;
+  return box_muller(r.v[2 * h], r.v[2 * h + 1], (i & 1u) != 0);
 }
 
 BIGSTEP_HD double normal_at(const PhiloxStream& s, std::uint64_t i) {
-  const Philox4 r = philox_block(s, i >> 1);
-  const int j = static_cast<int>(i & 1u) * 2;
-  return box_muller(r.v[j], r.v[j + 1]);
+  return block_normal(philox_block(s, i >> 2), static_cast<unsigned>(i & 3u));
 }
 
 }  // namespace bigstep

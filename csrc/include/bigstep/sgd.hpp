@@ -37,8 +37,9 @@ constexpr std::uint64_t kStreamIndex = 3;  // Philox streams (DESIGN.md section 
 constexpr std::uint64_t kStreamNoise = 4;
 
 // Draws of batch slots [0, B) of step j: y[b] and r[b] = (y - mu x_i) / sigma^2.
-// Element e uses words (2(e%2), 2(e%2)+1) of Philox block e / 2, as uniform_at /
-// normal_at do; a block is computed once for the two elements that share it.
+// Element e of the index stream uses words (2(e%2), 2(e%2)+1) of Philox block e / 2 as
+// uniform_at does, element e of the noise stream normal e % 4 of block e / 4 as
+// normal_at does; each block is computed once for the elements that share it.
 BIGSTEP_HD void draw_batch(const PhiloxStream& s_index, const PhiloxStream& s_noise, std::uint64_t j, index_t B,
                            const double* x, index_t n,  // [n]
                            double mu, double sigma, double inv_s2,
@@ -47,14 +48,12 @@ BIGSTEP_HD void draw_batch(const PhiloxStream& s_index, const PhiloxStream& s_no
   for (index_t b = 0; b < B; ++b) {
     const std::uint64_t e = j * static_cast<std::uint64_t>(B) + static_cast<std::uint64_t>(b);
     const int h = static_cast<int>(e & 1u) * 2;
-    if (b == 0 || h == 0) {
-      bu = philox_block(s_index, e >> 1);
-      bz = philox_block(s_noise, e >> 1);
-    }
+    if (b == 0 || h == 0) bu = philox_block(s_index, e >> 1);
+    if (b == 0 || (e & 3u) == 0) bz = philox_block(s_noise, e >> 2);
     const double u = u01_53(bu.v[h], bu.v[h + 1]);
     index_t i = static_cast<index_t>(u * static_cast<double>(n));  // floor: u >= 0
     if (i > n - 1) i = n - 1;
-    const double z = box_muller(bz.v[h], bz.v[h + 1]);
+    const double z = block_normal(bz, static_cast<unsigned>(e & 3u));
     const double c = mu * x[i];
     const double yb = c + sigma * z;
     y[b] = yb;

@@ -28,6 +28,7 @@ _M1 = np.uint64(0xCD9E8D57)
 _W0 = np.uint64(0x9E3779B9)
 _W1 = np.uint64(0xBB67AE85)
 _ONE = np.uint64(1)
+_TWO = np.uint64(2)
 _TWO_POW_M32 = 2.3283064365386963e-10  # 2^-32
 _TWO_POW_M53 = 1.1102230246251565e-16  # 2^-53
 _TWO_PI = 6.283185307179586
@@ -81,17 +82,31 @@ def _u01_53(hi, lo):
 
 
 @jit(inline="always")
-def _box_muller(w1, w2):
-    """Box-Muller, cosine branch, in double: sqrt(-2 log u1) cos(2 pi u2) with u1, u2 the
-    open uniforms of two words."""
-    return math.sqrt(-2.0 * math.log(_u01_open(w1))) * math.cos(_TWO_PI * _u01_open(w2))
+def _box_muller(w1, w2, sine):
+    """Box-Muller in double: sqrt(-2 log u1) times cos (sine False) or sin (sine True) of
+    2 pi u2, with u1, u2 the open uniforms of two words (philox.hpp box_muller)."""
+    radius = math.sqrt(-2.0 * math.log(_u01_open(w1)))
+    angle = _TWO_PI * _u01_open(w2)
+    return radius * (math.sin(angle) if sine else math.cos(angle))
+
+
+@jit(inline="always")
+def _block_normal(r0, r1, r2, r3, i):
+    """Normal i % 4 of a block with words r0..r3: pair (i / 2) % 2, cos for even i, sin
+    for odd i (philox.hpp block_normal)."""
+    sine = (i & _ONE) != 0
+    if i & _TWO:
+        return _box_muller(r2, r3, sine)
+    return _box_muller(r0, r1, sine)
 
 
 @jit("float64(uint64, uint64, uint64)")
 def _normal_at(seed, stream, i):
-    """Element i of the standard normal stream: Box-Muller on the element's two words."""
-    w1, w2 = _words_at(seed, stream, i)
-    return _box_muller(w1, w2)
+    """Element i of the standard normal stream: normal i % 4 of block i / 4."""
+    block = i >> _TWO
+    r0, r1, r2, r3 = _philox_rounds(block & _MASK32, block >> _SHIFT32, stream & _MASK32, stream >> _SHIFT32,
+                                    seed & _MASK32, seed >> _SHIFT32)
+    return _block_normal(r0, r1, r2, r3, i)
 
 
 @jit("void(uint64, uint64, uint64, int64, uint64[:, ::1])")
@@ -130,16 +145,15 @@ def _blocks(seed, stream, b0, nb, words):
 def _normals(seed, stream, start, count, out, words):
     """out[i] = element start + i of the normal stream (seed, stream), i < count: the
     values of _normal_at, with the blocks computed first by the vectorised :func:`_blocks`;
-    ``words`` is scratch of shape (4, >= count // 2 + 2)."""
+    ``words`` is scratch of shape (4, >= count // 4 + 2)."""
     if count <= 0:
         return
-    b0 = start >> _ONE
-    _blocks(seed, stream, b0, np.int64(((start + np.uint64(count - 1)) >> _ONE) - b0) + 1, words)
+    b0 = start >> _TWO
+    _blocks(seed, stream, b0, np.int64(((start + np.uint64(count - 1)) >> _TWO) - b0) + 1, words)
     for i in range(count):
         e = start + np.uint64(i)
-        b = (e >> _ONE) - b0
-        half = 2 * np.int64(e & _ONE)
-        out[i] = _box_muller(words[half, b], words[half + 1, b])
+        b = (e >> _TWO) - b0
+        out[i] = _block_normal(words[0, b], words[1, b], words[2, b], words[3, b], e)
 
 
 @jit("float64(uint64, uint64, uint64)")

@@ -56,7 +56,7 @@ def _gram(x, w, mu, sigma, m, seed, stream, rho):
     xi2 = 0.0
     total = n * m
     flat = np.empty(_BLOCK * d)
-    words = np.empty((4, _BLOCK * d // 2 + 2), dtype=np.uint64)
+    words = np.empty((4, _BLOCK * d // 4 + 2), dtype=np.uint64)
     y = np.empty((_BLOCK, d))
     for s0 in range(0, total, _BLOCK):
         rows = min(_BLOCK, total - s0)

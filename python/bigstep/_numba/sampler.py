@@ -136,7 +136,7 @@ def run_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data,
         p0 = t * _TILE
         pn = min(_TILE, n - p0)
         z = np.empty(_TILE * d)
-        words = np.empty((4, _TILE * d // 2 + 2), dtype=np.uint64)
+        words = np.empty((4, _TILE * d // 4 + 2), dtype=np.uint64)
         logits = np.empty(n_data if n_data <= _SMALL_N else 0)
         acc = np.empty(d)
         mu1 = np.empty(1)
@@ -166,7 +166,7 @@ def run_empirical_1d(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_
         p0 = t * _TILE
         pn = min(_TILE, n - p0)
         z = np.empty(_TILE)
-        words = np.empty((4, _TILE // 2 + 2), dtype=np.uint64)
+        words = np.empty((4, _TILE // 4 + 2), dtype=np.uint64)
         for k in range(k0, k1):
             mu_k = mu[k]
             sig_k = sigma[k]
@@ -196,7 +196,7 @@ def run_gaussian(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, mean, vec
         p0 = t * _TILE
         pn = min(_TILE, n - p0)
         z = np.empty(_TILE * d)
-        words = np.empty((4, _TILE * d // 2 + 2), dtype=np.uint64)
+        words = np.empty((4, _TILE * d // 4 + 2), dtype=np.uint64)
         v = np.empty(d)
         w = np.empty(d)
         for k in range(k0, k1):
@@ -235,7 +235,7 @@ def run_relu(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, w1, b1, w2t, 
         p0 = t * _TILE
         pn = min(_TILE, n - p0)
         z = np.empty(_TILE * d)
-        words = np.empty((4, _TILE * d // 2 + 2), dtype=np.uint64)
+        words = np.empty((4, _TILE * d // 4 + 2), dtype=np.uint64)
         out = np.empty(d)
         for k in range(k0, k1):
             tk = tau[k]

@@ -20,7 +20,9 @@ import numba
 import numpy as np
 
 from . import jit
-from .random import _box_muller, _philox_rounds, _u01_53, _MASK32, _SHIFT32, _ONE
+from .random import _block_normal, _philox_rounds, _u01_53, _MASK32, _SHIFT32, _ONE, _TWO
+
+_THREE = np.uint64(3)
 
 __all__ = ["sgd_train"]
 
@@ -49,13 +51,10 @@ def _draw_batch(seed, j, B, x, mu, sigma, inv_s2, y, r):
         odd = (e & _ONE) != 0
         if b == 0 or not odd:
             u0, u1, u2, u3 = _block(seed, _STREAM_INDEX, e >> _ONE)
-            z0, z1, z2, z3 = _block(seed, _STREAM_NOISE, e >> _ONE)
-        if odd:
-            u = _u01_53(u2, u3)
-            z = _box_muller(z2, z3)
-        else:
-            u = _u01_53(u0, u1)
-            z = _box_muller(z0, z1)
+        if b == 0 or (e & _THREE) == 0:
+            z0, z1, z2, z3 = _block(seed, _STREAM_NOISE, e >> _TWO)
+        u = _u01_53(u2, u3) if odd else _u01_53(u0, u1)
+        z = _block_normal(z0, z1, z2, z3, e)
         i = np.int64(u * np.float64(n))
         if i > n - 1:
             i = n - 1
