@@ -69,3 +69,28 @@ class OptimalScore64D(_OptimalScoreBase):
 
     def setup_cache(self):
         return {n: _common.score_inputs(n, n, 64) for n in self.params[1]}
+
+
+class SmallCall:
+    """Per-call cost of tiny inputs (n = q = 4, 1-D and d = 3), where the Python layer and
+    thread start-up, not the arithmetic, set the time: kernels below ~6.5e4 operations
+    run on the calling thread (isa.hpp kParallelWork), as a team costs ~10 us idle and
+    up to ~0.2 ms while other processes hold the cores."""
+
+    params = (BACKENDS,)
+    param_names = ["backend"]
+
+    def setup(self, backend):
+        reason = _common.bigstep_backend_error(backend, 3)
+        if reason is not None:
+            raise NotImplementedError(f"backend {backend!r} cannot run s* here: {reason}")
+        self.x1, self.y1 = _common.score_inputs(4, 4, None)
+        self.xd, self.yd = _common.score_inputs(4, 4, 3)
+        bigstep.optimal_score(self.y1, self.x1, MU, 0.5, backend=backend)
+        bigstep.optimal_score(self.yd, self.xd, MU, 0.5, backend=backend)
+
+    def time_small_1d(self, backend):
+        bigstep.optimal_score(self.y1, self.x1, MU, 0.5, backend=backend)
+
+    def time_small_nd(self, backend):
+        bigstep.optimal_score(self.yd, self.xd, MU, 0.5, backend=backend)

@@ -126,7 +126,7 @@ double kernel_sum_impl(const T* x, index_t n, const T* y, index_t m, index_t d, 
   const index_t row_tiles = (n + QB - 1) / QB;
   std::vector<double> sums(row_tiles, 0.0);
   const V neg = simd::broadcast(neg_inv_2h2);
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(n) * double(m) * double(d)))
   {
     std::vector<double> a(QB * d);
 #pragma omp for schedule(dynamic, 1)
@@ -185,7 +185,7 @@ void nearest_neighbors_impl(const T* x, index_t n, const T* y, index_t m, index_
                             index_t* idx) {
   const PackedColumns cols(y, m, d);
   const index_t row_tiles = (n + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(n) * double(m) * double(d)))
   {
     std::vector<double> a(QB * d), g(QB * NB), best_d(QB * static_cast<index_t>(k));
     std::vector<index_t> best_i(QB * static_cast<index_t>(k));

@@ -136,7 +136,7 @@ void optimal_score_1d(const T* y, index_t q, const T* x_sorted, index_t n, const
   };
   std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return key(a) < key(b); });
   const index_t groups = (q + kGroup - 1) / kGroup;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(num_threads())
+#pragma omp parallel for schedule(dynamic, 4) num_threads(num_threads()) if (parallel_worth(double(q) * double(n)))
   for (index_t g = 0; g < groups; ++g) {
     const index_t g0 = g * kGroup, gn = std::min(kGroup, q - g0);
     Query<T> qs[kGroup];
@@ -186,7 +186,7 @@ void exp_nonpos_array(const T* x, T* out, index_t n) {
   using V = simd::vec<T>;
   constexpr index_t W = simd::width<T>;
   const index_t nv = n / W * W;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel_worth(double(n)))
   for (index_t i = 0; i < nv; i += W) {
     const V r = simd::Traits<T>::exp_nonpos(simd::load(x + i));
     std::memcpy(out + i, &r, sizeof r);

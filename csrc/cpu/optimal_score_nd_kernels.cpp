@@ -55,7 +55,7 @@ struct Packed {
     xt.assign(tiles * d * ldt, A(0));
     rows.assign(tiles * NB * ldr, A(0));
     norm2.assign(tiles * NB, A(0));
-#pragma omp parallel for schedule(static) num_threads(num_threads())
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel_worth(double(n) * double(d)))
     for (index_t t = 0; t < tiles; ++t) {
       for (index_t j = t * NB; j < std::min(n, (t + 1) * NB); ++j) {
         double s = 0;  // in double, rounded once: the norm term is the larger one
@@ -242,7 +242,7 @@ void run(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, i
          const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean) {
   const Packed<A> px(x, n, d);
   const index_t tiles = (q + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(n) * double(d)))
   {
     Tile<A> tile(px);
 #pragma omp for schedule(dynamic, 1)
@@ -424,7 +424,7 @@ void run_screened(const T* y, index_t q, const T* x, index_t n, index_t d, const
   xmax = std::sqrt(xmax) * (1 + 1e-6);  // norm2 was rounded to float once
   std::vector<unsigned char> fallback(q, 0);
   const index_t tiles = (q + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(n) * double(d)))
   {
     Tile<float> tile(px);
     Screen<T> sc;

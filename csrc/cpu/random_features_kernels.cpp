@@ -104,7 +104,7 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
   // features it needs itself: no synchronisation until the end, which keeps 2 threads
   // efficient on a loaded machine, at the price of recomputing the features (N p d
   // multiply-adds per thread, small next to N p^2 / 2 when p >> d T).
-#pragma omp parallel num_threads(num_threads()) reduction(+ : xi2_sum)
+#pragma omp parallel num_threads(num_threads()) reduction(+ : xi2_sum) if (parallel_worth(double(total) * double(pp) * double(pp + d)))
   {
     int tid = 0, nt = 1;
 #ifdef _OPENMP
@@ -157,7 +157,7 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
 void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho, double* out) {
   const index_t pp = round_up(p, NP), nq = pp / NP, nb = (q + S - 1) / S;
   const std::vector<double> wt = pack_weights(w, p, d, pp);
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(pp) * double(d)))
   {
     std::vector<double> f(S * NP);
 #pragma omp for schedule(static)

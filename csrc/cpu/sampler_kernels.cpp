@@ -15,8 +15,10 @@
 // update.  Every particle's arithmetic depends on its own lane and counters only, so
 // the output is bit-identical for any thread count and any chunking of the steps.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -224,7 +226,7 @@ void run_tiles(const SamplerSteps& st, const Score& proto) {
   const int threads = num_threads();
   std::vector<Score> scores(threads, proto);
   std::vector<TileBuffers> buffers(threads, TileBuffers(d));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (tiles > 1)
   {
     Score& score = scores[thread_index()];
     TileBuffers& b = buffers[thread_index()];
@@ -320,24 +322,37 @@ void run_blocks_empirical(const SamplerSteps& st, const double* data, index_t n_
   const int threads = num_threads();
   std::vector<ThreadScratch<double>> scores(threads, ThreadScratch<double>(BP * d));
   std::vector<NormalsBuffer> buffers(threads, NormalsBuffer(BP * d));
-#pragma omp parallel num_threads(threads)
+  // The optimal-score kernels allocate their tiles per call, here inside the parallel
+  // region: an exception (std::bad_alloc) must not leave a thread (std::terminate), so
+  // the first one is kept, the remaining blocks are skipped, and it is rethrown after.
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(threads) if (blocks > 1)
   {
     double* s = scores[thread_index()].data();
     NormalsBuffer& z = buffers[thread_index()];
 #pragma omp for schedule(dynamic, 1)
     for (index_t b = 0; b < blocks; ++b) {
-      const index_t p0 = b * BP, pn = std::min(BP, n - p0);
-      for (index_t k = st.k0; k < st.k1; ++k) {
-        if (one_d)
-          optimal_score_1d<double>(st.x + p0, pn, data, n_data, st.mu + k, 0, st.sigma + k, 0, s, nullptr, nullptr,
-                                   nullptr, nullptr);
-        else
-          optimal_score_nd<double>(st.x + p0 * d, pn, data, n_data, d, st.mu + k, 0, st.sigma + k, 0, s, nullptr,
-                                   nullptr);
-        advance_rows(st, k, p0, pn, s, z.data(), stream);
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        const index_t p0 = b * BP, pn = std::min(BP, n - p0);
+        for (index_t k = st.k0; k < st.k1; ++k) {
+          if (one_d)
+            optimal_score_1d<double>(st.x + p0, pn, data, n_data, st.mu + k, 0, st.sigma + k, 0, s, nullptr,
+                                     nullptr, nullptr, nullptr);
+          else
+            optimal_score_nd<double>(st.x + p0 * d, pn, data, n_data, d, st.mu + k, 0, st.sigma + k, 0, s,
+                                     nullptr, nullptr);
+          advance_rows(st, k, p0, pn, s, z.data(), stream);
+        }
+      } catch (...) {
+#pragma omp critical(bigstep_sampler_error)
+        if (!error) error = std::current_exception();
+        failed.store(true, std::memory_order_relaxed);
       }
     }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace

@@ -30,6 +30,11 @@ bool set_isa(const std::string& name);
 std::string available_isas();
 // Thread count for the kernels' parallel regions (num_threads clause), process-wide.
 int num_threads();
+// Work (multiply-adds, exps or elements) below which a kernel runs on the calling thread
+// alone (the parallel regions' if clause): starting a team costs ~10 us on an idle
+// machine and up to ~0.2 ms while other processes hold the cores, more than such calls.
+constexpr double kParallelWork = 65536.0;
+inline bool parallel_worth(double work) { return work > kParallelWork; }
 
 #define BIGSTEP_DECLARE_KERNELS(ns)                                                              \
   namespace ns {                                                                                 \
