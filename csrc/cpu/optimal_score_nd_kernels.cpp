@@ -29,9 +29,9 @@
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
 
-constexpr index_t QB = 128;  // queries per tile (multiple of MR)
+constexpr index_t QB = 132;  // queries per tile (multiple of MR)
 constexpr index_t NB = 128;  // data points per tile
-constexpr index_t MR = 4;    // rows per micro-kernel call
+constexpr index_t MR = 6;    // rows per micro-kernel call
 
 // The data in type A, packed once per call (O(n d) extra memory) and shared by the
 // threads: per tile of NB points, its transpose [d, ldt] and its rows padded to a
@@ -89,7 +89,7 @@ inline void gemm_yxt(const A* __restrict y, index_t d, const A* __restrict xt, i
   V c[MR][2] = {};
   for (index_t k = 0; k < d; ++k) {
     const V b0 = simd::load(xt + k * ldt + j0), b1 = simd::load(xt + k * ldt + j0 + W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (index_t r = 0; r < MR; ++r) {
       const V a = simd::broadcast(y[r * d + k]);
       c[r][0] += a * b0;
@@ -115,7 +115,7 @@ inline void gemm_px(const A* __restrict p, index_t jn, const A* __restrict x, in
   }
   for (index_t j = 0; j < jn; ++j) {
     const V b0 = simd::load(x + j * ldr + k0), b1 = simd::load(x + j * ldr + k0 + W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (index_t r = 0; r < MR; ++r) {
       const V a = simd::broadcast(p[r * NB + j]);
       c[r][0] += a * b0;
