@@ -5,9 +5,10 @@
 //   key = (seed & 0xffffffff, seed >> 32); counter = (block lo, block hi, stream lo,
 //   stream hi), so distinct (seed, stream, block) never share a counter.
 //   uniform element i : 53 bits from words (2(i%2), 2(i%2)+1) of block i / 2.
-//   normal element i  : Box-Muller (cosine branch) on the same two words of block i / 2.
+//   normal element i  : Box-Muller, both branches, on block i / 4: words (2h, 2h+1),
+//                      h = (i/2)%2, cos for even i, sin for odd i.
 // Every element depends on one counter only, so a stream produced in chunks, or by
-// any number of threads, has the same bits.  Normals use std::log/std::cos in double
+// any number of threads, has the same bits.  Normals use std::log/std::cos/std::sin in double
 // (no fast-math), so the CPU backends agree bit for bit.
 #pragma once
 #include <cmath>

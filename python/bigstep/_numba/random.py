@@ -4,7 +4,8 @@ Stream layout, shared bit-for-bit with the C++ and CUDA backends:
   key = (seed & 0xffffffff, seed >> 32); counter = (block lo, block hi, stream lo,
   stream hi).
   uniform element i : 53 bits from words (2(i%2), 2(i%2)+1) of block i / 2.
-  normal element i  : Box-Muller (cosine branch) on the same two words of block i / 2.
+  normal element i  : Box-Muller, both branches, on block i / 4: words (2h, 2h+1),
+                      h = (i/2)%2, cos for even i, sin for odd i.
 Every element depends on its counter only, so the bits do not depend on chunking or
 on the thread count.  32-bit words are held in uint64 and masked after each
 operation that can carry past bit 31; normals use math.log/math.cos in double, the
@@ -59,7 +60,7 @@ def _philox_rounds(c0, c1, c2, c3, k0, k1):
 
 @jit(numba.types.UniTuple(_U64, 2)(_U64, _U64, _U64))
 def _words_at(seed, stream, i):
-    """The two words of element i of stream (seed, stream): words (2(i%2), 2(i%2)+1) of
+    """The two words of uniform element i of stream (seed, stream): words (2(i%2), 2(i%2)+1) of
     block i / 2, counter (block lo, block hi, stream lo, stream hi), key (seed lo, seed hi)."""
     block = i >> _ONE
     r0, r1, r2, r3 = _philox_rounds(block & _MASK32, block >> _SHIFT32, stream & _MASK32, stream >> _SHIFT32,
