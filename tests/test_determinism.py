@@ -85,11 +85,15 @@ CASES = {
                                                            seed=4, backend=be),
     "sample_reverse_nd": lambda be: bigstep.sample_reverse(bigstep.EmpiricalScore(D["a"][:50]), 500, 3, n_steps=30,
                                                            seed=4, backend=be),
+    # s* of many points: the block path (1-D windowed and d-D tiled kernels per step)
+    "sample_reverse_1d_blocks": lambda be: bigstep.sample_reverse(bigstep.EmpiricalScore(D["x1"]), 1500, 1,
+                                                                  n_steps=8, seed=4, backend=be),
+    "sample_reverse_nd_blocks": lambda be: bigstep.sample_reverse(bigstep.EmpiricalScore(D["xd"]), 1100, 12,
+                                                                  n_steps=6, seed=4, backend=be),
+    "sample_reverse_gaussian": lambda be: bigstep.sample_reverse(bigstep.GaussianScore.fit(D["a"]), 1000, 3,
+                                                                 n_steps=20, seed=4, backend=be),
     "rf_fit": lambda be: rf.fit(D["xrf"], t=0.3, m=6, p=80, rho="relu", lam=1e-3, seed=2, backend=be),
 }
-
-# the sampler has only the numba loop so far ("cpp" is refused with a clear error)
-NUMBA_ONLY = {"sample_reverse_1d", "sample_reverse_nd"}
 
 
 def _arrays(result) -> list:
@@ -114,8 +118,6 @@ def _same_bits(a, b) -> bool:
 
 
 def _case(name, backend):
-    if backend == "cpp" and name in NUMBA_ONLY:
-        pytest.skip("the sampler has no compiled (cpp) loop yet")
     fn = CASES[name]
     return lambda: fn(backend)
 

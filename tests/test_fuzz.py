@@ -649,9 +649,12 @@ def test_fuzz_train_sgd(case):
        st.sampled_from((0.0, 1e-3, 1.0)), st.sampled_from(FLOAT_DTYPES))
 def test_fuzz_rf_fit(n, d, p, m, rho, t, lam, dtype):
     """The compiled part of rf.fit (the training sums K, R, xi2) agrees across backends to
-    rounding; the solved A does too where K + lam I is well conditioned, and otherwise
-    (p above the n m samples with lam = 0: A amplifies rounding by the condition number)
-    the train loss, which does not depend on that amplification, agrees."""
+    rounding, and A is finite.  The solved A is compared where K + lam I is well
+    conditioned; otherwise (p above the n m samples with lam = 0) the minimum-norm
+    solve amplifies the sums' rounding by cond(K) and may keep an eigenvalue next to
+    its cut on one backend and drop it on the other (found: n = 4, d = 1, p = 4, m = 1,
+    tanh, lam = 0, cond 1.2e15, train losses 1.5e-4 and 3.6e-3), so only the sums are
+    backend properties there."""
     from bigstep import rf
 
     x = bigstep.gaussian_noise(n * 7 + d, (n, d)).astype(dtype)
@@ -660,15 +663,13 @@ def test_fuzz_rf_fit(n, d, p, m, rho, t, lam, dtype):
         assert np.isfinite(model.A).all() and np.isfinite(model.K).all() and np.isfinite(model.R).all()
     ref = models[0]
     cond = np.linalg.cond(ref.K + lam * np.eye(p))
+    note(f"cond(K + lam I) = {cond:.3g}")
     for model in models[1:]:
         for a, b in ((model.K, ref.K), (model.R, ref.R)):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * (np.abs(b).max() + 1))
         assert model.xi2 == pytest.approx(ref.xi2, rel=1e-10, abs=1e-12)
         if cond < 1e6:
             np.testing.assert_allclose(model.A, ref.A, rtol=1e-6, atol=1e-6 * (np.abs(ref.A).max() + 1))
-        else:
-            note(f"cond(K + lam I) = {cond:.3g}: comparing train losses")
-            assert model.train_loss() == pytest.approx(ref.train_loss(), rel=1e-6, abs=1e-6)
 
 
 # --------------------------------------------------------- regressions (bugs found)
