@@ -429,6 +429,15 @@ def _relu_scale(w1, w2, b, x, mu, sigma):
     return s + 1.0 / sigma, ymax
 
 
+def _kink_scale(w1, w2, f, sigma):
+    """Size of the Hessian's Dirac (kink) term, 2/(n m) w2_l f(tau_l) p(tau_l) / |w1_l|
+    with p <= 1/sigma: it grows without bound as |w1_l| -> 0 (found by fuzzing:
+    w1 = 2.2e-311 puts it beyond float64)."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        k = np.where(w2 != 0, np.abs(w2) * f / (sigma * w1.size * np.abs(w1)), 0.0)
+    return float(k.max()) if k.size else 0.0
+
+
 @fuzz(80)
 @given(relu_case())
 def test_fuzz_relu_risk(case):
@@ -445,10 +454,10 @@ def test_fuzz_relu_risk(case):
     f, ymax = _relu_scale(w1, w2, b, xa, float(mu), float(sigma))
     # natural sizes: risk ~ f^2, gradient ~ f * (1 + ymax) / m ...; compare normwise
     # relative to the largest of the results and this scale
-    units = {"risk": f * f, "grad": f * (1 + ymax) / net.m, "hessian": (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma,
-             "hvp": ((1 + ymax) ** 2 / net.m**2 + f / net.m / sigma) * math.sqrt(P)}
-    if not all(np.isfinite(u) and u < 1e250 for u in units.values()):
-        return  # the risk itself is beyond float64
+    hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
+    units = {"risk": f * f, "grad": f * (1 + ymax) / net.m, "hessian": hess, "hvp": hess * math.sqrt(P)}
+    if not all(np.isfinite(u) and u < 1e150 for u in units.values()):
+        return  # beyond float64 (or beyond the squares in the norms below)
     for cfg, out in res.items():
         for key, val in out.items():
             assert np.isfinite(val).all(), f"{cfg} {key}: non-finite {val}"
@@ -479,12 +488,15 @@ def test_fuzz_sharpness_and_excess_risk(case):
         return
     xa = np.asarray(x, dtype=np.float64)
     f, ymax = _relu_scale(w1, w2, b, xa, float(mu), float(sigma))
+    if not (f * f < 1e150 and _kink_scale(w1, w2, f, float(sigma)) < 1e150):
+        return  # beyond float64
     outs = list(res.values())
     for lam, ex in outs:
         assert math.isfinite(lam) and math.isfinite(ex)
         assert ex >= -1e-8 * f * f
+    hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
     for lam, ex in outs[1:]:
-        assert abs(lam - outs[0][0]) <= 1e-8 * (abs(lam) + (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma)
+        assert abs(lam - outs[0][0]) <= 1e-8 * (abs(lam) + hess)
         assert abs(ex - outs[0][1]) <= 1e-8 * (abs(ex) + f * f)
 
 
@@ -673,6 +685,22 @@ def test_fuzz_rf_fit(n, d, p, m, rho, t, lam, dtype):
 
 
 # --------------------------------------------------------- regressions (bugs found)
+
+
+def test_regression_dirac_term_of_a_tiny_inner_weight(backend):
+    """Fuzzing found w1 = 2.2e-311 with w2 = 0: the kink term's fp / |w1| overflowed and
+    0 * inf made the Hessian NaN; the term is 0 there.  With w2 = 1 it is beyond
+    float64 (inf, no warning raised)."""
+    w1 = np.array([0.0, 0.0, 2.2250738585e-311])
+    flat = bigstep.ReLUNet1D(w1, np.zeros(3), np.zeros(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        H = bigstep.dsm_risk_hessian(flat, np.array([1.0]), 1.0, 1.0, wrt="outer_bias", backend=backend)
+        assert np.isfinite(H).all()
+        steep = bigstep.ReLUNet1D(w1, np.array([0.0, 0.0, 1.0]), np.zeros(3))
+        H = bigstep.dsm_risk_hessian(steep, np.array([1.0]), 1.0, 1.0, wrt="outer_bias", backend=backend)
+    assert np.isinf(H[5, 5])  # d^2/db_3^2 ~ (2/3) f(0) p(0) / 2.2e-311, beyond 1.8e308
+    assert not np.isnan(H).any()
 
 
 def _readonly(a):

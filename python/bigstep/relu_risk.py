@@ -347,7 +347,10 @@ class _Exact:
                 s_tau = self.alpha[j] * self.t + self.beta[j]
                 fp = np.where(seen, s_tau * self.P[0] + self.P[1] / (self.sigma * self.sigma), 0.0)
             nl = self.neuron
-            D[nl] = 2.0 / (self.n * self.m) * w2[nl] * (fp / np.abs(w1[nl]))
+            # numerator first: w2 = 0 gives 0 even where |w1| is tiny (fp / |w1| alone
+            # would overflow and 0 * inf make a NaN); inf only where D is beyond float64
+            with np.errstate(over="ignore"):
+                D[nl] = (2.0 / (self.n * self.m) * w2[nl] * fp) / np.abs(w1[nl])
             tau[nl] = np.where(seen, self.t, 0.0)  # tau only enters multiplied by D
         return D, tau
 
