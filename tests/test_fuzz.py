@@ -447,15 +447,16 @@ def test_fuzz_relu_risk(case):
     P = (2 if wrt == "outer_bias" else 3) * net.m
     v = np.linspace(-1.0, 1.0, P)
     try:
-        res = on_all(_relu_all, net, x, mu, sigma, v, wrt, names=("x", "mu", "sigma"))
+        res = on_all(_relu_all, net, x, mu, sigma, v, wrt, names=("x", "mu", "sigma", "net"))
     except Rejected:
         return
     xa = np.asarray(x, dtype=np.float64)
     f, ymax = _relu_scale(w1, w2, b, xa, float(mu), float(sigma))
     # natural sizes: risk ~ f^2, gradient ~ f * (1 + ymax) / m ...; compare normwise
     # relative to the largest of the results and this scale
-    hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
-    units = {"risk": f * f, "grad": f * (1 + ymax) / net.m, "hessian": hess, "hvp": hess * math.sqrt(P)}
+    with np.errstate(over="ignore"):  # sizes beyond float64 become inf and skip below
+        hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
+        units = {"risk": f * f, "grad": f * (1 + ymax) / net.m, "hessian": hess, "hvp": hess * math.sqrt(P)}
     if not all(np.isfinite(u) and u < 1e150 for u in units.values()):
         return  # beyond float64 (or beyond the squares in the norms below)
     for cfg, out in res.items():
@@ -483,7 +484,7 @@ def test_fuzz_sharpness_and_excess_risk(case):
     try:
         res = on_all(lambda *a, backend: (bigstep.sharpness(*a, wrt=wrt, backend=backend),
                                           bigstep.excess_risk(*a, backend=backend)),
-                     net, x, mu, sigma, names=("x", "mu", "sigma"))
+                     net, x, mu, sigma, names=("x", "mu", "sigma", "net"))
     except Rejected:
         return
     xa = np.asarray(x, dtype=np.float64)
@@ -688,19 +689,26 @@ def test_fuzz_rf_fit(n, d, p, m, rho, t, lam, dtype):
 
 
 def test_regression_dirac_term_of_a_tiny_inner_weight(backend):
-    """Fuzzing found w1 = 2.2e-311 with w2 = 0: the kink term's fp / |w1| overflowed and
-    0 * inf made the Hessian NaN; the term is 0 there.  With w2 = 1 it is beyond
-    float64 (inf, no warning raised)."""
+    """Fuzzing found w1 = 2.2e-311: with w2 = 0 the kink term's fp / |w1| overflowed and
+    0 * inf made the Hessian NaN (the term is 0 there); with w2 = 1 the term is beyond
+    float64 and the Hessian, its products and the sharpness raise a ValueError naming
+    the net (numpy's eigvalsh failed on the inf, other entries were inf * 0 = NaN),
+    while the risk and its gradient stay finite."""
     w1 = np.array([0.0, 0.0, 2.2250738585e-311])
+    x = np.array([1.0])
     flat = bigstep.ReLUNet1D(w1, np.zeros(3), np.zeros(3))
+    steep = bigstep.ReLUNet1D(w1, np.array([0.0, 0.0, 1.0]), np.zeros(3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        H = bigstep.dsm_risk_hessian(flat, np.array([1.0]), 1.0, 1.0, wrt="outer_bias", backend=backend)
-        assert np.isfinite(H).all()
-        steep = bigstep.ReLUNet1D(w1, np.array([0.0, 0.0, 1.0]), np.zeros(3))
-        H = bigstep.dsm_risk_hessian(steep, np.array([1.0]), 1.0, 1.0, wrt="outer_bias", backend=backend)
-    assert np.isinf(H[5, 5])  # d^2/db_3^2 ~ (2/3) f(0) p(0) / 2.2e-311, beyond 1.8e308
-    assert not np.isnan(H).any()
+        for wrt in ("outer_bias", "all"):
+            assert np.isfinite(bigstep.dsm_risk_hessian(flat, x, 1.0, 1.0, wrt=wrt, backend=backend)).all()
+            assert math.isfinite(bigstep.sharpness(flat, x, 1.0, 1.0, wrt=wrt, backend=backend))
+            with pytest.raises(ValueError, match="net: the Hessian's kink term of neuron 2 is beyond float64"):
+                bigstep.dsm_risk_hessian(steep, x, 1.0, 1.0, wrt=wrt, backend=backend)
+            with pytest.raises(ValueError, match="net:"):
+                bigstep.sharpness(steep, x, 1.0, 1.0, wrt=wrt, backend=backend)
+        risk, grad = bigstep.dsm_risk_grad(steep, x, 1.0, 1.0, wrt="all", backend=backend)
+        assert math.isfinite(risk) and np.isfinite(grad).all()
 
 
 def _readonly(a):

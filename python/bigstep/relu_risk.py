@@ -352,6 +352,11 @@ class _Exact:
             with np.errstate(over="ignore"):
                 D[nl] = (2.0 / (self.n * self.m) * w2[nl] * fp) / np.abs(w1[nl])
             tau[nl] = np.where(seen, self.t, 0.0)  # tau only enters multiplied by D
+            if not np.isfinite(D).all():  # D ~ w2 / |w1|: beyond float64 for |w1| < ~1e-300
+                l = int(np.flatnonzero(~np.isfinite(D))[0])
+                raise ValueError(f"net: the Hessian's kink term of neuron {l} is beyond float64 "
+                                 f"(w1 = {w1[l]:.3g}, w2 = {w2[l]:.3g}; it grows as w2/|w1|); "
+                                 "the risk and its gradient are finite")
         return D, tau
 
     def hvp(self, v: np.ndarray, wrt: str) -> np.ndarray:
