@@ -110,8 +110,8 @@ struct VSqrt {
 // words of vector g in the low 32 bits of out[4 g .. 4 g + 3].  Between rounds the upper
 // halves of lanes hold garbage that mul32 ignores and the final mask removes.  The G
 // vectors go round by round together: one vector's ten rounds are a chain of ~120
-// dependent operations, longer than the out-of-order window, so G independent chains
-// side by side run ~G times as many operations per cycle (G = 2: 1.6x).
+// dependent operations, longer than the out-of-order window, so independent chains
+// side by side overlap better (G = 2: Philox words 1.13x faster on Zen 3, AVX2).
 template <int G>
 inline void philox_lanes(const U* blk, const PhiloxStream& s, U* out) {
   U c0[G], c1[G], c2[G], c3[G];
