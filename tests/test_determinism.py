@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -157,7 +158,10 @@ def test_bitwise_equal_under_8_python_threads(name, be):
 # (plus 1 s so the chunked loop is well under way), sends SIGINT and measures until
 # the child reports the KeyboardInterrupt.
 _INTERRUPT_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # a child started from a non-interactive shell's background job inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: restore it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     import bigstep
     what, backend = sys.argv[1], sys.argv[2]
@@ -201,6 +205,8 @@ def test_sigint_stops_long_call_within_a_second(what, be):
             assert proc.poll() is None, "the long call ended by itself"
             t0 = time.perf_counter()
             proc.send_signal(signal.SIGINT)
+            ready, _, _ = select.select([proc.stdout], [], [], 30.0)  # never hang the suite
+            assert ready, "no answer within 30 s of SIGINT"
             line = proc.stdout.readline().strip()
             latency = time.perf_counter() - t0
             err = proc.stderr.read()
