@@ -242,6 +242,11 @@ def score_1d_case(draw):
 NAMES_1D = ("x", "y", "mu", "sigma")
 
 
+def _at(a, dt):
+    """a rounded to the kernel's dtype dt, as float64: the inputs the kernel actually saw."""
+    return np.asarray(a, dtype=np.float64).astype(dt).astype(np.float64)
+
+
 def _finite_level(v):
     return np.asarray(v, dtype=np.float64) if not isinstance(v, (str, type(None), complex, bool)) else v
 
@@ -256,10 +261,10 @@ def test_fuzz_optimal_score_1d(case):
     except Rejected:
         return
     dt = _kernel_dtype(y, x)
-    yk = np.asarray(y).astype(dt).astype(np.float64)
-    xk = np.asarray(x).astype(dt).astype(np.float64)
-    muk = np.asarray(mu, dtype=np.float64).astype(dt).astype(np.float64)
-    sigk = np.asarray(sigma, dtype=np.float64).astype(dt).astype(np.float64)
+    yk = _at(y, dt)
+    xk = _at(x, dt)
+    muk = _at(mu, dt)
+    sigk = _at(sigma, dt)
     q = yk.shape[0]
     fin = np.isfinite(yk)
     with np.errstate(all="ignore"):
@@ -322,11 +327,11 @@ def test_fuzz_optimal_score_nd(case):
     except Rejected:
         return
     dt = _kernel_dtype(y, x)
-    Y = np.atleast_2d(np.asarray(y).astype(dt).astype(np.float64))
-    X = np.asarray(x).astype(dt).astype(np.float64)
+    Y = np.atleast_2d(_at(y, dt))
+    X = _at(x, dt)
     q = Y.shape[0]
-    muk = np.broadcast_to(np.asarray(mu, dtype=np.float64).astype(dt).astype(np.float64), (q,))
-    sigk = np.broadcast_to(np.asarray(sigma, dtype=np.float64).astype(dt).astype(np.float64), (q,))
+    muk = np.broadcast_to(_at(mu, dt), (q,))
+    sigk = np.broadcast_to(_at(sigma, dt), (q,))
     fin = np.isfinite(Y).all(axis=1)
     with np.errstate(all="ignore"):
         ref = np_nd(Y[fin], X, muk[fin], sigk[fin])

@@ -385,6 +385,32 @@ def test_bad_inputs_raise_clear_errors():
         TimeReLUScore(np.zeros((4, 3)), np.zeros(4), np.zeros((4, 2)))
 
 
+@pytest.mark.parametrize("args,match", [
+    ((np.zeros((4, 1)), np.zeros(4), np.zeros((0, 4))), r"W1 must have shape \(m, d \+ 1\)"),
+    ((np.zeros((4, 3)), np.zeros(3), np.zeros((2, 4))), r"b1 must have shape \(4,\) to match W1"),
+    ((np.zeros((4, 3)), np.zeros(4), np.full((2, 4), np.nan)), "W2 must be finite"),
+    ((np.zeros((4, 3)), np.zeros(4), np.zeros((2, 4)), np.zeros(3)), r"b2 must have shape \(2,\)"),
+    ((np.zeros((4, 3)), np.zeros(4), np.zeros((2, 4)), [np.inf, 0.0]), "b2 must be finite"),
+])
+def test_relu_score_weight_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        TimeReLUScore(*args)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((np.zeros((0, 2)), np.zeros(0), np.zeros((2, 0))), r"W1 must have shape \(m, d\)"),
+    ((np.zeros((4, 2)), np.zeros(5), np.zeros((2, 4))), r"b must have shape \(4,\) to match W1"),
+    ((np.zeros((4, 2)), np.zeros(4), np.zeros((4, 2))), r"W2 must have shape \(2, 4\)"),
+    ((np.full((4, 2), np.inf), np.zeros(4), np.zeros((2, 4))), "W1 must be finite"),
+])
+def test_relu_net_nd_weight_errors(args, match):
+    """ReLUNetND and TimeReLUScore share _validate.two_layer_weights."""
+    from bigstep.sgd_torch import ReLUNetND
+
+    with pytest.raises(ValueError, match=match):
+        ReLUNetND(*args)
+
+
 def test_compiled_kernel_checks_its_arguments():
     core = pytest.importorskip("bigstep._core")
     g = SCORES["gaussian"]

@@ -35,12 +35,16 @@ def _data(seed, n, d):
 # ------------------------------------------------------------------ gradients
 
 
+def _random_batch(seed, R, B, m, p, d):
+    """Float64 (W1 (R, m, p), b (R, m), W2 (R, d, m), inputs u (R, B, p), targets zc (R, B, d))."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = ((R, m, p), (R, m), (R, d, m), (R, B, p), (R, B, d))
+    return tuple(torch.randn(s, generator=g, dtype=torch.float64) for s in shapes)
+
+
 def test_closed_form_gradient_matches_autograd():
-    g = torch.Generator().manual_seed(0)
     R, B, m, p, d = 3, 7, 11, 4, 3
-    W1, b, W2 = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((R, m, p), (R, m), (R, d, m)))
-    u = torch.randn(R, B, p, generator=g, dtype=torch.float64)
-    zc = torch.randn(R, B, d, generator=g, dtype=torch.float64)
+    W1, b, W2, u, zc = _random_batch(0, R, B, m, p, d)
     loss, dW1, db, dW2 = sgd_torch._loss_and_grads(torch, W1, b, W2, u, zc, float(B))
     P = [a.clone().requires_grad_(True) for a in (W1, b, W2)]
     H = torch.relu(torch.einsum("rbp,rmp->rbm", u, P[0]) + P[1][:, None, :])
@@ -54,11 +58,8 @@ def test_closed_form_gradient_matches_autograd():
 
 def test_fused_step_is_m_lr_times_autograd_gradient():
     """The trainer's fused out-of-place update equals theta - m lr grad (autograd), per network lr."""
-    g = torch.Generator().manual_seed(1)
     R, B, m, p, d = 2, 9, 13, 3, 2
-    W1, b, W2 = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((R, m, p), (R, m), (R, d, m)))
-    u = torch.randn(R, B, p, generator=g, dtype=torch.float64)
-    zc = torch.randn(R, B, d, generator=g, dtype=torch.float64)
+    W1, b, W2, u, zc = _random_batch(1, R, B, m, p, d)
     lr = torch.tensor([0.3, 0.01], dtype=torch.float64)
     norm = float(B * d)
     batch = sgd_torch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, norm, 1e8)
@@ -75,11 +76,8 @@ def test_fused_step_is_m_lr_times_autograd_gradient():
 
 def test_refused_step_keeps_the_parameters():
     """A non-finite loss (NaN input) or a blow-up refuses that network's update only."""
-    g = torch.Generator().manual_seed(2)
     R, B, m, p, d = 3, 5, 8, 2, 2
-    W1, b, W2 = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((R, m, p), (R, m), (R, d, m)))
-    u = torch.randn(R, B, p, generator=g, dtype=torch.float64)
-    zc = torch.randn(R, B, d, generator=g, dtype=torch.float64)
+    W1, b, W2, u, zc = _random_batch(2, R, B, m, p, d)
     u[0, 1, 0] = float("nan")
     lr = torch.tensor([0.1, 1e12, 0.1], dtype=torch.float64)
     batch = sgd_torch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, float(B), 1e8)

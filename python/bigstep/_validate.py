@@ -85,3 +85,24 @@ def integer(value, name: str, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def two_layer_weights(W1, b, W2, *, names=("W1", "b", "W2"), extra_inputs: int = 0):
+    """(w1, b, w2, m, d) as finite float64 copies for a net y -> W2 relu(W1 [y; extra] + b):
+    W1 (m, d + extra_inputs), b (m,), W2 (d, m), m, d >= 1."""
+    n1, nb, n2 = names
+    w1 = np.array(as_numpy(W1, n1), dtype=np.float64)
+    if w1.ndim != 2 or w1.shape[0] == 0 or w1.shape[1] < 1 + extra_inputs:
+        cols = "d" if not extra_inputs else f"d + {extra_inputs}"
+        raise ValueError(f"{n1} must have shape (m, {cols}) with m >= 1, d >= 1, got shape {w1.shape}")
+    m, d = w1.shape[0], w1.shape[1] - extra_inputs
+    bb = np.array(as_numpy(b, nb), dtype=np.float64)
+    if bb.shape != (m,):
+        raise ValueError(f"{nb} must have shape ({m},) to match {n1} of shape {w1.shape}, got shape {bb.shape}")
+    w2 = np.array(as_numpy(W2, n2), dtype=np.float64)
+    if w2.shape != (d, m):
+        raise ValueError(f"{n2} must have shape ({d}, {m}) to match {n1} of shape {w1.shape}, got shape {w2.shape}")
+    for name, a in ((n1, w1), (nb, bb), (n2, w2)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite, got NaN or infinity")
+    return w1, bb, w2, m, d

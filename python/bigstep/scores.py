@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import as_numpy, wrap_like
-from ._validate import training_data
+from ._validate import training_data, two_layer_weights
 
 __all__ = ["EmpiricalScore", "GaussianScore", "TimeReLUScore", "noise_schedule"]
 
@@ -230,22 +230,12 @@ class TimeReLUScore(_Score):
 
     def __init__(self, W1, b1, W2, b2=None, *, schedule: str = "ou"):
         _schedule_rate(schedule)
-        w1 = np.array(as_numpy(W1, "W1"), dtype=np.float64)
-        if w1.ndim != 2 or w1.shape[0] == 0 or w1.shape[1] < 2:
-            raise ValueError(f"W1 must have shape (m, d + 1) with m >= 1, d >= 1, got shape {w1.shape}")
-        m, d = w1.shape[0], w1.shape[1] - 1
-        bb1 = np.array(as_numpy(b1, "b1"), dtype=np.float64)
-        if bb1.shape != (m,):
-            raise ValueError(f"b1 must have shape ({m},) to match W1 of shape {w1.shape}, got shape {bb1.shape}")
-        w2 = np.array(as_numpy(W2, "W2"), dtype=np.float64)
-        if w2.shape != (d, m):
-            raise ValueError(f"W2 must have shape ({d}, {m}) to match W1 of shape {w1.shape}, got shape {w2.shape}")
+        w1, bb1, w2, m, d = two_layer_weights(W1, b1, W2, names=("W1", "b1", "W2"), extra_inputs=1)
         bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
         if bb2.shape != (d,):
             raise ValueError(f"b2 must have shape ({d},), got shape {bb2.shape}")
-        for name, a in (("W1", w1), ("b1", bb1), ("W2", w2), ("b2", bb2)):
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name} must be finite, got NaN or infinity")
+        if not np.isfinite(bb2).all():
+            raise ValueError("b2 must be finite, got NaN or infinity")
         self.W1, self.b1, self.W2, self.b2 = w1, bb1, w2, bb2
         self.width = m
         self.dim = d

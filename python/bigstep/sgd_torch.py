@@ -66,7 +66,7 @@ import numpy as np
 
 from ._arrays import as_numpy
 from ._progress import Progress, run_in_chunks
-from ._validate import integer, real_scalar, training_data
+from ._validate import integer, real_scalar, training_data, two_layer_weights
 from .random import gaussian_noise, uniform
 
 __all__ = ["train_dsm", "train_diffusion", "excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc", "time_grid",
@@ -192,19 +192,7 @@ class ReLUNetND:
     """
 
     def __init__(self, W1, b, W2):
-        w1 = np.array(as_numpy(W1, "W1"), dtype=np.float64)
-        if w1.ndim != 2 or 0 in w1.shape:
-            raise ValueError(f"W1 must have shape (m, d) with m, d >= 1, got shape {w1.shape}")
-        m, d = w1.shape
-        bb = np.array(as_numpy(b, "b"), dtype=np.float64)
-        if bb.shape != (m,):
-            raise ValueError(f"b must have shape ({m},) to match W1 of shape {w1.shape}, got shape {bb.shape}")
-        w2 = np.array(as_numpy(W2, "W2"), dtype=np.float64)
-        if w2.shape != (d, m):
-            raise ValueError(f"W2 must have shape ({d}, {m}) to match W1 of shape {w1.shape}, got shape {w2.shape}")
-        for name, a in (("W1", w1), ("b", bb), ("W2", w2)):
-            if not np.isfinite(a).all():
-                raise ValueError(f"{name} must be finite, got NaN or infinity")
+        w1, bb, w2, m, d = two_layer_weights(W1, b, W2)
         self.W1, self.b, self.W2 = w1, bb, w2
         self.width, self.dim = m, d
 
