@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import integer
-from . import _fit, _model
+from . import _fit
 
 
 class RFScore:
