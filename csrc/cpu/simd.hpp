@@ -45,6 +45,14 @@ inline vec<T> load(const T* p) {
   return v;
 }
 
+// An unaligned store through a vector type of element alignment (a memcpy from a local
+// vector would make the compiler keep that vector in memory, not in a register).
+template <class T>
+inline void store(T* p, vec<T> v) {
+  typedef vec<T> U __attribute__((aligned(sizeof(T))));
+  *reinterpret_cast<U*>(p) = v;
+}
+
 // s - 0 (not 0 + s, which is not s for s = -0.0 and so is not folded away).
 template <class T>
 inline vec<T> broadcast(T s) {
