@@ -24,6 +24,7 @@ bigstep runs every query; peers, whose cost is exactly linear in the number of q
 the first q_timed queries (enough for about --seconds per call) against all n data points.
 
 Usage:  python benchmarks/compare_optimal_score.py [--quick] [--only 1d] [--out PATH]
+        (--only 64d writes results/optimal_score_cpu_64d.json)
 """
 
 from __future__ import annotations
@@ -533,10 +534,13 @@ def main(argv=None) -> None:
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="wait up to this long for other processes to leave the CPU, before starting "
                          "and before measuring again a figure they skewed")
-    ap.add_argument("--out", type=Path, help="results JSON (default results/optimal_score_cpu[_quick].json)")
+    ap.add_argument("--out", type=Path,
+                    help="results JSON (default results/optimal_score_cpu[_ONLY][_quick].json, so a partial "
+                         "run does not overwrite the full one)")
     args = ap.parse_args(argv)
     seconds = args.seconds or (0.2 if args.quick else 2.0)
-    out = args.out or RESULTS / f"optimal_score_cpu{'_quick' if args.quick else ''}.json"
+    only = "_" + "".join(c if c.isalnum() else "-" for c in args.only) if args.only else ""
+    out = args.out or RESULTS / f"optimal_score_cpu{only}{'_quick' if args.quick else ''}.json"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="nopython is set")  # numba's, at bigstep's import
         payload = run(args.quick, args.only, seconds, args.wait_quiet)
