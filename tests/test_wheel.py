@@ -4,7 +4,8 @@ Runs tools/check_wheel.sh: builds the sdist and the CPU wheel from it, repairs t
 wheel with auditwheel to a manylinux tag (libgomp vendored), installs it and the sdist
 into fresh virtual environments and smoke-tests them (tools/wheel_smoke.py).  It
 compiles the extension twice and takes several minutes, so it runs only when
-BIGSTEP_TEST_WHEEL=1 (the CI script sets it; see README, "Release checks").
+BIGSTEP_TEST_WHEEL=1.  CI does not set it: .ci/run calls tools/check_wheel.sh itself
+(README, "Release checks"); this test is the way to run the same check under pytest.
 """
 
 from __future__ import annotations
