@@ -126,6 +126,42 @@ def test_shared_inputs_reach_every_cell(tmp_path):
     assert table["y"].tolist() == [1, 4]
 
 
+def test_resume_recomputes_when_shared_inputs_change(tmp_path):
+    """The cell id covers the shared inputs: the same shared array resumes, a changed one
+    (values, dtype or shape) is computed anew instead of returning the old results."""
+    task, grid = "bigstep.sweeps.tasks:_total", {"scale": [1.0, 2.0]}
+    x = np.arange(4.0)
+
+    def run(shared):
+        return bigstep.sweep(task, grid, out=tmp_path, shared=shared, max_workers=1, progress=False)
+
+    first = run({"x": x})
+    assert first["total"].tolist() == [6.0, 12.0]
+    same = run({"x": x.copy()})  # equal array, another object: resumed, not re-run
+    assert same["finished_at"].tolist() == first["finished_at"].tolist()
+    assert same["cell_id"].tolist() == first["cell_id"].tolist()
+    changed = run({"x": x + 1})
+    assert changed["total"].tolist() == [10.0, 20.0]
+    seen = set(first["cell_id"]) | set(changed["cell_id"])
+    for other in (x.astype(np.float32), x.reshape(2, 2)):  # same values: still other inputs
+        table = run({"x": other})
+        assert table["total"].tolist() == [6.0, 12.0] and not set(table["cell_id"]) & seen
+        seen |= set(table["cell_id"])
+    assert len(bigstep.load_sweep(tmp_path)) == 8  # every run's cells kept, none overwritten
+    again = run({"x": x})
+    assert again["finished_at"].tolist() == first["finished_at"].tolist()
+
+
+def test_cell_ids_without_shared_inputs_are_unchanged():
+    """A sweep without shared inputs keeps the ids of stores written before they counted."""
+    from bigstep.sweeps.grid import cell_id, shared_digest
+
+    assert shared_digest({}) is None and shared_digest(None) is None
+    assert cell_id(SQUARE, {"x": 2, "delay": 0.5}) == "9c5ed917ec8ad142"
+    assert shared_digest({"a": 1, "b": "s"}) == shared_digest({"b": "s", "a": 1})
+    assert shared_digest({"a": 1}) != shared_digest({"a": 1.0}) != shared_digest({"a": "1"})
+
+
 def test_cli_config_and_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from bigstep.cli import main
@@ -181,16 +217,31 @@ def test_dask_equals_local(tmp_path, dask_cluster):
 def test_dask_worker_killed_mid_sweep_loses_nothing(tmp_path, dask_cluster):
     cluster, client = dask_cluster
     grid = {"x": list(range(16)), "delay": [0.3]}
+    cells = tmp_path / "cells"
+    kill = {}
+
+    def n_done():
+        return len(list(cells.glob("*.parquet"))) if cells.is_dir() else 0
 
     def kill_one():
-        time.sleep(1.0)
-        nanny = next(iter(cluster.workers.values()))
-        os.kill(nanny.process.process.pid, signal.SIGKILL)
+        try:
+            deadline = time.time() + 60
+            while n_done() < 2 and time.time() < deadline:  # mid-sweep: some cells done, most not
+                time.sleep(0.02)
+            nanny = next(iter(cluster.workers.values()))
+            kill["pid"] = nanny.process.process.pid
+            os.kill(kill["pid"], signal.SIGKILL)
+            kill["done_after"] = n_done()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            kill["error"] = exc
 
     killer = threading.Thread(target=kill_one)
     killer.start()
     table = bigstep.sweep(SQUARE, grid, out=tmp_path, executor="dask", scheduler=client, progress=False)
     killer.join()
+    assert "error" not in kill, kill.get("error")
+    assert kill.get("done_after", 16) < 16  # the kill landed before the sweep finished
     assert sorted(table["x"]) == list(range(16)) and (table["status"] == "ok").all()
     assert table["y"].tolist() == [x * x for x in range(16)] and table["cell_id"].is_unique
     client.wait_for_workers(2, timeout=60)
+    assert kill["pid"] not in client.run(os.getpid).values()  # that worker really died (and was replaced)

@@ -15,7 +15,7 @@ import datetime
 import sys
 import time
 
-from .grid import cell_id, check_against, expand, plain
+from .grid import cell_id, check_against, expand, plain, shared_digest
 from .store import Store, load_sweep
 from .tasks import register_task, resolve
 
@@ -35,8 +35,11 @@ def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, p
     executor: "local" (process pool on this machine; max_workers=1 runs in this process)
     or "dask" (``scheduler``: a Client, an address, or None for a LocalCluster).
     out: the store folder; each finished cell is written as it completes.  resume=True
-    skips cells already finished there (same task and parameters), so a re-run completes
-    an interrupted grid without duplicates; resume=False runs every cell again.
+    skips cells already finished there (same task, parameters and shared inputs: arrays
+    are compared by dtype, shape and bytes), so a re-run completes an interrupted grid
+    without duplicates, and a re-run with changed shared inputs computes its cells anew
+    (the store then holds both; use another ``out`` to keep them apart); resume=False
+    runs every cell again.
     retries: extra attempts for a failing cell within this call; failed cells recorded in
     the store are attempted again on resume.  The table has the parameters, the task's
     results, and ``status`` ("ok"/"failed"), ``error``, ``traceback``, ``wall_time``,
@@ -54,7 +57,8 @@ def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, p
     if max_workers is not None:
         max_workers = _validate.integer(max_workers, "max_workers", minimum=1)
     retries = _validate.integer(retries, "retries", minimum=0)
-    ids = [cell_id(name, c) for c in cells]
+    digest = shared_digest(shared)
+    ids = [cell_id(name, c, digest) for c in cells]
     store = Store(out)
     store.prepare()
     before = store.status()

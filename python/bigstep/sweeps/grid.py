@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import numbers
+import pickle
 
 import numpy as np
 
@@ -49,10 +50,59 @@ def plain(value):
                     f"({value!r}); pass arrays through shared=")
 
 
-def cell_id(task_name: str, params: dict) -> str:
-    """Stable 16-hex-digit id of (task, parameters): the same on every machine and run."""
-    text = json.dumps({"task": task_name, "params": {k: plain(v) for k, v in params.items()}}, sort_keys=True)
+def cell_id(task_name: str, params: dict, shared: str | None = None) -> str:
+    """Stable 16-hex-digit id of (task, parameters, shared inputs): the same on every
+    machine and run.  ``shared`` is :func:`shared_digest` of the sweep's shared inputs
+    (None when there are none: such ids are those of stores written before shared inputs
+    counted, so those stores still resume)."""
+    key = {"task": task_name, "params": {k: plain(v) for k, v in params.items()}}
+    if shared is not None:
+        key["shared"] = shared
+    text = json.dumps(key, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shared_digest(shared: dict) -> str | None:
+    """Hex digest of a sweep's shared inputs (None when there are none): arrays by dtype,
+    shape and bytes; numbers, strings and None by type and repr; lists, tuples and dicts
+    item by item; anything else by its pickle (by repr if it has none).  A changed input,
+    dtype or shape gives another digest, so a resumed sweep recomputes its cells."""
+    if not shared:
+        return None
+    h = hashlib.sha256()
+    _feed(h, dict(shared))
+    return h.hexdigest()[:16]
+
+
+def _feed(h, value) -> None:
+    def tag(name, payload=b""):
+        h.update(f"{name}:{len(payload)}:".encode())
+        h.update(payload)
+
+    if value is None or (isinstance(value, (bool, numbers.Number, str, bytes)) and not isinstance(value, np.generic)):
+        tag(type(value).__name__, repr(value).encode())
+    elif isinstance(value, (np.ndarray, np.generic)):  # numpy scalars as 0-d arrays: repr varies across numpy
+        arr = np.asarray(value)
+        tag("ndarray", f"{arr.dtype!r}{arr.shape}".encode())
+        if arr.dtype.hasobject:
+            _feed(h, arr.ravel().tolist())
+        else:
+            tag("data", arr.tobytes())  # C order whatever the strides
+    elif isinstance(value, (list, tuple)):
+        tag(type(value).__name__, str(len(value)).encode())
+        for v in value:
+            _feed(h, v)
+    elif isinstance(value, dict):
+        tag("dict", str(len(value)).encode())
+        for k in sorted(value, key=repr):
+            _feed(h, k)
+            _feed(h, value[k])
+    else:
+        try:
+            payload = pickle.dumps(value, protocol=4)
+        except Exception:  # unpicklable (only max_workers=1 can use it): its repr, at worst a recompute
+            payload = repr(value).encode()
+        tag(f"{type(value).__module__}.{type(value).__qualname__}", payload)
 
 
 def check_against(fn, cells: list[dict], shared: dict, task_name: str) -> None:

@@ -2,8 +2,8 @@
 
 Each cell is written to a temporary name and renamed into place (atomic on POSIX), so a
 crash, Ctrl-C or a killed worker loses at most the cells in flight, and a reader never
-sees half a file.  The cell id (a hash of the task name and parameters) is the file name
-and a column, so resuming skips what is done and never duplicates a cell.
+sees half a file.  The cell id (a hash of the task name, parameters and shared inputs) is
+the file name and a column, so resuming skips what is done and never duplicates a cell.
 """
 
 from __future__ import annotations

@@ -156,3 +156,10 @@ def _square(x: float, delay: float = 0.0, fail_on=None) -> dict:
     if fail_on is not None and x == fail_on:
         raise ValueError(f"x = {x} fails on purpose")
     return {"y": x * x}
+
+
+def _total(x, scale: float = 1.0) -> dict:
+    """A trivial task for tests of shared inputs: {"total": scale * sum(x)} (x an array)."""
+    import numpy as np
+
+    return {"total": float(scale * np.sum(x))}
