@@ -242,11 +242,42 @@ def test_init_and_common_random_numbers():
     assert np.array_equal(two.networks[0].w2, a.networks[0].w2)
 
 
+@pytest.mark.parametrize("train", [bigstep.train_sgd, bigstep.train_gd])
+def test_zero_steps_returns_the_initial_networks(train):
+    """steps=0 means no training (as train_dsm / train_diffusion): the start, one record at step 0."""
+    res = train(X, MU, SIGMA, lr=[0.1, 0.2], seed=[3, 4], steps=0, m=12, bias=0.1, record=("loss", "risk"))
+    for k, s in enumerate([3, 4, 3, 4]):
+        start = bigstep.ReLUNet1D.init(12, s, "gaussian", 0.1)
+        for mine, ref in zip(params(res, k), (start.w1, start.w2, start.b)):
+            np.testing.assert_array_equal(mine, ref)
+    h = res.history
+    assert h.step.tolist() == [0, 0, 0, 0] and np.isnan(h.loss).all() and np.isfinite(h.risk).all()
+    assert not res.diverged.any()
+
+
+def test_init_refuses_arguments_it_would_ignore():
+    """With init, bias (the default b) has no effect, nor has inner once train_inner is given."""
+    start = bigstep.ReLUNet1D.init(12, 3, "sign", 0.0)
+    kw = dict(lr=0.1, seed=3, steps=5, init=start, record=())
+    for train in (bigstep.train_sgd, bigstep.train_gd):
+        with pytest.raises(ValueError, match="^bias is ignored when init is given"):
+            train(X, MU, SIGMA, bias=0.2, **kw)
+        with pytest.raises(ValueError, match=r"^bias .*got an array of shape \(12,\)"):
+            train(X, MU, SIGMA, bias=np.zeros(12), **kw)
+        with pytest.raises(ValueError, match="^inner is ignored when init and train_inner"):
+            train(X, MU, SIGMA, inner="sign", train_inner=True, **kw)
+        # inner still sets train_inner's default, and bias=0.0 / inner="gaussian" are the defaults
+        sign = train(X, MU, SIGMA, inner="sign", bias=0.0, **kw)
+        np.testing.assert_array_equal(sign.networks[0].w1, start.w1)
+        fixed = train(X, MU, SIGMA, inner="gaussian", train_inner=False, **kw)
+        np.testing.assert_array_equal(fixed.networks[0].w2, sign.networks[0].w2)
+
+
 @pytest.mark.parametrize("kwargs,exc,needle", [
     (dict(lr=0.0), ValueError, "^lr "),
     (dict(lr=[0.1, float("nan")]), ValueError, "^lr "),
     (dict(lr="big"), TypeError, "^lr "),
-    (dict(steps=0), ValueError, "^steps "),
+    (dict(steps=-1), ValueError, "^steps "),
     (dict(steps=2.5), TypeError, "^steps "),
     (dict(batch_size=0), ValueError, "^batch_size "),
     (dict(m=0), ValueError, "^m "),

@@ -151,6 +151,29 @@ def test_init_in_one_d_is_relunet1d_gaussian_init():
     np.testing.assert_array_equal(res.b[0], net.b)
 
 
+def test_zero_step_network_keeps_its_initial_weights():
+    """steps=0 means no training: that network is the exact initialisation (not the longest
+    network's run), steps_done 0, one record at step 0; its neighbours train as alone."""
+    x = _data(5, 6, 2)
+    kw = dict(width=8, batch_size=4, record=("loss",))
+    res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01], steps=[0, 20], **kw)
+    assert res.steps_done.tolist() == [0, 20] and not res.diverged.any()
+    for mine, ref in zip((res.W1, res.b, res.W2), sgd_torch._init_params(0, 8, 2, 2)):
+        np.testing.assert_array_equal(mine[0], ref)
+    one = bigstep.train_dsm(x, 0.9, 0.5, lr=0.01, steps=20, **kw)
+    np.testing.assert_array_equal(res.W1[1], one.W1[0])
+    h = res.history
+    assert h[h.network == 0].step.tolist() == [0] and np.isnan(h[h.network == 0].loss).all()
+    assert h[h.network == 1].step.tolist() == [20]
+
+    dif = bigstep.train_diffusion(x, lr=[0.5, 0.1], steps=[5, 0], batch_size=16, width=8, seed=[2, 3])
+    assert dif.steps_done.tolist() == [5, 5, 0, 0]
+    for r, s in ((2, 2), (3, 3)):
+        for mine, ref in zip((dif.W1, dif.b, dif.W2), sgd_torch._init_params(s, 8, 3, 2)):
+            np.testing.assert_array_equal(mine[r], ref.astype(np.float32))  # the float32 start
+    assert not np.array_equal(dif.W1[0], sgd_torch._init_params(2, 8, 3, 2)[0].astype(np.float32))
+
+
 # ------------------------------------------------------------------ batching and divergence
 
 
@@ -208,6 +231,37 @@ def test_mc_excess_risk_covers_exact_one_d_value():
     mean2, se2 = bigstep.excess_risk_mc((net.w1[:, None], net.b, net.w2[None, :]), x[:, None], mu, sigma,
                                         n_mc=4000, seed=3)
     assert mean2 == pytest.approx(mean, rel=1e-12) and se2 == pytest.approx(se, rel=1e-9)
+
+
+def _excess_risk_mc_unblocked(f, x, mu, sigma, K, seed):
+    """The estimator with every draw in memory at once: (mean, se) from e of shape (n, K)."""
+    n, d = x.shape
+    Y = (mu * x[:, None, :] + sigma * gaussian_noise(seed, (n, K, d), stream=7)).reshape(n * K, d)
+    e = ((f(Y) - bigstep.optimal_score(Y, x, mu, sigma)) ** 2).sum(axis=1).reshape(n, K)
+    return e.mean(axis=1).mean(), math.sqrt(e.var(axis=1, ddof=1).sum() / K) / n
+
+
+def test_mc_excess_risk_in_bounded_blocks_equals_all_at_once(monkeypatch):
+    """Blocks of rows (splitting a training point's draws or spanning several) give the
+    all-in-memory estimate up to rounding, and the network never sees more than a block."""
+    x = _data(6, 5, 3)
+    mu, sigma, K = 0.8, 0.6, 7
+    net = sgd_torch.ReLUNetND(*(np.asarray(a) for a in (gaussian_noise(1, (10, 3)), gaussian_noise(2, 10),
+                                                          gaussian_noise(3, (3, 10)))))
+    ref = _excess_risk_mc_unblocked(net, x, mu, sigma, K, 4)
+    seen = []
+
+    def f(y):
+        seen.append(y.shape[0])
+        return net(y)
+
+    assert bigstep.excess_risk_mc(f, x, mu, sigma, n_mc=K, seed=4) == pytest.approx(ref, rel=1e-12)
+    for rows in (1, 3, 7, 12, 35):
+        seen.clear()
+        monkeypatch.setattr(sgd_torch, "_MC_BLOCK_ELEMS", rows * 3)
+        got = bigstep.excess_risk_mc(f, x, mu, sigma, n_mc=K, seed=4)
+        assert got == pytest.approx(ref, rel=1e-12), rows
+        assert max(seen) == rows and sum(seen) == 5 * K
 
 
 def test_mc_excess_risk_of_optimal_score_is_zero():
@@ -275,7 +329,7 @@ def test_time_sampling_probabilities(weights):
     w = sig if weights == "sigma" else 1.0 / sig
     np.testing.assert_allclose(probs, w / w.sum(), rtol=1e-14)
     mus, sigmas = noise_schedule(times)
-    problem = sgd_torch._DiffusionProblem(np.zeros((3, 2)), times, probs, mus, sigmas, "ou")
+    problem = sgd_torch._DiffusionProblem(np.zeros((3, 2)), times, probs, mus, sigmas, "ou", weights)
     N = 200_000
     kt = problem.time_indices(5, 0, 1, N).ravel()
     counts = np.bincount(kt, minlength=10)
@@ -300,6 +354,10 @@ SCORE2 = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=[0.1, 0.2], steps=[1, 2, 3]), ValueError, "steps"),
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1.5), TypeError, "steps"),
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, seed=-1), ValueError, "seed"),
+    (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, seed=2 ** 64), ValueError, "^seed must be < 2"),
+    (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr="big", steps=1), TypeError, "^lr "),
+    (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=[0.1, True], steps=1), TypeError, "^lr "),
+    (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=[1, -2]), ValueError, "^steps "),
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, batch_size=0), ValueError, "batch_size"),
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, width=0), ValueError, "width"),
     (lambda: bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, device="tpu"), ValueError, "device"),
@@ -315,8 +373,11 @@ SCORE2 = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
     (lambda: bigstep.train_diffusion(X2, lr=0.1, steps=1, n_times=0), ValueError, "n_times"),
     (lambda: bigstep.excess_risk_mc(lambda y: y, X2, 0.9, 0.5, n_mc=1), ValueError, "n_mc"),
     (lambda: bigstep.excess_risk_mc(3, X2, 0.9, 0.5), TypeError, "net"),
+    (lambda: bigstep.excess_risk_mc(lambda y: y, X2, 0.9, 0.5, seed=2 ** 64), ValueError, "^seed must be < 2"),
+    (lambda: bigstep.excess_risk_mc(lambda y: y[:, :1], X2, 0.9, 0.5), ValueError, "net"),
     (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, n_mc=0), ValueError, "n_mc"),
     (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, seed=-1), ValueError, "seed"),
+    (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, seed=2 ** 64), ValueError, "^seed must be < 2"),
     (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, coordinates="max"), ValueError, "coordinates"),
     (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, tol=0.0), ValueError, "tol"),
     (lambda: bigstep.sharpness_mc(NET2, X2, 0.9, 0.5, max_iter=0), ValueError, "max_iter"),
@@ -337,6 +398,15 @@ def test_bad_inputs_raise_naming_the_argument(call, exc, name):
 
 
 # ------------------------------------------------------------------ packaging
+
+
+def test_one_set_of_limits_and_validators_shared_with_the_1d_trainer():
+    from bigstep import sgd
+
+    assert sgd_torch.PARAM_LIMIT is sgd.PARAM_LIMIT and sgd_torch.LOSS_LIMIT is sgd.LOSS_LIMIT
+    assert not hasattr(sgd_torch, "dsm_excess_risk_mc")  # the dead alias is gone
+    for copy in ("_positive_list", "_int_list"):
+        assert not hasattr(sgd_torch, copy)
 
 
 def test_importing_bigstep_does_not_import_torch():
@@ -442,6 +512,21 @@ def test_diffusion_sharpness_mc_is_the_top_eigenvalue_of_the_dense_fixed_sample_
     b_ = bigstep.diffusion_sharpness_mc((res.W1[0], res.b[0], res.W2[0]), x, n_mc=K, seed=seed, n_times=7,
                                         delta=0.05, time_weights="inv_sigma")
     assert a == pytest.approx(b_, rel=1e-10)
+
+
+def test_diffusion_sharpness_mc_defaults_to_the_results_time_weights():
+    """A net trained with time_weights="inv_sigma" keeps those weights when the grid is
+    overridden (n_times here); they are not reset to train_diffusion's "sigma"."""
+    x = _data(7, 4, 2)
+    res = bigstep.train_diffusion(x, lr=0.5, steps=5, batch_size=16, width=6, n_times=7, delta=0.05,
+                                  time_weights="inv_sigma", dtype="float64")
+    assert res.info["time_weights"] == "inv_sigma"
+    kw = dict(n_mc=10, n_times=9, T=1.0, delta=0.05)
+    default = sgd_torch.diffusion_sharpness_mc(res, x, n_times=9, n_mc=10)
+    inv = sgd_torch.diffusion_sharpness_mc(res.score, x, time_weights="inv_sigma", **kw)
+    sig = sgd_torch.diffusion_sharpness_mc(res.score, x, time_weights="sigma", **kw)
+    assert default == pytest.approx(inv, rel=1e-12)
+    assert sig != pytest.approx(inv, rel=1e-3)
 
 
 def test_sharpness_mc_in_one_d_agrees_with_the_exact_sharpness():

@@ -123,28 +123,32 @@ def _sequence(value, name):
     return items
 
 
-def _lrs(lr) -> list[float]:
+def _positives(value, name: str) -> list[float]:
+    """A positive finite number or a non-empty 1-D sequence of them, as floats."""
     out = []
-    for v in _sequence(lr, "lr"):
+    for v in _sequence(value, name):
         if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-            raise TypeError(f"lr must be a positive finite number or a sequence of them, got {type(v).__name__}")
+            raise TypeError(f"{name} must be a positive finite number or a sequence of them, got {type(v).__name__}")
         f = float(v)
         if not (np.isfinite(f) and f > 0):
-            raise ValueError(f"lr must be a positive finite number, got {f!r}")
+            raise ValueError(f"{name} must be a positive finite number, got {f!r}")
         out.append(f)
     return out
 
 
-def _seeds(seed) -> list[int]:
-    out = []
-    for v in _sequence(seed, "seed"):
-        if isinstance(v, np.integer):
-            v = int(v)
-        s = integer(v, "seed", minimum=0)
-        if s >= 1 << 64:
-            raise ValueError(f"seed must be < 2**64, got {s}")
-        out.append(s)
-    return out
+def _uint64(value, name: str, minimum: int = 0) -> int:
+    """An integer in [minimum, 2**64) (a seed, a step count), numpy integers included."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    v = integer(value, name, minimum=minimum)
+    if v >= 1 << 64:
+        raise ValueError(f"{name} must be < 2**64, got {v}")
+    return v
+
+
+def _integers(value, name: str, minimum: int = 0) -> list[int]:
+    """An integer or a non-empty 1-D sequence of integers in [minimum, 2**64), as ints."""
+    return [_uint64(v, name, minimum) for v in _sequence(value, name)]
 
 
 def _records(record) -> tuple[str, ...]:
@@ -166,16 +170,17 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
     xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
     mu_v = real_scalar(mu, "mu")
     sigma_v = real_scalar(sigma, "sigma")
-    lrs = _lrs(lr)
-    steps = integer(steps, "steps", minimum=1)
+    lrs = _positives(lr, "lr")
+    steps = integer(steps, "steps", minimum=0)
     if inner not in _INNER:
         raise ValueError(f"inner must be 'gaussian' or 'sign', got {inner!r}")
-    if train_inner is None:
+    inner_sets_default = train_inner is None  # else inner only describes the default initialisation
+    if inner_sets_default:
         train_inner = inner == "gaussian"
     if not isinstance(train_inner, (bool, np.bool_)):
         raise TypeError(f"train_inner must be True, False or None, got {type(train_inner).__name__}")
     clip_v = 0.0 if clip is None else real_scalar(clip, "clip")
-    seeds = _seeds(seed)
+    seeds = _integers(seed, "seed")
     if record_every is None:
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
@@ -183,13 +188,16 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
     name = _backend.resolve(backend)
     if m is not None:
         m = integer(m, "m", minimum=1)
-    starts = _starts(init, m, seeds, len(lrs), inner, bias)
+    starts = _starts(init, m, seeds, len(lrs), inner, bias, inner_sets_default)
     return dict(x=xa, mu=mu_v, sigma=sigma_v, lrs=lrs, steps=steps, train_inner=bool(train_inner), clip=clip_v,
                 seeds=seeds, record_every=record_every, record=names, backend=name, starts=starts)
 
 
-def _starts(init, m, seeds, n_lr, inner, bias) -> list[ReLUNet1D]:
-    """Initial network of each (lr, seed) pair, lr outer."""
+def _starts(init, m, seeds, n_lr, inner, bias, inner_sets_default) -> list[ReLUNet1D]:
+    """Initial network of each (lr, seed) pair, lr outer.
+
+    With ``init``, ``bias`` (the default b) would be ignored, and so would ``inner`` when
+    it does not set train_inner's default: giving them is an error, not a silent no-op."""
     R = n_lr * len(seeds)
     if init is None:
         m = 1000 if m is None else m
@@ -210,6 +218,14 @@ def _starts(init, m, seeds, n_lr, inner, bias) -> list[ReLUNet1D]:
     nets = [init] if isinstance(init, ReLUNet1D) else list(init) if isinstance(init, (list, tuple)) else None
     if nets is None or not nets or not all(isinstance(n, ReLUNet1D) for n in nets):
         raise TypeError(f"init must be a ReLUNet1D or a list of them, got {type(init).__name__}")
+    default_bias = isinstance(bias, (numbers.Real, np.number)) and not isinstance(bias, (bool, np.bool_)) and bias == 0
+    if not default_bias:
+        got = f"an array of shape {np.shape(bias)}" if np.ndim(bias) else repr(bias)
+        raise ValueError(f"bias is ignored when init is given (the networks of init carry their own b): "
+                         f"leave bias at 0.0, got {got}")
+    if not inner_sets_default and inner != "gaussian":
+        raise ValueError(f"inner is ignored when init and train_inner are both given (init fixes w1, train_inner "
+                         f"whether it is trained): leave inner at 'gaussian', got {inner!r}")
     widths = {n.m for n in nets}
     if len(widths) != 1:
         raise ValueError(f"init networks must all have the same width, got widths {sorted(widths)}")
@@ -307,7 +323,8 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     lr : positive scalar or sequence;  seed : int >= 0 or sequence.  The networks are the
         Cartesian product, lr outer and seed inner: network k has lr[k // len(seed)] and
         seed[k % len(seed)].
-    steps : int >= 1;  batch_size : int >= 1 (B)
+    steps : int >= 0 (0: no training: the initial networks, one record at step 0);
+        batch_size : int >= 1 (B)
     m : width (default 1000, or the width of ``init``)
     inner : "gaussian" (w1 ~ N(0, 1), Appendix E) or "sign" (w1 in {+1, -1}, theory setting)
     train_inner : train w1 too (default True for "gaussian", False for "sign")
@@ -320,7 +337,8 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
         :mod:`bigstep.relu_risk` at each record step (sharpness is the expensive one)
     progress : show a progress bar;  backend : "auto", "cpp" or "numba"
     init : None, a ReLUNet1D, or a list of them (one per seed or one per network) to
-        start from instead of ReLUNet1D.init
+        start from instead of ReLUNet1D.init.  Then ``bias`` must stay 0.0 and ``inner``
+        only sets train_inner's default (ValueError if either would be ignored).
 
     Returns a :class:`TrainResult`.  Needs pandas (``pip install bigstep[repro]``).
 

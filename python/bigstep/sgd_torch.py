@@ -68,17 +68,17 @@ from ._arrays import as_numpy
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar, training_data, two_layer_weights
 from .random import gaussian_noise, uniform
+from .sgd import LOSS_LIMIT, PARAM_LIMIT, _integers, _positives, _uint64
 
 __all__ = ["train_dsm", "train_diffusion", "excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc", "time_grid",
            "ReLUNetND", "TrainResult"]
 
-PARAM_LIMIT = 1e8  # default max_abs: |theta| above this is a blow-up (as bigstep.sgd, the 1-D trainer)
-LOSS_LIMIT = 1e16  # a batch loss above this (or not finite) is a blow-up (as bigstep.sgd)
 _STREAM_INIT, _STREAM_INDEX, _STREAM_NOISE, _STREAM_TIME, _STREAM_MC, _STREAM_SHARP = 2, 3, 4, 6, 7, 14
 _TIME_WEIGHTS = ("sigma", "inv_sigma", "uniform")
 _RECORDS = ("loss", "excess_risk")
 _BLOCK_ELEMS = 1 << 20  # CPU: hidden-layer elements per block of rows (a cache-sized block)
 _MIN_BLOCK_ROWS = 256   # smaller blocks lose more to per-call overhead than they gain in cache
+_MC_BLOCK_ELEMS = 1 << 20  # excess_risk_mc: numbers in one block of noisy inputs Y (rows * d)
 
 
 def _torch():
@@ -90,41 +90,6 @@ def _torch():
 
 
 # ------------------------------------------------------------------ argument checks
-
-
-def _positive_list(value, name: str) -> np.ndarray:
-    """A positive finite number or a non-empty 1-D sequence of them, as float64 (k,)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive number or a sequence of them, got bool")
-    arr = as_numpy(value, name)
-    if arr.dtype == bool:
-        raise TypeError(f"{name} must be a positive number or a sequence of them, got bools")
-    arr = np.asarray(arr, dtype=np.float64).reshape(-1) if arr.ndim == 0 else np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 1 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must be a positive number or a non-empty 1-D sequence, got shape {arr.shape}")
-    bad = ~(np.isfinite(arr) & (arr > 0))
-    if bad.any():
-        raise ValueError(f"{name} must be positive and finite, got {arr[np.argmax(bad)]!r}")
-    return arr
-
-
-def _int_list(value, name: str, minimum: int, length: int | None = None) -> np.ndarray:
-    """An integer or a non-empty sequence of integers >= minimum (and < 2**64), as a list."""
-    items = [value] if isinstance(value, numbers.Integral) or isinstance(value, bool) else value
-    try:
-        items = list(items)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer or a sequence of integers, got {type(value).__name__}") from None
-    if not items:
-        raise ValueError(f"{name} must not be empty")
-    out = [integer(v, name, minimum=minimum) for v in items]
-    for v in out:
-        if v >= 1 << 64:
-            raise ValueError(f"{name} must be < 2**64, got {v}")
-    if length is not None and len(out) not in (1, length):
-        raise ValueError(f"{name} must be an integer or a sequence of length {length} (one per lr), "
-                         f"got length {len(out)}")
-    return out
 
 
 def _device(torch, device):
@@ -239,7 +204,10 @@ def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
     seed : int >= 0, the Philox seed of stream 7.
 
     In 1-D, :func:`bigstep.excess_risk` is exact; this estimator exists for d > 1.
-    Cost: n K forward passes, O(n K m d), in row blocks of bounded memory.
+    Cost: n K forward passes, O(n K m d).  Memory is bounded whatever n and K: the n K
+    rows of Y are drawn, scored and reduced in blocks of about 2**20 numbers, each
+    training point's mean and variance merged across blocks (Chan et al.'s pairwise
+    update), so the result does not depend on the blocking beyond rounding.
 
     Example
     -------
@@ -260,17 +228,39 @@ def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
     mu = real_scalar(mu, "mu")
     sigma = real_scalar(sigma, "sigma")
     K = integer(n_mc, "n_mc", minimum=2)
-    seed = integer(seed, "seed", minimum=0)
+    seed = _uint64(seed, "seed")
     f = _as_callable(net, d)
-    Y = (mu * x2[:, None, :] + sigma * gaussian_noise(seed, (n, K, d), stream=_STREAM_MC)).reshape(n * K, d)
-    star = optimal_score(Y[:, 0] if one_d else Y, xa, mu, sigma).reshape(n * K, d)
-    s = np.asarray(as_numpy(f(Y), "net(y)"), dtype=np.float64)
-    if s.shape != (n * K, d):
-        raise ValueError(f"net(y) must return shape ({n * K}, {d}) for y of shape ({n * K}, {d}), got {s.shape}")
-    e = ((s - star) ** 2).sum(axis=1).reshape(n, K)
-    mean = float(e.mean(axis=1).mean())
-    se = float(math.sqrt(e.var(axis=1, ddof=1).sum() / K) / n)
-    return mean, se
+    rows = max(1, _MC_BLOCK_ELEMS // d)
+    count, mean, m2 = np.zeros(n), np.zeros(n), np.zeros(n)  # per training point: draws, mean, sum of sq. dev.
+    for r0 in range(0, n * K, rows):                         # flat row r = i K + k, Z row at offset r d
+        r1 = min(n * K, r0 + rows)
+        point = np.arange(r0, r1) // K
+        Y = mu * x2[point] + sigma * gaussian_noise(seed, (r1 - r0, d), stream=_STREAM_MC, offset=r0 * d)
+        star = optimal_score(Y[:, 0] if one_d else Y, xa, mu, sigma).reshape(r1 - r0, d)
+        s = np.asarray(as_numpy(f(Y), "net(y)"), dtype=np.float64)
+        if s.shape != Y.shape:
+            raise ValueError(f"net(y) must return shape {Y.shape} for y of shape {Y.shape}, got {s.shape}")
+        _merge_moments(count, mean, m2, point, ((s - star) ** 2).sum(axis=1))
+    mean_out = float(mean.mean())
+    se = float(math.sqrt((m2 / (K - 1)).sum() / K) / n)
+    return mean_out, se
+
+
+def _merge_moments(count, mean, m2, point, e):
+    """Fold the values e of the consecutive training points ``point`` (sorted) into the
+    running per-point count, mean and sum of squared deviations (pairwise update)."""
+    i0 = int(point[0])
+    local = point - i0
+    nb = np.bincount(local).astype(np.float64)
+    mb = np.bincount(local, weights=e) / nb
+    m2b = np.bincount(local, weights=(e - mb[local]) ** 2)
+    sl = slice(i0, i0 + nb.shape[0])
+    na = count[sl]
+    tot = na + nb
+    delta = mb - mean[sl]
+    mean[sl] += delta * (nb / tot)
+    m2[sl] += m2b + delta * delta * (na * nb / tot)
+    count[sl] = tot
 
 
 def _as_callable(net, d: int):
@@ -575,14 +565,28 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
             last_record[r] = step
         loss_sum[positions] = 0.0
 
+    def leave(stop):
+        """Write back the networks at positions ``stop`` and take them out of the batch."""
+        nonlocal active, loss_sum
+        write_back(stop)
+        keep = np.setdiff1d(np.arange(active.shape[0]), np.array(stop, dtype=np.int64))
+        batch.select(torch.as_tensor(keep, device=device))
+        loss_sum = loss_sum[torch.as_tensor(keep, device=device)]
+        active = active[keep]
+
     total = int(steps_r.max()) if R else 0
     bar = Progress(total, progress, label)
     t_start = time.perf_counter()
     if record_every and rec_cols:
         record_rows(list(range(R)), 0)
+    idle = np.flatnonzero(steps_r == 0).tolist()  # steps = 0: no training, the initial weights
+    if idle:
+        if rec_cols and not record_every:
+            record_rows(idle, 0)  # their end record
+        leave(idle)
 
     def chunk(k0, k1):
-        nonlocal active, loss_sum
+        nonlocal loss_sum
         if active.shape[0] == 0:
             return
         live = np.unique(seed_pos[active])
@@ -622,19 +626,13 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
             steps_done[active[finished]] = done
             stop.extend(finished.tolist())
             if stop:
-                write_back(stop)
-                keep = np.setdiff1d(np.arange(active.shape[0]), np.array(stop, dtype=np.int64))
-                batch.select(torch.as_tensor(keep, device=device))
-                loss_sum = loss_sum[torch.as_tensor(keep, device=device)]
-                active = active[keep]
+                leave(stop)
                 if active.shape[0] == 0:
                     return
                 rows = gather_rows()  # the chunk's draws stay valid for the networks left
 
     run_in_chunks(chunk, total, bar)
     seconds = time.perf_counter() - t_start
-    if active.shape[0]:  # steps == 0 for everyone
-        write_back(range(active.shape[0]))
     params = tuple(final)
     return TrainResult(problem.kind, params, lr_r, seed_r, steps_r, steps_done, diverged_step, records, rec_cols,
                        seconds, problem.info())
@@ -691,14 +689,14 @@ class _DiffusionProblem:
 
     kind = "diffusion"
 
-    def __init__(self, x, times, probs, mus, sigmas, schedule):
+    def __init__(self, x, times, probs, mus, sigmas, schedule, time_weights):
         self.x = x                      # (n, d) float64
         self.n, self.d = x.shape
         self.p = self.d + 1
         self.times, self.probs, self.mus, self.sigmas = times, probs, mus, sigmas
         self.cdf = np.cumsum(probs)
         self.cdf /= self.cdf[-1]
-        self.schedule = schedule
+        self.schedule, self.time_weights = schedule, time_weights
 
     def norm(self, B):
         return float(B * self.d)        # mean over the batch and the coordinates
@@ -725,7 +723,8 @@ class _DiffusionProblem:
                 t.as_tensor(-z, dtype=self.dtype, device=self.device))                        # F = r - Z
 
     def info(self):
-        return {"x": self.x, "times": self.times, "probs": self.probs, "schedule": self.schedule}
+        return {"x": self.x, "times": self.times, "probs": self.probs, "schedule": self.schedule,
+                "time_weights": self.time_weights}
 
 
 # ------------------------------------------------------------------ public trainers
@@ -733,9 +732,12 @@ class _DiffusionProblem:
 
 def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads):
     torch = _torch()
-    lr = _positive_list(lr, "lr")
-    seeds = _int_list(seed, "seed", 0)
-    steps = _int_list(steps, "steps", 0, length=lr.shape[0])
+    lr = np.asarray(_positives(lr, "lr"), dtype=np.float64)
+    seeds = _integers(seed, "seed")
+    steps = _integers(steps, "steps")
+    if len(steps) not in (1, lr.shape[0]):
+        raise ValueError(f"steps must be an integer or a sequence of length {lr.shape[0]} (one per lr), "
+                         f"got length {len(steps)}")
     batch_size = integer(batch_size, "batch_size", minimum=1)
     width = integer(width, "width", minimum=1)
     dev = _device(torch, device)
@@ -766,8 +768,8 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
         as in Figure 2).
     mu, sigma : the noise level, positive finite scalars.
     lr : learning rate or sequence of them; seed : int >= 0 or sequence (module docstring).
-    steps : number of SGD steps, an int or one per learning rate (networks that finish
-        early leave the batch).
+    steps : number of SGD steps, an int >= 0 or one per learning rate (networks that
+        finish early leave the batch; with 0 a network keeps its initial weights).
     batch_size : B, indices drawn with replacement.  width : m.
     device : "cpu" or "cuda".  dtype : "float64" (default) or "float32" (or torch dtypes).
     record_every : also record every this many steps (None: only at the end).
@@ -902,7 +904,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     from .scores import noise_schedule
 
     mus, sigmas = noise_schedule(times, schedule)
-    problem = _DiffusionProblem(np.ascontiguousarray(xa), times, probs, mus, sigmas, schedule)
+    problem = _DiffusionProblem(np.ascontiguousarray(xa), times, probs, mus, sigmas, schedule, time_weights)
     return _train(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
                   dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,
                   max_abs=max_abs, label="train_diffusion", num_threads=num_threads)
@@ -915,9 +917,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
 
 def _sharpness_args(n_mc, seed, tol, max_iter, num_threads):
     K = integer(n_mc, "n_mc", minimum=1)
-    seed = integer(seed, "seed", minimum=0)
-    if seed >= 1 << 64:
-        raise ValueError(f"seed must be < 2**64, got {seed}")
+    seed = _uint64(seed, "seed")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < float(tol) < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if max_iter is not None:
@@ -1106,7 +1106,8 @@ def diffusion_sharpness_mc(score, x, *, n_mc=100, seed=0, n_times=None, T=None, 
             raise ValueError("score must come from train_diffusion, got a train_dsm result")
         info = score.info
         t_ = info["times"]
-        grid.update(n_times=t_.shape[0], T=float(t_[-1]), delta=float(t_[0]), schedule=info["schedule"])
+        grid.update(n_times=t_.shape[0], T=float(t_[-1]), delta=float(t_[0]), time_weights=info["time_weights"],
+                    schedule=info["schedule"])
         probs_given = info["probs"]
         score = score.score
     else:
@@ -1140,6 +1141,3 @@ def diffusion_sharpness_mc(score, x, *, n_mc=100, seed=0, n_times=None, T=None, 
     b2 = np.asarray(score.b2, dtype=np.float64)
     return _fixed_sample_sharpness(torch, score.W1, score.b1, score.W2, u, -z, float(n * K * d), tol, max_iter,
                                    num_threads, out_bias=b2 if np.any(b2) else None)
-
-
-dsm_excess_risk_mc = excess_risk_mc  # the name the issue's brief used
