@@ -34,7 +34,7 @@ TINY = {
 
 def _tiny(monkeypatch, figure):
     module = importlib.import_module(f"bigstep.reproduce.{FIGURES[figure][0]}")
-    monkeypatch.setattr(module, "settings_for", lambda quick: dict(TINY[figure]))
+    monkeypatch.setattr(module, "settings_for", lambda *quick: dict(TINY[figure]))
     return module
 
 
@@ -85,6 +85,72 @@ def test_same_seed_same_data(tmp_path, monkeypatch):
     a = pd.read_csv(reproduce("fig1", tmp_path / "a", seed=5, progress=False).files[0])
     b = pd.read_csv(reproduce("fig1", tmp_path / "b", seed=5, progress=False).files[0])
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_fig2_without_torch_runs_the_d1_panel_and_says_d10_was_skipped(tmp_path, monkeypatch):
+    """The torch-free path (CI has torch, so it needs forcing): fig2 still runs its d = 1
+    panel and reports the d = 10 panel as skipped, without touching the torch trainer."""
+    fig2 = _tiny(monkeypatch, "fig2")
+    monkeypatch.setattr(fig2, "torch_missing", lambda: "torch is not installed")
+
+    def no_torch(*args, **kwargs):
+        raise AssertionError("the d = 10 panel ran without torch")
+
+    monkeypatch.setattr(fig2, "_panel_high", no_torch)
+    report = reproduce("fig2", tmp_path, quick=True, seed=2, progress=False)
+    frame = pd.read_csv(report.files[0])
+    assert set(frame["d"]) == {1} and len(frame) == 2 * 2 * 2  # times x simulations x lrs
+    assert any(f"d = {fig2.D_HIGH} panel skipped: torch is not installed" in line for line in report.lines)
+    assert (tmp_path / "fig2.png").stat().st_size > 0
+    assert "panel skipped" in (tmp_path / "summary.md").read_text()
+
+
+def test_parallel_jobs_keep_the_callers_thread_setting(tmp_path, monkeypatch, restore_threads):
+    """map_jobs runs each job on one thread and then gives back the caller's setting (it
+    used to leave os.cpu_count() behind), also across a whole reproduction."""
+    import os
+
+    import bigstep
+    from bigstep.reproduce._parallel import map_jobs
+
+    bigstep.set_num_threads((os.cpu_count() or 1) + 1)
+    mine = bigstep.get_num_threads()
+    inside = map_jobs(lambda job: bigstep.get_num_threads(), list(range(4)), workers=2)
+    assert inside == [1, 1, 1, 1] and bigstep.get_num_threads() == mine
+    _tiny(monkeypatch, "fig1")
+    reproduce("fig1", tmp_path, seed=1, progress=False)
+    assert bigstep.get_num_threads() == mine
+
+
+def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
+    """Every sample set of a fig4 run (and each set's reference and learned samplers) has
+    its own seed: sets that shared one would share X_0 and the Brownian increments."""
+    from types import SimpleNamespace
+
+    import bigstep.sgd_torch
+    from bigstep.reproduce import fig4
+    from bigstep.scores import EmpiricalScore
+
+    full = fig4.settings_for(False)
+    seeds = [s for sim in range(full["sims"]) for k in range(full["sets"])
+             for s in fig4.set_seeds(7, sim, k, full["sets"])]
+    assert len(set(seeds)) == len(seeds) == 2 * full["sims"] * full["sets"]
+
+    # the seeds a run really passes to the samplers (training replaced by s*: no torch needed)
+    monkeypatch.setattr(fig4, "settings_for", lambda quick: dict(dims=(2, 3), steps=1, sims=2, sets=3, width=8,
+                                                                 batch=8, samples=40))
+    monkeypatch.setattr(bigstep.sgd_torch, "train_diffusion",
+                        lambda x, **kw: SimpleNamespace(diverged=np.zeros(1, bool), score=EmpiricalScore(x)))
+    used = {}
+    for name in ("reference_samples", "sample_learned"):
+        def record(*args, _name=name, _fn=getattr(fig4, name)):
+            used.setdefault(args[-2] if _name == "sample_learned" else args[0].shape[1], []).append(args[-1])
+            return _fn(*args)
+
+        monkeypatch.setattr(fig4, name, record)
+    reproduce("fig4", tmp_path, quick=True, seed=7, progress=False)
+    for d in (2, 3):
+        assert len(used[d]) == 2 * 2 * 3 and len(set(used[d])) == len(used[d])
 
 
 def _fig2_frame(risk_of_lr):

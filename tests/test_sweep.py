@@ -152,6 +152,15 @@ def test_resume_recomputes_when_shared_inputs_change(tmp_path):
     assert again["finished_at"].tolist() == first["finished_at"].tolist()
 
 
+def test_sweep_functions_are_in_the_public_api():
+    """`from bigstep import *` gives the sweep functions (they were importable but not in __all__)."""
+    names = {}
+    exec("from bigstep import *", names)
+    assert {"sweep", "load_sweep", "register_task", "get_num_threads"} <= set(names)
+    assert all(hasattr(bigstep, name) for name in bigstep.__all__)
+    assert len(bigstep.__all__) == len(set(bigstep.__all__))
+
+
 def test_cell_ids_without_shared_inputs_are_unchanged():
     """A sweep without shared inputs keeps the ids of stores written before they counted."""
     from bigstep.sweeps.grid import cell_id, shared_digest

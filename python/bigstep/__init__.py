@@ -51,6 +51,7 @@ __all__ = [
     "memorization_ratio",
     "memorized_fraction",
     "set_num_threads",
+    "get_num_threads",
     "EmpiricalScore",
     "GaussianScore",
     "TimeReLUScore",
@@ -65,12 +66,17 @@ __all__ = [
     "train_sgd",
     "train_gd",
     "TrainResult",
+    "sweep",
+    "load_sweep",
+    "register_task",
 ]
 
 
 def set_num_threads(n: int) -> None:
     """Number of threads the compiled CPU kernels use (process-wide) and numba uses
-    (numba's setting is per calling thread)."""
+    (numba's setting is per calling thread).  n must be at least 1 (0 is rejected; until
+    the first call the kernels use OpenMP's default, OMP_NUM_THREADS or the core count).
+    :func:`get_num_threads` reads the setting back."""
     from . import _backend
     from ._validate import integer
 
@@ -84,3 +90,28 @@ def set_num_threads(n: int) -> None:
     core = _backend.core()
     if core is not None:
         core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of threads the compiled CPU kernels use: the last :func:`set_num_threads`
+    value, else OpenMP's default (OMP_NUM_THREADS if set, else the core count; 1 in a build
+    without OpenMP).  Without the compiled extension, numba's count for the calling thread.
+    ``set_num_threads(get_num_threads())`` restores a setting after a temporary change.
+
+    Example
+    -------
+    >>> import bigstep
+    >>> bigstep.get_num_threads() >= 1
+    True
+    """
+    from . import _backend
+
+    core = _backend.core()
+    if core is not None:
+        return int(core.openmp_max_threads())
+    try:
+        import numba
+
+        return int(numba.get_num_threads())
+    except Exception:
+        return 1

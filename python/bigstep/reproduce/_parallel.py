@@ -32,6 +32,7 @@ def map_jobs(fn, jobs, *, cost=None, progress=False, label="jobs", workers=None)
         return results
     import bigstep
 
+    before = bigstep.get_num_threads()  # the caller's setting, given back afterwards
     with ThreadPoolExecutor(max_workers=workers) as pool:
         bigstep.set_num_threads(1)  # one core per job
         try:
@@ -42,6 +43,6 @@ def map_jobs(fn, jobs, *, cost=None, progress=False, label="jobs", workers=None)
                 done += cost[i] if cost is not None else 1
                 bar.update(done)
         finally:
-            bigstep.set_num_threads(os.cpu_count() or 1)
+            bigstep.set_num_threads(before)
     return results
 

@@ -31,6 +31,14 @@ def settings_for(quick: bool) -> dict:
                 samples=1000)
 
 
+def set_seeds(seed: int, sim: int, k: int, sets: int) -> tuple[int, int]:
+    """(seed of the reference samples, seed of the learned sampler) of sample set k of
+    simulation sim: 2j and 2j + 1 past ``seed`` for the set's number j = sim * sets + k, so
+    no two sets of a run (nor a set's two samplers) share X_0 or Brownian increments."""
+    j = sim * sets + k
+    return seed + 2 * j, seed + 2 * j + 1
+
+
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     from ..sgd_torch import train_diffusion
 
@@ -47,9 +55,9 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
                 rows.append(dict(d=d, sim=sim, set=0, diverged=True))
                 continue
             for k in range(cfg["sets"]):
-                s = seed + 1000 * sim + k
-                star, gauss = reference_samples(x, cfg["samples"], s)
-                samples = sample_learned(res.score, cfg["samples"], d, s + 1)
+                ref_seed, learned_seed = set_seeds(seed, sim, k, cfg["sets"])
+                star, gauss = reference_samples(x, cfg["samples"], ref_seed)
+                samples = sample_learned(res.score, cfg["samples"], d, learned_seed)
                 ref = measure(star, x, star, gauss)
                 r = measure(samples, x, star, gauss)
                 scale = ref["mmd2_to_gaussian"]  # MMD^2(s*-samples, Gaussian samples)
