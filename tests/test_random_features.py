@@ -2,7 +2,9 @@
 
 References are independent numpy float64 computations written from the definitions:
 the noisy samples are rebuilt from bigstep.gaussian_noise with the documented streams
-(6: W, 7: DSM noise), features by numpy, the ridge solution by numpy.linalg.lstsq on
+(rf.STREAM_W = 10: W, rf.STREAM_NOISE = 11: DSM noise, rf.STREAM_DATA = 12: learning_curve's
+data, rf.STREAM_MC = 13: Monte Carlo draws; the test data of _data come from stream
+_DATA_STREAM = 99, which rf never reads), features by numpy, the ridge solution by numpy.linalg.lstsq on
 the stacked least-squares system, Gaussian expectations by plain Monte Carlo with
 numpy's own generator (an independent source of randomness).
 
@@ -29,16 +31,22 @@ from bigstep import rf
 RTOL_SUM = 1e-12
 RTOL_SOLVE = 1e-8
 Z_MC = 4.0
+_DATA_STREAM = 99  # test data: a stream rf never reads, so it is independent of W and xi
+
+
+def test_documented_streams():
+    assert (rf.STREAM_W, rf.STREAM_NOISE, rf.STREAM_DATA, rf.STREAM_MC) == (10, 11, 12, 13)
+    assert _DATA_STREAM not in (rf.STREAM_W, rf.STREAM_NOISE, rf.STREAM_DATA, rf.STREAM_MC)
 
 
 def _data(n=30, d=12, seed=3):
-    return bigstep.gaussian_noise(seed, (n, d), stream=11)
+    return bigstep.gaussian_noise(seed, (n, d), stream=_DATA_STREAM)
 
 
 def _reference_samples(x, t, m, seed):
     n, d = x.shape
     mu, delta = math.exp(-t), -math.expm1(-2 * t)
-    xi = bigstep.gaussian_noise(seed, (n * m, d), stream=11)
+    xi = bigstep.gaussian_noise(seed, (n * m, d), stream=rf.STREAM_NOISE)
     return mu * np.repeat(x, m, axis=0) + math.sqrt(delta) * xi, xi
 
 
@@ -255,11 +263,50 @@ def test_learning_curve_needs_pandas(monkeypatch):
 # ------------------------------------------------------------------ sampling
 
 
-def test_memorized_fraction_runs():
+def test_memorized_fraction_matches_numpy_replay():
+    """The samples against a numpy Euler-Maruyama replay on the documented draws (X_0 from
+    stream 0, increments from stream 1, the fit at the grid time nearest in log t, the score
+    -(rho(y W^T / sqrt(d)) Z) / sqrt(Delta)), and the fraction against numpy's nearest-
+    neighbour ratio test on those samples."""
     x = _data(n=5, d=2)
-    score = rf.RFScore(x, [0.01, 0.1, 1.0], m=1, p=60, lam=0.0)
-    frac, samples = rf.memorized_fraction(score, 50, n_steps=20, seed=0)
-    assert samples.shape == (50, 2) and 0.0 <= frac <= 1.0
+    times = [0.05, 0.2, 1.0]  # the score is read at 1.0 down to delta + h = 0.0595: every fit is used
+    score = rf.RFScore(x, times, m=1, p=60, lam=0.0)
+    n_s, n_steps, T, delta, seed = 50, 20, 1.0, 0.01, 4
+    frac, samples = rf.memorized_fraction(score, n_s, T=T, delta=delta, n_steps=n_steps, seed=seed)
+    X = bigstep.gaussian_noise(seed, (n_s, 2), stream=0)
+    Zs = bigstep.gaussian_noise(seed, (n_steps, n_s, 2), stream=1)
+    h = (T - delta) / n_steps
+    used = set()
+    for k in range(n_steps):
+        j = int(np.argmin(np.abs(np.log(times) - math.log(T - k * h))))
+        used.add(j)
+        fit = score.fits[j]
+        s = -(np.maximum(X @ fit.W.T / math.sqrt(2), 0) @ fit.Z) / math.sqrt(fit.delta)
+        X = X + h * (X + 2 * s) + math.sqrt(2 * h) * Zs[k]
+    assert used == {0, 1, 2}
+    np.testing.assert_allclose(samples, X, rtol=0, atol=1e-9 * np.abs(X).max())
+    dist = np.sort(np.linalg.norm(samples[:, None, :] - x[None], axis=2), axis=1)
+    assert frac == np.mean(dist[:, 0] / dist[:, 1] < 1 / 3)
+
+
+def test_memorized_fraction_known_answers():
+    """Four training points at +-2.5 e_1, +-2.5 e_2 in d = 4.  Over-parameterised tanh
+    features (p = 200 >> n = 4, m = 100, lam = 1e-6) learn the empirical score well enough
+    that the reverse sampler returns the training points: nearly every sample memorizes
+    (0.99 seen).  One feature (p = 1) gives a near-linear score: the samples are a
+    Gaussian blob whose nearest-neighbour ratio is never below 1/3 (0 seen)."""
+    x = np.zeros((4, 4))
+    x[0, 0] = x[2, 1] = 2.5
+    x[1, 0] = x[3, 1] = -2.5
+    times = np.geomspace(0.01, 1.0, 6)
+    big = rf.RFScore(x, times, m=100, p=200, rho="tanh", lam=1e-6)
+    frac_big, samples = rf.memorized_fraction(big, 200, n_steps=50, seed=0)
+    assert frac_big > 0.9
+    nearest = np.linalg.norm(samples[:, None, :] - x[None], axis=2).min(axis=1)
+    assert np.median(nearest) < 0.5  # memorized samples sit on the training points
+    small = rf.RFScore(x, times, m=1, p=1, rho="tanh", lam=1e-3)
+    frac_small, _ = rf.memorized_fraction(small, 200, n_steps=50, seed=0)
+    assert frac_small < 0.05
 
 
 # ------------------------------------------------------------------ errors
@@ -288,6 +335,50 @@ def test_bad_curve_parameters(kwargs, name):
         rf.learning_curve(**args)
 
 
+def test_huge_m_rejected(backend):
+    """n m d beyond the kernels' 64-bit sample indices: m = 2**62 made n m wrap to 0 and the
+    fit return K = 0, xi2 = 0, train loss 0 silently; now a ValueError naming m, from fit,
+    RFScore and learning_curve, on every backend."""
+    x = _data(n=4, d=2)
+    with pytest.raises(ValueError, match=r"\bm\b"):
+        rf.fit(x, 0.5, 2 ** 62, 3, backend=backend)
+    with pytest.raises(ValueError, match=r"\bm\b"):
+        rf.fit(x, 0.5, 2 ** 61 + 1, 1, backend=backend)  # n m d = 2**64 + 8 wraps to 8: 1 sample of 2**63
+    with pytest.raises(ValueError, match=r"\bm\b"):
+        rf.RFScore(x, [0.1, 1.0], m=2 ** 62, p=3, backend=backend)
+    with pytest.raises(ValueError, match=r"\bm\b"):
+        rf.learning_curve(2, 2.0, [1.0], [1, 2 ** 62], t=0.5, backend=backend)
+    assert rf.fit(x, 0.5, math.inf, 3, backend=backend).K.shape == (3, 3)  # m = inf draws nothing
+
+
+def test_size_bound_edges():
+    """check_size accepts n m max(d, p) up to 2**62 - 1 and rejects 2**62 (p counts when p > d)."""
+    from bigstep.rf import _model
+
+    n, d, p = 4, 2, 8
+    top = (2 ** 62 - 1) // (n * p)
+    _model.check_size(n, top, d, p)
+    with pytest.raises(ValueError, match=r"\bm\b.*2\*\*62"):
+        _model.check_size(n, top + 1, d, p)
+    _model.check_size(n, 2 ** 62 // (n * p) - 1, p, 1)
+    with pytest.raises(ValueError, match=r"\bm\b"):
+        _model.check_size(n, 2 ** 62 // (n * p), p, 1)
+    _model.check_size(n, math.inf, d, p)
+
+
+def test_numba_kernel_rejects_wrapping_m():
+    """The Numba mirror checks like the binding: n m d >= 2**62 (or m < 1) raises instead of
+    wrapping to zero samples."""
+    from bigstep._numba import random_features as nb
+
+    x, w = _data(n=4, d=2), np.ones((3, 2))
+    for m in (2 ** 62, 2 ** 61, 0):
+        with pytest.raises(ValueError, match=r"\bm\b"):
+            nb.rf_gram(x, w, 0.6, 0.8, m, 0, rf.STREAM_NOISE, 0)
+    K, R, xi2 = nb.rf_gram(x, w, 0.6, 0.8, 2, 0, rf.STREAM_NOISE, 0)
+    assert xi2 > 0 and K.shape == (3, 3)
+
+
 def test_dynamics_bad_lr():
     model = rf.fit(_data(n=4, d=3), 0.5, 1, 3)
     with pytest.raises(ValueError, match="lr"):
@@ -307,12 +398,91 @@ def test_reproduce_rf_curves_smoke(tmp_path, monkeypatch):
     report = reproduce("rf-curves", tmp_path, quick=True, progress=False)
     for name in ("rf_curves.csv", "rf_curves.png", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0
-    assert report.claim == rf_curves.CLAIM and report.supported in (True, False)
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "rf_curves.csv")
     assert {"p", "m", "test_loss", "train_loss", "regime"} <= set(df.columns)
     assert "p = n m" in (tmp_path / "summary.md").read_text()
+    # the verdict and each part against the claim's criteria recomputed from the CSV
+    n = 4  # round(psi_n d)
+    med = df.groupby(["m", "p"]).test_loss.median()
+    curves = {m: med.loc[m] for m in (1.0, 4.0, 16.0, math.inf)}
+    failed, ratio = _rf_claim_failures(curves, n)
+    # this configuration (n = 4, 8 grid points, one seed) is too coarse for two parts; the
+    # numbers are far from the thresholds (1.09 vs 1.11 at p = n; last points 35% apart)
+    assert failed == ["falls for p < n (m = 4)", "plateau (m = 16)"]
+    assert report.claim == rf_curves.CLAIM and report.supported is False and report.verdict == "NOT SUPPORTED"
+    assert report.lines[0] == ("parts that do NOT hold on this run: " + "; ".join(failed)
+                               + " (every other part holds)")
+    for m in (1, 4, 16):
+        c = curves[float(m)]
+        line = (f"m = {m}: test loss peaks at p = {int(c.idxmax())} (n m = {n * m}; at n m), peak {c.max():.3g} "
+                f"= {ratio[m]:.3g} x the value {float(c.iloc[-1]):.3g} at the largest p = {int(c.index[-1])}")
+        assert line in report.lines
+
+
+def _rf_claim_failures(curves, n):
+    """The rf-curves claim's parts (rf_curves module: peak within 30% of p = n m, falls for
+    p < n and rises to p = n m when m > 1, no peak beyond p = n at m = inf (5%), last three
+    points within 25%, peak/plateau shrinking in m and > 1.5 at m = 1), written again from
+    the claim; returns (names of the failed parts in report order, peak/plateau by m)."""
+    failed, ratio = [], {}
+    for m, c in curves.items():
+        if math.isfinite(m):
+            m = int(m)
+            ratio[m] = float(c.max() / c.iloc[-1])
+            if not 1 / 1.3 <= c.idxmax() / (n * m) <= 1.3:
+                failed.append(f"peak at p = n m (m = {m})")
+            if m > 1:
+                if not c[c.index < n].iloc[0] > c.loc[n]:
+                    failed.append(f"falls for p < n (m = {m})")
+                if not c.loc[n * m] > c.loc[n]:
+                    failed.append(f"rises towards p = n m (m = {m})")
+        elif not c[c.index > n].max() <= 1.05 * max(c.loc[n], c.iloc[-1]):
+            failed.append("no peak at m = inf")
+        if not c.iloc[-3:].max() < 1.25 * c.iloc[-3:].min():
+            failed.append(f"plateau (m = {m})")
+    if not (ratio[1] > ratio[4] > ratio[16] and ratio[1] > 1.5):
+        failed.append("peak present at m = 1 and shrinking with m")
+    return failed, ratio
+
+
+def _ideal_rf_curves(changes):
+    """Median test-loss curves with every part of the rf-curves claim (n = 4), the curves of
+    ``changes`` ({m: values}) replacing the ideal ones: {m: pandas Series indexed by p}."""
+    import pandas as pd
+
+    p = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    values = {1: [2, 3, 10, 3, 1.5, 1.2, 1.1, 1.05, 1.02, 1.0],
+              4: [1.2, 1.1, 1.0, 2, 6, 2, 1.2, 1.05, 1.02, 1.0],
+              16: [1.2, 1.1, 1.0, 1.1, 1.3, 1.8, 3, 1.1, 1.02, 1.0],
+              math.inf: [1.2, 1.1, 1.0, 0.95, 0.9, 0.85, 0.8, 0.79, 0.78, 0.78]}
+    values.update(changes)
+    return {m: pd.Series(v, index=p, dtype=float) for m, v in values.items()}
+
+
+@pytest.mark.parametrize("changes, failed", [
+    ({}, []),
+    ({math.inf: [1.2, 1.1, 1.0, 0.95, 1.5, 0.85, 0.8, 0.79, 0.78, 0.78]}, ["no peak at m = inf"]),
+    ({4: [1.2, 1.1, 1.0, 6, 0.9, 2, 1.2, 1.05, 1.02, 1.0]},
+     ["peak at p = n m (m = 4)", "rises towards p = n m (m = 4)"]),
+    ({16: [1.2, 1.1, 1.0, 1.1, 1.3, 1.8, 8, 1.1, 1.02, 1.0]}, ["peak present at m = 1 and shrinking with m"]),
+    ({1: [2, 3, 10, 3, 1.5, 1.2, 1.1, 2.0, 1.02, 1.0]}, ["plateau (m = 1)"]),
+])
+def test_rf_curves_verdict_on_known_curves(changes, failed):
+    """rf_curves._judge on curves whose verdict is known: all parts hold -> supported; each
+    broken part -> not supported, with exactly that part named (and the same list from the
+    criteria written again in _rf_claim_failures)."""
+    from bigstep.reproduce import rf_curves
+
+    curves = _ideal_rf_curves(changes)
+    assert _rf_claim_failures(curves, 4)[0] == failed
+    lines, ok = rf_curves._judge(curves, 4)
+    assert ok is (not failed)
+    if failed:
+        assert lines[0] == "parts that do NOT hold on this run: " + "; ".join(failed) + " (every other part holds)"
+    else:
+        assert lines[0] == "every part of the claim holds on this run"
 
 
 @pytest.mark.parametrize("name", ["bigstep.rf._fit", "bigstep.rf._curve", "bigstep.rf._sampling"])

@@ -27,6 +27,7 @@ __all__ = ["rf_gram", "rf_features"]
 
 _BLOCK = 512  # samples per block: larger than the C++ block so the BLAS products run near full speed
 _RELU_MEAN = 0.3989422804014327  # 1 / sqrt(2 pi), as rf_relu_mean
+_MAX_ENTRIES = 1 << 62  # n m d must stay below it (the binding's check)
 
 
 @jit("void(float64[:, ::1], int64)")
@@ -79,9 +80,17 @@ def _gram(x, w, mu, sigma, m, seed, stream, rho):
 
 
 def rf_gram(x, w, mu, sigma, m, seed, stream, rho):
-    """(K, R, xi2) as bigstep._core.rf_gram (module docstring)."""
+    """(K, R, xi2) as bigstep._core.rf_gram (module docstring).  Like the binding it
+    requires m >= 1 and n m d < 2**62: the kernel addresses the noise as s d + k in int64
+    (a wrapped product would skip every sample and return zeros silently)."""
+    n, d = np.shape(x)
+    m = int(m)
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    if n * m * d >= _MAX_ENTRIES:
+        raise ValueError(f"m = {m} is too large: n m d = {n} * {m} * {d} must be below 2^62")
     return _gram(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(w, dtype=np.float64),
-                 float(mu), float(sigma), int(m), np.uint64(seed), np.uint64(stream), int(rho))
+                 float(mu), float(sigma), m, np.uint64(seed), np.uint64(stream), int(rho))
 
 
 @jit

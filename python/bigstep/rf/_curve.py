@@ -92,7 +92,7 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, t
     Parameters
     ----------
     d : dimension >= 1;  psi_n : n / d > 0;  psi_p : array of p / d (p = max(1, round(psi_p d)))
-    m : int >= 1, math.inf (noise averaged exactly), or a list of them
+    m : int >= 1 (n m max(d, p_max) < 2**62), math.inf (noise averaged exactly), or a list of them
     t : diffusion time > 0;  lam : ridge >= 0;  rho : activation (see fit)
     seeds : iterable of ints >= 0 (one row per seed, m and psi_p)
     times, lr : optional training times: the curves along gradient descent from A = 0 (lr
@@ -127,6 +127,8 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, t
     ps = np.maximum(1, np.rint(psi * d).astype(np.int64))
     order = np.argsort(ps, kind="stable")
     pmax = int(ps.max())
+    for mm in ms:
+        _model.check_size(n, mm, d, pmax)
     _, sigma, delta = _model.schedule(t)
     rows = []
     bar = Progress(len(seeds) * len(ms), progress, "rf.learning_curve", unit="fits")

@@ -197,7 +197,8 @@ def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
     ----------
     x : training data (n, d), finite
     t : diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t)
-    m : noise samples per data point (int >= 1) or math.inf (noise averaged exactly)
+    m : noise samples per data point (int >= 1, n m max(d, p) < 2**62) or math.inf (noise
+        averaged exactly)
     p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=10)
     rho : "relu", "relu_centered", "tanh", "erf" or "linear"
     lam : ridge >= 0 (lam = 0: minimum-norm solution)
@@ -224,6 +225,7 @@ def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
     rho = _model.check_rho(rho)
     lam = _model.check_lam(lam)
     seed = _model.check_seed(seed)
+    _model.check_size(xa.shape[0], m, xa.shape[1], p)
     W = _model.weights(seed, p, xa.shape[1])
     K, R, xi2, bound = _model.gram(xa, W, t, m, seed, rho, backend)
     return RFModel(xa, W, t, m, rho, lam, seed, K, R, xi2, bound, backend=backend)

@@ -24,9 +24,18 @@ from . import _gaussian
 ACTIVATIONS = ("relu", "relu_centered", "tanh", "erf", "linear")
 _RHO_CODES = {"relu": 0, "tanh": 1, "erf": 2, "linear": 3, "relu_centered": 4}
 
-# Philox streams (DESIGN section 3 uses 0-5): 6 feature weights W, 7 DSM noise xi of the
-# fit, 8 training data drawn by learning_curve, 9 Monte Carlo evaluation draws.
+# Philox streams (DESIGN section 3 uses 0-5): 10 feature weights W, 11 DSM noise xi of the
+# fit, 12 training data drawn by learning_curve, 13 Monte Carlo evaluation draws.
 STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = 10, 11, 12, 13
+
+# Bound on n m max(d, p) (exclusive).  The Gram kernels (C++ and Numba) address coordinate k of
+# sample s's noise as s d + k in signed 64-bit integers (also the Philox counter of that
+# normal) and form n m and block ends (s0 + block) d; indexing the n m x p features the
+# same way needs n m p.  Keeping n m max(d, p) < 2**62 leaves a factor 2 below 2**63 for
+# every such product, so none can wrap (a wrapped count made the kernels skip every sample
+# and return K = 0 silently).  The bound rejects nothing that could finish: n m d = 2**62
+# noise draws alone would take ~150 years at 1e9 draws per second.
+MAX_SAMPLE_ENTRIES = 1 << 62
 
 
 # --------------------------------------------------------------------------- checks
@@ -56,6 +65,17 @@ def check_m(m):
     if isinstance(m, numbers.Real) and not isinstance(m, (bool, np.bool_)) and math.isinf(m) and m > 0:
         return math.inf
     return integer(m, "m", minimum=1)
+
+
+def check_size(n: int, m, d: int, p: int) -> None:
+    """Raise ValueError naming m unless n m max(d, p) < MAX_SAMPLE_ENTRIES = 2**62 (m = inf:
+    no samples are drawn, nothing to check)."""
+    if math.isinf(m):
+        return
+    if n * m * max(d, p) >= MAX_SAMPLE_ENTRIES:
+        raise ValueError(f"m is too large: n * m * max(d, p) = {n} * {m} * {max(d, p)} is not below 2**62, the bound "
+                         f"that keeps the kernels' 64-bit sample indices from overflowing (m must be <= "
+                         f"{(MAX_SAMPLE_ENTRIES - 1) // (n * max(d, p))} here)")
 
 
 def check_data(x) -> np.ndarray:
@@ -102,6 +122,7 @@ def gram(x, w, t, m, seed, rho, backend="auto"):
     """(K, R, xi2, bound): the training sums averaged over the samples (module docstring);
     m = inf gives the noise-averaged limits (exact, Hermite series; bound = its truncation
     bound, 0 for finite m)."""
+    check_size(x.shape[0], m, x.shape[1], w.shape[0])
     mu, sigma, _ = schedule(t)
     if math.isinf(m):
         K, R, bound = _gaussian.noise_averaged_gram(rho, x, w, mu, sigma)
