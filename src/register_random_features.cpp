@@ -24,6 +24,11 @@ pyb::tuple rf_gram(const carray<double>& x, const carray<double>& w, double mu, 
   BIGSTEP_CHECK(w.shape(1) == d, "w must have " << d << " columns like x, got " << w.shape(1));
   BIGSTEP_CHECK(p > 0, "w must have at least one row");
   BIGSTEP_CHECK(m >= 1, "m must be >= 1, got " << m);
+  // the kernel indexes the n m noisy samples' d coordinates with int64 (the Philox
+  // offset g d + k): n m d must stay well inside it
+  BIGSTEP_CHECK(static_cast<double>(x.shape(0)) * static_cast<double>(m) * static_cast<double>(x.shape(1)) < 0x1p62,
+                "m = " << m << " is too large: n m d = " << x.shape(0) << " * " << m << " * " << x.shape(1)
+                       << " must be below 2^62");
   BIGSTEP_CHECK(std::isfinite(mu) && sigma >= 0 && std::isfinite(sigma),
                 "mu must be finite and sigma finite and >= 0, got " << mu << ", " << sigma);
   check_rho(rho);

@@ -25,8 +25,8 @@ void sgd_train(const carray<double>& x, double mu, double sigma, const carray<do
   check_array<double>(w1, "w1", 2);
   const pyb::ssize_t m = w1.shape(1);
   BIGSTEP_CHECK(m >= 1, "w1 must have at least one column");
-  for (const auto* a : {&w1, &w2, &b}) {
-    check_array<double>(*a, "w", 2);
+  for (const auto& [a, name] : {std::pair{&w1, "w1"}, std::pair{&w2, "w2"}, std::pair{&b, "b"}}) {
+    check_array<double>(*a, name, 2);
     BIGSTEP_CHECK(a->shape(0) == R && a->shape(1) == m,
                   "w1, w2, b must have shape (" << R << ", " << m << "), got (" << a->shape(0) << ", "
                                                 << a->shape(1) << ")");

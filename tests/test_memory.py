@@ -42,6 +42,14 @@ _SCRIPT = textwrap.dedent("""
             lp = bigstep.log_density(y, x, 0.9, 1e-4, backend=backend)
             return s, d, lp
         small = (y[:16], x[:64])
+    elif kind == "wide":  # one point in a huge dimension: per-tile buffers sized by q, n
+        n = q = 1
+        x = rng.standard_normal((n, 200_000))
+        y = rng.standard_normal((q, 200_000))
+        def run(y, x):
+            return (bigstep.optimal_score(y, x, 0.9, 0.5, backend=backend),
+                    bigstep.log_density(y, x, 0.9, 0.5, backend=backend))
+        small = (y[:, :64], x[:, :64])
     else:
         n = q = 8_000
         x = rng.standard_normal((n, 8))
@@ -73,10 +81,11 @@ def _measure(backend: str, kind: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("kind", ["1d", "nd"])
+@pytest.mark.parametrize("kind", ["1d", "nd", "wide"])
 def test_peak_memory_is_o_inputs_plus_outputs(backend, kind):
-    """1-D: n = q = 200,000 (s*, s*' and s*'', log p); d-D: n = q = 8,000, d = 8: the
-    call raises the peak RSS by less than 100 MB."""
+    """1-D: n = q = 200,000 (s*, s*' and s*'', log p); d-D: n = q = 8,000, d = 8; wide:
+    n = q = 1, d = 200,000 (1.6 MB per input; tiles sized for 132 queries and 128 points
+    would take 0.8 GB): the call raises the peak RSS by less than 100 MB."""
     r = _measure(backend, kind)
     grew = r["after_mb"] - r["before_mb"]
     assert r["finite"], "outputs not finite or of the wrong length"

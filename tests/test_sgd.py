@@ -317,3 +317,36 @@ def test_docstring_examples():
 def test_progress_bar_writes_to_stderr(capsys):
     bigstep.train_sgd(X, MU, SIGMA, lr=0.1, steps=30, m=8, record=(), progress=True)
     assert "30/30 steps" in capsys.readouterr().err
+
+
+def test_scratch_that_cannot_be_allocated_raises_memory_error_in_the_caller():
+    """Per-thread scratch is allocated before the OpenMP region (csrc/cpu/team.hpp): a
+    batch of 2^40 samples (8 TB of scratch) raises MemoryError.  Allocated inside the
+    region, the std::bad_alloc called std::terminate and killed the interpreter; the
+    call runs in a subprocess so that a regression fails this test, not the run."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, bigstep\n"
+            "try:\n"
+            "    bigstep.train_sgd(np.array([0., 1.]), .9, .5, lr=.1, steps=1, m=4, batch_size=2**40, backend='cpp')\n"
+            "except MemoryError:\n"
+            "    print('MemoryError')\n")
+    if "cpp" not in bigstep.info()["backends"]:
+        pytest.skip("no cpp backend")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "MemoryError", (proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_compiled_trainer_names_the_weight_array_of_the_wrong_shape():
+    """register_sgd checks w1, w2 and b one by one and names the offender."""
+    core = pytest.importorskip("bigstep._core")
+    x = np.array([0.0, 1.0])
+    good = np.zeros((1, 4))
+    for name in ("w1", "w2", "b"):
+        arrays = {"w1": good, "w2": good, "b": good}
+        arrays[name] = np.zeros(4)
+        with pytest.raises(ValueError, match=f"^{name} must have 2 dimension"):
+            core.sgd_train(x, 0.9, 0.5, np.array([0.1]), np.array([1], np.uint64), arrays["w1"], arrays["w2"],
+                           arrays["b"], 1, False, 0.0, 0, 1, np.full(1, -1, np.int64), np.zeros(1),
+                           np.zeros(1, np.int64))

@@ -23,6 +23,7 @@
 #include "bigstep/isa.hpp"
 #include "bigstep/metrics.hpp"
 #include "simd.hpp"
+#include "team.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
@@ -126,9 +127,14 @@ double kernel_sum_impl(const T* x, index_t n, const T* y, index_t m, index_t d, 
   const index_t row_tiles = (n + QB - 1) / QB;
   std::vector<double> sums(row_tiles, 0.0);
   const V neg = simd::broadcast(neg_inv_2h2);
-#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(n) * double(m) * double(d)))
+  const index_t rows = std::min(QB, (n + MR - 1) / MR * MR);  // O(n d) memory for small n
+  // one scratch per thread that has a tile to work on
+  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), row_tiles)));
+  std::vector<std::vector<double>> scratch =  // team.hpp
+      per_thread(threads, [&] { return std::vector<double>(rows * d); });
+#pragma omp parallel num_threads(threads) if (parallel_worth(double(n) * double(m) * double(d)))
   {
-    std::vector<double> a(QB * d);
+    std::vector<double>& a = scratch[thread_index()];
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < row_tiles; ++t) {
       const index_t i0 = t * QB, rn = std::min(QB, n - i0);
@@ -185,11 +191,25 @@ void nearest_neighbors_impl(const T* x, index_t n, const T* y, index_t m, index_
                             index_t* idx) {
   const PackedColumns cols(y, m, d);
   const index_t row_tiles = (n + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(n) * double(m) * double(d)))
+  const index_t rows = std::min(QB, (n + MR - 1) / MR * MR);  // O(n (d + k)) memory for small n
+  struct Scratch {
+    std::vector<double> a, g, best_d;
+    std::vector<index_t> best_i;
+    std::vector<int> count;
+  };
+  // one scratch per thread that has a tile to work on
+  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), row_tiles)));
+  std::vector<Scratch> scratch = per_thread(threads, [&] {  // team.hpp
+    return Scratch{std::vector<double>(rows * d), std::vector<double>(rows * NB),
+                   std::vector<double>(rows * static_cast<index_t>(k)),
+                   std::vector<index_t>(rows * static_cast<index_t>(k)), std::vector<int>(rows)};
+  });
+#pragma omp parallel num_threads(threads) if (parallel_worth(double(n) * double(m) * double(d)))
   {
-    std::vector<double> a(QB * d), g(QB * NB), best_d(QB * static_cast<index_t>(k));
-    std::vector<index_t> best_i(QB * static_cast<index_t>(k));
-    std::vector<int> count(QB);
+    Scratch& sc = scratch[thread_index()];
+    std::vector<double>&a = sc.a, &g = sc.g, &best_d = sc.best_d;
+    std::vector<index_t>& best_i = sc.best_i;
+    std::vector<int>& count = sc.count;
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < row_tiles; ++t) {
       const index_t i0 = t * QB, rn = std::min(QB, n - i0);

@@ -31,6 +31,7 @@
 #include "bigstep/isa.hpp"
 #include "bigstep/optimal_score.hpp"
 #include "simd.hpp"
+#include "team.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
@@ -40,23 +41,24 @@ constexpr index_t NB = 128;  // data points per tile
 constexpr index_t MR = 6;    // rows per micro-kernel call
 
 // The data in type A, packed once per call (O(n d) extra memory) and shared by the
-// threads.  Per tile of NB points, in panels of L = 2W columns: its transpose as NB / L
-// panels [d, L] (the B operand of Y X^T) and its rows, padded to dp = a multiple of L
-// coordinates, as dp / L panels [NB, L] (the B operand of P X); pad entries are 0.
-// Also ||x_j||^2.
+// threads.  Per tile of NB points (the last one: its points rounded up to L), in panels
+// of L = 2W columns: its transpose as width(t) / L panels [d, L] (the B operand of
+// Y X^T) and its rows, padded to dp = a multiple of L coordinates, as dp / L panels
+// [width(t), L] (the B operand of P X); pad entries are 0.  Also ||x_j||^2.
 template <class A>
 struct Packed {
   static constexpr index_t L = 2 * simd::width<A>;
   index_t n, d, dp, tiles;
-  std::vector<A> xt;     // [tiles, NB / L, d, L]
-  std::vector<A> rows;   // [tiles, dp / L, NB, L]
+  std::vector<A> xt;     // per tile [width / L, d, L]
+  std::vector<A> rows;   // per tile [dp / L, width, L]
   std::vector<A> norm2;  // [tiles * NB]
   template <class T>
   Packed(const T* x, index_t n_, index_t d_) : n(n_), d(d_) {
     dp = (d + L - 1) / L * L;
     tiles = (n + NB - 1) / NB;
-    xt.assign(tiles * d * NB, A(0));
-    rows.assign(tiles * NB * dp, A(0));
+    const index_t points = (tiles - 1) * NB + width(tiles - 1);
+    xt.assign(points * d, A(0));
+    rows.assign(points * dp, A(0));
     norm2.assign(tiles * NB, A(0));
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel_worth(double(n) * double(d)))
     for (index_t t = 0; t < tiles; ++t) {
@@ -65,7 +67,7 @@ struct Packed {
         for (index_t k = 0; k < d; ++k) {
           const A v = static_cast<A>(x[j * d + k]);
           const index_t jl = j - t * NB;
-          rows[t * NB * dp + (k / L) * NB * L + jl * L + k % L] = v;
+          rows[t * NB * dp + (k / L) * width(t) * L + jl * L + k % L] = v;
           xt[t * d * NB + (jl / L) * d * L + k * L + jl % L] = v;
           s += double(v) * double(v);
         }
@@ -77,6 +79,8 @@ struct Packed {
   // The panels of data tile t.
   const A* xt_tile(index_t t) const { return &xt[t * d * NB]; }
   const A* rows_tile(index_t t) const { return &rows[t * NB * dp]; }
+  // Points of tile t, rounded up to whole panels (NB but for the last tile).
+  index_t width(index_t t) const { return (std::min(NB, n - t * NB) + L - 1) / L * L; }
 };
 
 // Prefetches the next data tile's panels (`bytes` from p; none if p is null) into L2,
@@ -99,13 +103,17 @@ class NextTile {
 // (i - i % MR) d + k MR + i % MR.
 inline index_t packed_y(index_t i, index_t k, index_t d) { return (i - i % MR) * d + k * MR + i % MR; }
 
-// Buffers of one thread.
+// Buffers of one thread, for query tiles of up to `rows` rows (QB, or fewer when q is
+// small: memory stays O(q d), not O(QB d), for one query in a huge dimension).
 template <class A>
 struct Tile {
-  std::vector<A> y;    // [QB, d]   query rows, packed_y
-  std::vector<A> g;    // [QB, NB]  logits, then weights
-  std::vector<A> acc;  // [QB, dp]  sum_j p_ij x_j
-  explicit Tile(const Packed<A>& px) : y(QB * px.d), g(QB * NB), acc(QB * px.dp) {}
+  std::vector<A> y;    // [rows, d]   query rows, packed_y
+  std::vector<A> g;    // [rows, NB]  logits, then weights
+  std::vector<A> acc;  // [rows, dp]  sum_j p_ij x_j
+  Tile(const Packed<A>& px, index_t q) : Tile(px.d, px.dp, std::min(QB, (q + MR - 1) / MR * MR)) {}
+
+ private:
+  Tile(index_t d, index_t dp, index_t rows) : y(rows * d), g(rows * NB), acc(rows * dp) {}
 };
 
 // G[0..MR) x [0..2W) = Y X^T over k < d; y: MR packed rows, xt: one panel [d, 2W],
@@ -220,8 +228,9 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
     const A* xnorm = &px.norm2[j0];
     const bool last = tile + 1 == px.tiles;
     const index_t jpad = (jn + 2 * W - 1) / (2 * W) * (2 * W);
-    NextTile next_xt(last ? nullptr : px.xt_tile(tile + 1), index_t(sizeof(A)) * d * NB, jpad / (2 * W) * qpad / MR);
-    NextTile next_rows(last ? nullptr : px.rows_tile(tile + 1), index_t(sizeof(A)) * NB * dp, dp / (2 * W) * qpad / MR);
+    const index_t next_bytes = last ? 0 : index_t(sizeof(A)) * px.width(tile + 1);
+    NextTile next_xt(last ? nullptr : px.xt_tile(tile + 1), next_bytes * d, jpad / (2 * W) * qpad / MR);
+    NextTile next_rows(last ? nullptr : px.rows_tile(tile + 1), next_bytes * dp, dp / (2 * W) * qpad / MR);
     // j outer, i inner: the panel of xt a j block needs stays in L1 across row blocks
     for (index_t j = 0; j < jpad; j += 2 * W)
       for (index_t i = 0; i < qpad; i += MR) {
@@ -259,7 +268,7 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
     }
     for (index_t k = 0; k < dp; k += 2 * W)  // k outer: the panel of the tile stays in L1
       for (index_t i = 0; i < qpad; i += MR) {
-        gemm_px<A>(&t.g[i * NB], jn, xrows + k * NB, &t.acc[i * dp + k], dp);
+        gemm_px<A>(&t.g[i * NB], jn, xrows + k * jpad, &t.acc[i * dp + k], dp);
         next_rows.step();
       }
   }
@@ -287,9 +296,12 @@ void run(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, i
          const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean) {
   const Packed<A> px(x, n, d);
   const index_t tiles = (q + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(n) * double(d)))
+  // one scratch per thread that has a tile to work on
+  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), tiles)));
+  std::vector<Tile<A>> tiles_of = per_thread(threads, [&] { return Tile<A>(px, q); });
+#pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(n) * double(d)))
   {
-    Tile<A> tile(px);
+    Tile<A>& tile = tiles_of[thread_index()];
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < tiles; ++t) {
       const index_t q0 = t * QB;
@@ -326,10 +338,10 @@ template <class T>
 struct Screen {
   std::vector<std::int32_t> idx;  // [QB, kCap] candidate data indices
   std::vector<float> val;         // [QB, kCap] their float logits
-  int count[QB];
-  float top[QB];     // running max of the float logits
-  float margin[QB];  // kDrop + 2 E_i
-  bool full[QB];     // overflowed: recompute the query with the float64 kernel
+  int count[QB] = {};
+  float top[QB] = {};     // running max of the float logits
+  float margin[QB] = {};  // kDrop + 2 E_i
+  bool full[QB] = {};     // overflowed: recompute the query with the float64 kernel
   Screen() : idx(QB * kCap), val(QB * kCap) {}
 
   // Adds j with float logit v to query i's list (v >= top - margin at call time).
@@ -391,7 +403,8 @@ void query_tile_screened(Tile<float>& t, Screen<T>& sc, const Packed<float>& px,
     const float* xt = px.xt_tile(tile);
     const float* xnorm = &px.norm2[j0];
     const index_t jpad = (jn + 2 * W - 1) / (2 * W) * (2 * W);
-    NextTile next_xt(tile + 1 == px.tiles ? nullptr : px.xt_tile(tile + 1), index_t(sizeof(float)) * d * NB,
+    NextTile next_xt(tile + 1 == px.tiles ? nullptr : px.xt_tile(tile + 1),
+                     index_t(sizeof(float)) * d * (tile + 1 == px.tiles ? 0 : px.width(tile + 1)),
                      jpad / (2 * W) * qpad / MR);
     for (index_t j = 0; j < jpad; j += 2 * W)
       for (index_t i = 0; i < qpad; i += MR) {
@@ -475,10 +488,14 @@ void run_screened(const T* y, index_t q, const T* x, index_t n, index_t d, const
   xmax = std::sqrt(xmax) * (1 + 1e-6);  // norm2 was rounded to float once
   std::vector<unsigned char> fallback(q, 0);
   const index_t tiles = (q + QB - 1) / QB;
-#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(n) * double(d)))
+  // one scratch per thread that has a tile to work on
+  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), tiles)));
+  std::vector<Tile<float>> tiles_of = per_thread(threads, [&] { return Tile<float>(px, q); });
+  std::vector<Screen<T>> screens = per_thread(threads, [&] { return Screen<T>(); });
+#pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(n) * double(d)))
   {
-    Tile<float> tile(px);
-    Screen<T> sc;
+    Tile<float>& tile = tiles_of[thread_index()];
+    Screen<T>& sc = screens[thread_index()];
 #pragma omp for schedule(dynamic, 1)
     for (index_t t = 0; t < tiles; ++t) {
       const index_t q0 = t * QB;

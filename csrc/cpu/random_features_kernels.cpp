@@ -20,6 +20,7 @@
 #include "bigstep/philox.hpp"
 #include "bigstep/random_features.hpp"
 #include "simd.hpp"
+#include "team.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -104,21 +105,30 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
   // features it needs itself: no synchronisation until the end, which keeps 2 threads
   // efficient on a loaded machine, at the price of recomputing the features (N p d
   // multiply-adds per thread, small next to N p^2 / 2 when p >> d T).
-#pragma omp parallel num_threads(num_threads()) reduction(+ : xi2_sum) if (parallel_worth(double(total) * double(pp) * double(pp + d)))
+  const int threads = num_threads();
+  struct Scratch {
+    std::vector<index_t> mine;
+    std::vector<double> xi, y, f;
+  };
+  std::vector<Scratch> scratch = per_thread(threads, [&] {  // team.hpp
+    return Scratch{std::vector<index_t>(nq), std::vector<double>(S * dp, 0.0), std::vector<double>(S * d),
+                   std::vector<double>(nq * S * NP)};
+  });
+#pragma omp parallel num_threads(threads) reduction(+ : xi2_sum) if (parallel_worth(double(total) * double(pp) * double(pp + d)))
   {
-    int tid = 0, nt = 1;
+    int tid = thread_index(), nt = 1;
 #ifdef _OPENMP
-    tid = omp_get_thread_num();
     nt = omp_get_num_threads();
 #endif
-    std::vector<index_t> mine;
+    Scratch& sc = scratch[tid];
+    std::vector<double>&xi = sc.xi, &y = sc.y, &f = sc.f;
+    index_t count = 0;  // this thread's panels: sc.mine[0, count)
     for (index_t q = 0; q < nq; ++q) {
       const index_t round = q / nt, pos = q % nt;
-      if ((round % 2 == 0 ? pos : nt - 1 - pos) == tid) mine.push_back(q);
+      if ((round % 2 == 0 ? pos : nt - 1 - pos) == tid) sc.mine[count++] = q;
     }
-    if (!mine.empty()) {
-      const index_t q0 = mine.front();
-      std::vector<double> xi(S * dp, 0.0), y(S * d), f(nq * S * NP);
+    if (count > 0) {
+      const index_t q0 = sc.mine[0];
       for (index_t s0 = 0; s0 < total; s0 += S) {
         const index_t rows = std::min(S, total - s0);
         for (index_t s = 0; s < rows; ++s) {
@@ -133,7 +143,8 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
           if (tid == 0) xi2_sum += acc;
         }
         for (index_t q = q0; q < nq; ++q) feature_panel(y.data(), d, rows, d, &wt[q * d * NP], rho, &f[q * S * NP]);
-        for (index_t qi : mine) {
+        for (index_t e = 0; e < count; ++e) {
+          const index_t qi = sc.mine[e];
           const double* fi = &f[qi * S * NP];
           // panel pairs (qi, qj): both panels (2 S NP doubles = 24 KB with AVX2) stay in L1
           // while the NP / MR row groups of qi run over them
@@ -157,9 +168,12 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
 void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho, double* out) {
   const index_t pp = round_up(p, NP), nq = pp / NP, nb = (q + S - 1) / S;
   const std::vector<double> wt = pack_weights(w, p, d, pp);
-#pragma omp parallel num_threads(num_threads()) if (parallel_worth(double(q) * double(pp) * double(d)))
+  const int threads = num_threads();
+  std::vector<std::vector<double>> scratch =  // team.hpp
+      per_thread(threads, [&] { return std::vector<double>(S * NP); });
+#pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(pp) * double(d)))
   {
-    std::vector<double> f(S * NP);
+    std::vector<double>& f = scratch[thread_index()];
 #pragma omp for schedule(static)
     for (index_t t = 0; t < nb * nq; ++t) {
       const index_t b = t / nq, qq = t % nq, s0 = b * S, rows = std::min(S, q - s0);

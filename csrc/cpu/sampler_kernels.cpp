@@ -33,6 +33,7 @@
 #include "bigstep/philox.hpp"
 #include "bigstep/sampler.hpp"
 #include "simd.hpp"
+#include "team.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
@@ -70,13 +71,6 @@ class ThreadScratch {
   std::vector<T> buf_;
 };
 
-inline int thread_index() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
 
 // Low 32 bits of each lane times m, as 64-bit products.
 inline U mul32(U a, std::uint32_t m) {

@@ -23,6 +23,7 @@
 
 #if defined(BIGSTEP_ISA_NS)
 #include "simd.hpp"
+#include "team.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
 namespace {
@@ -191,9 +192,11 @@ void train_one(const SgdChunk& c, index_t r, Scratch& sc) {
 
 void sgd_train(const SgdChunk& c) {
   if (c.k1 <= c.k0 || c.networks <= 0) return;
-#pragma omp parallel num_threads(num_threads()) if (c.networks > 1)
+  const int threads = num_threads();
+  std::vector<Scratch> scratch = per_thread(threads, [&] { return Scratch(c.m, c.batch); });  // team.hpp
+#pragma omp parallel num_threads(threads) if (c.networks > 1)
   {
-    Scratch sc(c.m, c.batch);
+    Scratch& sc = scratch[thread_index()];
 #pragma omp for schedule(dynamic, 1)
     for (index_t r = 0; r < c.networks; ++r)
       if (c.diverged_step[r] < 0) train_one(c, r, sc);

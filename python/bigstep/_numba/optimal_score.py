@@ -310,35 +310,37 @@ def _a_sigs(template):
 
 @jit(_nd_sigs("void({T}[:, ::1], {A}[:, :, ::1], {A}[:, ::1], {A}[::1])"))
 def _pack(x, xt, rows, norm2):
-    """Data in type A: rows [n, d], per tile of NB points its transpose xt [tiles, d, NB]
-    (pad entries 0), and ||x_j||^2 formed in double from the A values, rounded once
-    (norm2 [tiles * NB], pad entries 0)."""
+    """Data in type A: rows [n, d], per tile of nb = xt.shape[2] points (NB, or n if
+    smaller) its transpose xt [tiles, d, nb] (pad entries 0), and ||x_j||^2 formed in
+    double from the A values, rounded once (norm2 [tiles * nb], pad entries 0)."""
     n, d = x.shape
+    nb = xt.shape[2]
     for t in range(xt.shape[0]):
-        for j in range(t * _NB, min(n, (t + 1) * _NB)):
+        for j in range(t * nb, min(n, (t + 1) * nb)):
             s = 0.0
             for k in range(d):
                 v = as_dtype_of(rows, x[j, k])
                 rows[j, k] = v
-                xt[t, k, j - t * _NB] = v
+                xt[t, k, j - t * nb] = v
                 s += np.float64(v) * np.float64(v)
             norm2[j] = s
 
 
 @jit(_a_sigs("void({A}[:, ::1], {A}[:, :, ::1], int64, int64, {A}[:, ::1])"), fastmath={"contract"})
 def _gemm_yxt(yt, xt, t, qn, g):
-    """G[i, j] = sum_k Y[i, k] X[j, k] for the rows i < qn of the query tile and the NB
+    """G[i, j] = sum_k Y[i, k] X[j, k] for the rows i < qn of the query tile and the nb
     points of data tile t, summed over k in order (vectorised over j)."""
     d = yt.shape[1]
+    nb = xt.shape[2]
     xtt = xt[t]
     for i in range(qn):
         gi = g[i]
-        for j in range(_NB):
+        for j in range(nb):
             gi[j] = 0
         for k in range(d):
             yik = yt[i, k]
             xk = xtt[k]
-            for j in range(_NB):
+            for j in range(nb):
                 gi[j] += yik * xk[j]
 
 
@@ -381,8 +383,8 @@ def _gemm_px_dot(g, xt, t, jn, qn, acc):
 
 @jit(_a_sigs("void({A}[::1], {A}[::1], int64, {A}, {A})"), fastmath={"contract"})
 def _logits(gi, norm2, j0, a, c):
-    """l_j = a G_j - c ||x_j||^2 in place for the NB points of the tile at j0 (gemm_logit)."""
-    nt = norm2[j0:j0 + _NB]  # indices from 0: no negative-index wraparound, so the loop vectorises
+    """l_j = a G_j - c ||x_j||^2 in place for the nb points of the tile at j0 (gemm_logit)."""
+    nt = norm2[j0:j0 + gi.shape[0]]  # indices from 0: no negative-index wraparound, so the loop vectorises
     for j in range(gi.shape[0]):
         gi[j] = a * gi[j] - c * nt[j]
 
@@ -419,11 +421,12 @@ def _row_sum(gi):
 def _query_tile(y, q0, qn, xt, rows, norm2, mu, sigma, what, score, log_density, mean):
     """All outputs for the queries q0 .. q0 + qn - 1 against all data (query_tile)."""
     n, d = rows.shape
+    nb = xt.shape[2]
     mu_stride = 0 if mu.shape[0] == 1 else 1
     sigma_stride = 0 if sigma.shape[0] == 1 else 1
-    yt = np.zeros((_QB, d), rows.dtype)
-    g = np.zeros((_QB, _NB), rows.dtype)
-    acc = np.zeros((_QB, d), rows.dtype)
+    yt = np.zeros((qn, d), rows.dtype)  # qn <= QB rows: O(q d) memory for small q
+    g = np.zeros((qn, nb), rows.dtype)
+    acc = np.zeros((qn, d), rows.dtype)
     m = np.full(_QB, -np.inf)
     s0 = np.zeros(_QB)
     a = np.zeros(_QB, rows.dtype)
@@ -439,8 +442,8 @@ def _query_tile(y, q0, qn, xt, rows, norm2, mu, sigma, what, score, log_density,
             yt[i, k] = v
             bad[i] = bad[i] or not math.isfinite(v)
     for t in range(xt.shape[0]):
-        j0 = t * _NB
-        jn = min(_NB, n - j0)
+        j0 = t * nb
+        jn = min(nb, n - j0)
         _gemm_yxt(yt, xt, t, qn, g)
         for i in range(qn):  # logits and online softmax, row by row
             gi = g[i]
@@ -450,7 +453,7 @@ def _query_tile(y, q0, qn, xt, rows, norm2, mu, sigma, what, score, log_density,
                 tile_max = 0.0
             new_m = tile_max if m[i] < tile_max else m[i]
             _exp_shifted(gi, as_dtype_of(gi, new_m))
-            for j in range(jn, _NB):  # pad points carry no weight
+            for j in range(jn, nb):  # pad points carry no weight
                 gi[j] = 0
             tile_sum = np.float64(_row_sum(gi))
             if new_m > m[i]:
@@ -538,10 +541,11 @@ def optimal_score_nd(y, x, mu, sigma, what):
     acc_type = np.float64
     if x.dtype == np.float32 and _float_logits_accurate(y, x, mu, sigma):
         acc_type = np.float32
-    tiles = (n + _NB - 1) // _NB
-    xt = np.zeros((tiles, d, _NB), dtype=acc_type)
+    nb = min(_NB, n)  # tile width: O(n d) packed data for n < NB too
+    tiles = (n + nb - 1) // nb
+    xt = np.zeros((tiles, d, nb), dtype=acc_type)
     rows = np.empty((n, d), dtype=acc_type)
-    norm2 = np.zeros(tiles * _NB, dtype=acc_type)
+    norm2 = np.zeros(tiles * nb, dtype=acc_type)
     _pack(x, xt, rows, norm2)
     want = (bool(what & _SCORE), bool(what & _LOGP), bool(what & _MEAN))
     score = np.empty((q if want[0] else 0, d), dtype=y.dtype)
