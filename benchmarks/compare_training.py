@@ -15,7 +15,8 @@ cost more than they give, badly so on a loaded machine).
 bigstep: train_sgd with record=() (no history work), cpp and numba backends, (a) one
 network (one thread does the work: the fused kernel parallelises over networks) and
 (b) R = 8 networks in one call (all cores).  The figure of merit is network-steps per
-second; the issue's target is >= 20x the torch loop.
+second; the issue's target is >= 20x the torch loop, judged on the one-network rows
+(like for like: the 8-network row uses every core, the torch loop trains one network).
 
 Figure 2 workload (--figure2 to run it; otherwise projected from the measured rate):
 2 noise levels t in {0.05, 0.2} x lr in {0.5, 0.1, 0.05, 0.01} with {5k, 25k, 50k, 200k}
@@ -180,13 +181,17 @@ def main(argv=None) -> None:
         for d in detail:
             print(f"  t={d['t']} lr={d['lr']} steps={d['steps']}: mean excess risk {d['mean_excess_risk']:.4f}, "
                   f"{d['diverged']} diverged")
-    target_rate = max((r["vs_torch_float64"] for r in rows if r["impl"].startswith("bigstep")), default=np.nan)
+    # judged like for like: one network against the one-network torch loop (the R-network
+    # row shares all cores over R networks, a job the plain torch loop runs R times over;
+    # no batched torch peer is timed here)
+    target_rate = max((r["vs_torch_float64"] for r in rows if r["impl"].startswith("bigstep")
+                       and r["networks"] == 1), default=np.nan)
     payload = {
         "problem": {"n": 20, "t": 0.05, "m": M, "batch": BATCH, "lr": LR, "dtype": "float64",
                     "setting": "practical (w1, w2, b trained)"},
         "results": [{k: r[k] for k in ("impl", "networks", "rate", "vs_torch_float64")} for r in rows],
         "target": {"what": "fused trainer network-steps/s vs the torch CPU loop (float64)",
-                   "needs": f">= {TARGET}x (best bigstep row vs the faster torch float64 row)",
+                   "needs": f">= {TARGET}x (best one-network bigstep row vs the faster torch float64 row)",
                    "got": target_rate, "met": bool(target_rate >= TARGET)},
         "figure2": fig2,
         "other_load_share": other,

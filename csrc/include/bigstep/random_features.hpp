@@ -1,4 +1,4 @@
-// Per-element math of the random-features DSM family (python/bigstep/rf.py).
+// Per-element math of the random-features DSM family (python/bigstep/rf/_model.py).
 //
 // Features f_i(y) = rho(<w_i, y> / sqrt(d)), i < p, of noisy inputs
 // y_s = mu x_nu + sigma xi_s, s = nu m + mu_idx (sample s uses training point nu = s / m),
@@ -13,7 +13,7 @@
 
 namespace bigstep {
 
-// Activation codes, the same numbers in python/bigstep/rf.py (_RHO_CODES).
+// Activation codes, the same numbers in python/bigstep/rf/_model.py (_RHO_CODES).
 enum RfActivation : int { rf_relu = 0, rf_tanh = 1, rf_erf = 2, rf_linear = 3, rf_relu_centered = 4 };
 
 // 1 / sqrt(2 pi): E[relu(g)] for g ~ N(0, 1), subtracted by relu_centered.

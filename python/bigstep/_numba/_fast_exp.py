@@ -73,7 +73,8 @@ def exp_nonpos_f64(x):
     p = h * r + _C64_9
     p = p * r + _C64_10
     p = p * r + _C64_11
-    # low bits of t hold k + 2^51; shifting by 52 keeps k + 1023 in the exponent field
+    # low bits of t hold k + 2^51; shifting by 52 keeps k + 1023 in the exponent field (the
+    # C++ masks to 11 bits first; here the shift wraps the higher bits out, the same result)
     bits = (float64_as_int64(t) + 1023) << 52
     return p * int64_as_float64(bits)
 

@@ -52,8 +52,8 @@ _SHIFT32 = np.uint64(32)
      "float64[::1], uint64[:, ::1], float64[:, :, ::1], boolean)")
 def _advance(x, s, p0, pn, k, h, c, r, seed, z, words, path, keep):
     """One step for the particles p0 .. p0 + pn - 1: x += h (x + c s) + r Z_k, then the
-    new rows into path[k + 1] when ``keep``; z (pn d) and words (words_scratch(pn d))
-    are scratch."""
+    new rows into path[k + 1] when ``keep``; z (pn d) and words ((4, >= pn d // 4 + 2), see
+    random._normals) are scratch."""
     n, d = x.shape
     if r != 0.0:
         _normals(seed, np.uint64(1), np.uint64(k * n * d + p0 * d), pn * d, z, words)
