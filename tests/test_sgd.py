@@ -15,6 +15,8 @@ rounding-level difference: 1e-12 relative after 50 steps.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -334,6 +336,9 @@ def test_scratch_that_cannot_be_allocated_raises_memory_error_in_the_caller():
             "    print('MemoryError')\n")
     if "cpp" not in bigstep.info()["backends"]:
         pytest.skip("no cpp backend")
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("AddressSanitizer's operator new aborts on a request this size (allocation-size-too-big) "
+                    "instead of throwing std::bad_alloc: the path under test does not exist there")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "MemoryError", (proc.returncode, proc.stdout, proc.stderr)
 
