@@ -42,22 +42,15 @@ _SCRIPT = textwrap.dedent("""
             lp = bigstep.log_density(y, x, 0.9, 1e-4, backend=backend)
             return s, d, lp
         small = (y[:16], x[:64])
-    elif kind == "wide":  # one point in a huge dimension: per-tile buffers sized by q, n
-        n = q = 1
-        x = rng.standard_normal((n, 200_000))
-        y = rng.standard_normal((q, 200_000))
+    else:  # "nd": many points in d = 8; "wide": one point in a huge dimension
+        n, d = (1, 200_000) if kind == "wide" else (8_000, 8)
+        q = n
+        x = rng.standard_normal((n, d))
+        y = rng.standard_normal((q, d))
         def run(y, x):
             return (bigstep.optimal_score(y, x, 0.9, 0.5, backend=backend),
                     bigstep.log_density(y, x, 0.9, 0.5, backend=backend))
-        small = (y[:, :64], x[:, :64])
-    else:
-        n = q = 8_000
-        x = rng.standard_normal((n, 8))
-        y = rng.standard_normal((q, 8))
-        def run(y, x):
-            return (bigstep.optimal_score(y, x, 0.9, 0.5, backend=backend),
-                    bigstep.log_density(y, x, 0.9, 0.5, backend=backend))
-        small = (y[:16], x[:64])
+        small = (y[:16, :64], x[:64, :64])
     run(*small)  # warm-up: imports, JIT, thread pools
     run(*small)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit

@@ -405,8 +405,10 @@ def test_one_set_of_limits_and_validators_shared_with_the_1d_trainer():
 
     assert sgd_torch.PARAM_LIMIT is sgd.PARAM_LIMIT and sgd_torch.LOSS_LIMIT is sgd.LOSS_LIMIT
     assert not hasattr(sgd_torch, "dsm_excess_risk_mc")  # the dead alias is gone
-    for copy in ("_positive_list", "_int_list"):
-        assert not hasattr(sgd_torch, copy)
+    from bigstep import _validate
+
+    for name in ("positives", "integers", "uint64"):  # one home for the list validators
+        assert getattr(sgd_torch, name) is getattr(_validate, name)
 
 
 def test_importing_bigstep_does_not_import_torch():

@@ -128,8 +128,7 @@ double kernel_sum_impl(const T* x, index_t n, const T* y, index_t m, index_t d, 
   std::vector<double> sums(row_tiles, 0.0);
   const V neg = simd::broadcast(neg_inv_2h2);
   const index_t rows = std::min(QB, (n + MR - 1) / MR * MR);  // O(n d) memory for small n
-  // one scratch per thread that has a tile to work on
-  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), row_tiles)));
+  const int threads = team_size(row_tiles);  // team.hpp
   std::vector<std::vector<double>> scratch =  // team.hpp
       per_thread(threads, [&] { return std::vector<double>(rows * d); });
 #pragma omp parallel num_threads(threads) if (parallel_worth(double(n) * double(m) * double(d)))
@@ -197,8 +196,7 @@ void nearest_neighbors_impl(const T* x, index_t n, const T* y, index_t m, index_
     std::vector<index_t> best_i;
     std::vector<int> count;
   };
-  // one scratch per thread that has a tile to work on
-  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), row_tiles)));
+  const int threads = team_size(row_tiles);  // team.hpp
   std::vector<Scratch> scratch = per_thread(threads, [&] {  // team.hpp
     return Scratch{std::vector<double>(rows * d), std::vector<double>(rows * NB),
                    std::vector<double>(rows * static_cast<index_t>(k)),

@@ -40,6 +40,22 @@ constexpr index_t QB = 132;  // queries per tile (multiple of MR)
 constexpr index_t NB = 128;  // data points per tile
 constexpr index_t MR = 6;    // rows per micro-kernel call
 
+// Prefetches `bytes` from p (nothing if p is null) into L2, spread over `calls` calls of
+// step(): the next data tile's panels, over the micro-kernel calls of the current tile,
+// so that they arrive while it is processed.
+class NextTile {
+ public:
+  NextTile(const void* p, index_t bytes, index_t calls)
+      : p_(static_cast<const char*>(p)), lines_(p ? bytes / 64 : 0), per_call_((lines_ + calls - 1) / calls) {}
+  void step() {
+    for (index_t e = 0; e < per_call_ && line_ < lines_; ++e, ++line_) __builtin_prefetch(p_ + line_ * 64, 0, 2);
+  }
+
+ private:
+  const char* p_;
+  index_t lines_, per_call_, line_ = 0;
+};
+
 // The data in type A, packed once per call (O(n d) extra memory) and shared by the
 // threads.  Per tile of NB points (the last one: its points rounded up to L), in panels
 // of L = 2W columns: its transpose as width(t) / L panels [d, L] (the B operand of
@@ -81,22 +97,15 @@ struct Packed {
   const A* rows_tile(index_t t) const { return &rows[t * NB * dp]; }
   // Points of tile t, rounded up to whole panels (NB but for the last tile).
   index_t width(index_t t) const { return (std::min(NB, n - t * NB) + L - 1) / L * L; }
-};
-
-// Prefetches the next data tile's panels (`bytes` from p; none if p is null) into L2,
-// spread over the `calls` micro-kernel calls of the current tile, so that they arrive
-// while it is processed.
-class NextTile {
- public:
-  NextTile(const void* p, index_t bytes, index_t calls)
-      : p_(static_cast<const char*>(p)), lines_(p ? bytes / 64 : 0), per_call_((lines_ + calls - 1) / calls) {}
-  void step() {
-    for (index_t e = 0; e < per_call_ && line_ < lines_; ++e, ++line_) __builtin_prefetch(p_ + line_ * 64, 0, 2);
+  // Prefetchers of tile t + 1's panels (none after the last tile), over `calls` steps.
+  NextTile next_xt(index_t t, index_t calls) const {
+    return t + 1 < tiles ? NextTile(xt_tile(t + 1), index_t(sizeof(A)) * width(t + 1) * d, calls)
+                         : NextTile(nullptr, 0, calls);
   }
-
- private:
-  const char* p_;
-  index_t lines_, per_call_, line_ = 0;
+  NextTile next_rows(index_t t, index_t calls) const {
+    return t + 1 < tiles ? NextTile(rows_tile(t + 1), index_t(sizeof(A)) * width(t + 1) * dp, calls)
+                         : NextTile(nullptr, 0, calls);
+  }
 };
 
 // The query rows of a tile, MR at a time, interleaved: row i, coordinate k at
@@ -226,11 +235,9 @@ void query_tile(Tile<A>& t, const Packed<A>& px, const T* y, index_t q0, index_t
     const A* xt = px.xt_tile(tile);
     const A* xrows = px.rows_tile(tile);
     const A* xnorm = &px.norm2[j0];
-    const bool last = tile + 1 == px.tiles;
     const index_t jpad = (jn + 2 * W - 1) / (2 * W) * (2 * W);
-    const index_t next_bytes = last ? 0 : index_t(sizeof(A)) * px.width(tile + 1);
-    NextTile next_xt(last ? nullptr : px.xt_tile(tile + 1), next_bytes * d, jpad / (2 * W) * qpad / MR);
-    NextTile next_rows(last ? nullptr : px.rows_tile(tile + 1), next_bytes * dp, dp / (2 * W) * qpad / MR);
+    NextTile next_xt = px.next_xt(tile, jpad / (2 * W) * qpad / MR);
+    NextTile next_rows = px.next_rows(tile, dp / (2 * W) * qpad / MR);
     // j outer, i inner: the panel of xt a j block needs stays in L1 across row blocks
     for (index_t j = 0; j < jpad; j += 2 * W)
       for (index_t i = 0; i < qpad; i += MR) {
@@ -296,8 +303,7 @@ void run(const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, i
          const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean) {
   const Packed<A> px(x, n, d);
   const index_t tiles = (q + QB - 1) / QB;
-  // one scratch per thread that has a tile to work on
-  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), tiles)));
+  const int threads = team_size(tiles);  // team.hpp
   std::vector<Tile<A>> tiles_of = per_thread(threads, [&] { return Tile<A>(px, q); });
 #pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(n) * double(d)))
   {
@@ -403,9 +409,7 @@ void query_tile_screened(Tile<float>& t, Screen<T>& sc, const Packed<float>& px,
     const float* xt = px.xt_tile(tile);
     const float* xnorm = &px.norm2[j0];
     const index_t jpad = (jn + 2 * W - 1) / (2 * W) * (2 * W);
-    NextTile next_xt(tile + 1 == px.tiles ? nullptr : px.xt_tile(tile + 1),
-                     index_t(sizeof(float)) * d * (tile + 1 == px.tiles ? 0 : px.width(tile + 1)),
-                     jpad / (2 * W) * qpad / MR);
+    NextTile next_xt = px.next_xt(tile, jpad / (2 * W) * qpad / MR);
     for (index_t j = 0; j < jpad; j += 2 * W)
       for (index_t i = 0; i < qpad; i += MR) {
         gemm_yxt<float>(&t.y[i * d], d, xt + j * d, &t.g[i * NB + j]);
@@ -488,8 +492,7 @@ void run_screened(const T* y, index_t q, const T* x, index_t n, index_t d, const
   xmax = std::sqrt(xmax) * (1 + 1e-6);  // norm2 was rounded to float once
   std::vector<unsigned char> fallback(q, 0);
   const index_t tiles = (q + QB - 1) / QB;
-  // one scratch per thread that has a tile to work on
-  const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), tiles)));
+  const int threads = team_size(tiles);  // team.hpp
   std::vector<Tile<float>> tiles_of = per_thread(threads, [&] { return Tile<float>(px, q); });
   std::vector<Screen<T>> screens = per_thread(threads, [&] { return Screen<T>(); });
 #pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(n) * double(d)))

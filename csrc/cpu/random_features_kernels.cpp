@@ -168,9 +168,8 @@ void rf_gram(const double* x, index_t n, index_t d, const double* w, index_t p, 
 void rf_features(const double* y, index_t q, index_t d, const double* w, index_t p, int rho, double* out) {
   const index_t pp = round_up(p, NP), nq = pp / NP, nb = (q + S - 1) / S;
   const std::vector<double> wt = pack_weights(w, p, d, pp);
-  const int threads = num_threads();
-  std::vector<std::vector<double>> scratch =  // team.hpp
-      per_thread(threads, [&] { return std::vector<double>(S * NP); });
+  const int threads = team_size(nb * nq);  // team.hpp
+  std::vector<std::vector<double>> scratch = per_thread(threads, [&] { return std::vector<double>(S * NP); });
 #pragma omp parallel num_threads(threads) if (parallel_worth(double(q) * double(pp) * double(d)))
   {
     std::vector<double>& f = scratch[thread_index()];

@@ -24,10 +24,6 @@
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "bigstep/fast_normal.hpp"
 #include "bigstep/isa.hpp"
 #include "bigstep/philox.hpp"
@@ -70,7 +66,6 @@ class ThreadScratch {
   static constexpr index_t kPad = (64 + sizeof(T) - 1) / sizeof(T);
   std::vector<T> buf_;
 };
-
 
 // Low 32 bits of each lane times m, as 64-bit products.
 inline U mul32(U a, std::uint32_t m) {

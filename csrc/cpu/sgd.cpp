@@ -192,8 +192,8 @@ void train_one(const SgdChunk& c, index_t r, Scratch& sc) {
 
 void sgd_train(const SgdChunk& c) {
   if (c.k1 <= c.k0 || c.networks <= 0) return;
-  const int threads = num_threads();
-  std::vector<Scratch> scratch = per_thread(threads, [&] { return Scratch(c.m, c.batch); });  // team.hpp
+  const int threads = team_size(c.networks);  // team.hpp
+  std::vector<Scratch> scratch = per_thread(threads, [&] { return Scratch(c.m, c.batch); });
 #pragma omp parallel num_threads(threads) if (c.networks > 1)
   {
     Scratch& sc = scratch[thread_index()];

@@ -6,7 +6,10 @@
 // thread it asks for, and each thread takes its own slot by thread_index().  A region
 // whose `if` clause is false runs on one thread, index 0.
 #pragma once
+#include <algorithm>
 #include <vector>
+
+#include "bigstep/isa.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -20,6 +23,12 @@ inline int thread_index() {
 #else
   return 0;
 #endif
+}
+
+// Threads for a region over `tasks` independent tasks: num_threads(), but no more than
+// there are tasks (no idle thread's scratch), and at least 1.
+inline int team_size(index_t tasks) {
+  return static_cast<int>(std::max<index_t>(1, std::min<index_t>(num_threads(), tasks)));
 }
 
 // The scratch of a region run with num_threads(threads): make() once per thread (each

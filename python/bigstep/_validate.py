@@ -106,3 +106,53 @@ def two_layer_weights(W1, b, W2, *, names=("W1", "b", "W2"), extra_inputs: int =
         if not np.isfinite(a).all():
             raise ValueError(f"{name} must be finite, got NaN or infinity")
     return w1, bb, w2, m, d
+
+
+def sequence(value, name):
+    """A scalar or a non-empty 1-D sequence (list, tuple, numpy array, torch tensor), as a list."""
+    bad = TypeError(f"{name} must be a number or a sequence of numbers, got {type(value).__name__}")
+    if isinstance(value, (str, bytes)) or value is None:
+        raise bad
+    if isinstance(value, (numbers.Number, np.generic)):
+        return [value]
+    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy arrays, torch tensors, ...
+        if len(value.shape) > 1:
+            raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {tuple(value.shape)}")
+        items = value.tolist()
+        items = items if isinstance(items, list) else [items]
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            raise bad from None
+    if not items:
+        raise ValueError(f"{name} must not be empty")
+    return items
+
+
+def positives(value, name: str) -> list[float]:
+    """A positive finite number or a non-empty 1-D sequence of them, as floats."""
+    out = []
+    for v in sequence(value, name):
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a positive finite number or a sequence of them, got {type(v).__name__}")
+        f = float(v)
+        if not (np.isfinite(f) and f > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {f!r}")
+        out.append(f)
+    return out
+
+
+def uint64(value, name: str, minimum: int = 0) -> int:
+    """An integer in [minimum, 2**64) (a seed, a step count), numpy integers included."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    v = integer(value, name, minimum=minimum)
+    if v >= 1 << 64:
+        raise ValueError(f"{name} must be < 2**64, got {v}")
+    return v
+
+
+def integers(value, name: str, minimum: int = 0) -> list[int]:
+    """An integer or a non-empty 1-D sequence of integers in [minimum, 2**64), as ints."""
+    return [uint64(v, name, minimum) for v in sequence(value, name)]

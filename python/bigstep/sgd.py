@@ -40,7 +40,7 @@ import numpy as np
 from . import _backend
 from ._arrays import as_numpy
 from ._progress import Progress, run_in_chunks
-from ._validate import integer, real_scalar, training_data
+from ._validate import integer, integers, positives, real_scalar, training_data
 from .relu_risk import ReLUNet1D, dsm_risk, dsm_risk_grad, sharpness
 
 __all__ = ["TrainResult", "train_sgd", "train_gd"]
@@ -101,56 +101,6 @@ def _pandas():
     return pandas
 
 
-def _sequence(value, name):
-    """A scalar or a non-empty 1-D sequence (list, tuple, numpy array, torch tensor), as a list."""
-    bad = TypeError(f"{name} must be a number or a sequence of numbers, got {type(value).__name__}")
-    if isinstance(value, (str, bytes)) or value is None:
-        raise bad
-    if isinstance(value, (numbers.Number, np.generic)):
-        return [value]
-    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy arrays, torch tensors, ...
-        if len(value.shape) > 1:
-            raise ValueError(f"{name} must be a scalar or a 1-D sequence, got shape {tuple(value.shape)}")
-        items = value.tolist()
-        items = items if isinstance(items, list) else [items]
-    else:
-        try:
-            items = list(value)
-        except TypeError:
-            raise bad from None
-    if not items:
-        raise ValueError(f"{name} must not be empty")
-    return items
-
-
-def _positives(value, name: str) -> list[float]:
-    """A positive finite number or a non-empty 1-D sequence of them, as floats."""
-    out = []
-    for v in _sequence(value, name):
-        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-            raise TypeError(f"{name} must be a positive finite number or a sequence of them, got {type(v).__name__}")
-        f = float(v)
-        if not (np.isfinite(f) and f > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {f!r}")
-        out.append(f)
-    return out
-
-
-def _uint64(value, name: str, minimum: int = 0) -> int:
-    """An integer in [minimum, 2**64) (a seed, a step count), numpy integers included."""
-    if isinstance(value, np.integer):
-        value = int(value)
-    v = integer(value, name, minimum=minimum)
-    if v >= 1 << 64:
-        raise ValueError(f"{name} must be < 2**64, got {v}")
-    return v
-
-
-def _integers(value, name: str, minimum: int = 0) -> list[int]:
-    """An integer or a non-empty 1-D sequence of integers in [minimum, 2**64), as ints."""
-    return [_uint64(v, name, minimum) for v in _sequence(value, name)]
-
-
 def _records(record) -> tuple[str, ...]:
     if isinstance(record, str):
         record = (record,)
@@ -170,7 +120,7 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
     xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
     mu_v = real_scalar(mu, "mu")
     sigma_v = real_scalar(sigma, "sigma")
-    lrs = _positives(lr, "lr")
+    lrs = positives(lr, "lr")
     steps = integer(steps, "steps", minimum=0)
     if inner not in _INNER:
         raise ValueError(f"inner must be 'gaussian' or 'sign', got {inner!r}")
@@ -180,7 +130,7 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
     if not isinstance(train_inner, (bool, np.bool_)):
         raise TypeError(f"train_inner must be True, False or None, got {type(train_inner).__name__}")
     clip_v = 0.0 if clip is None else real_scalar(clip, "clip")
-    seeds = _integers(seed, "seed")
+    seeds = integers(seed, "seed")
     if record_every is None:
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)

@@ -66,9 +66,9 @@ import numpy as np
 
 from ._arrays import as_numpy
 from ._progress import Progress, run_in_chunks
-from ._validate import integer, real_scalar, training_data, two_layer_weights
+from ._validate import integer, integers, positives, real_scalar, training_data, two_layer_weights, uint64
 from .random import gaussian_noise, uniform
-from .sgd import LOSS_LIMIT, PARAM_LIMIT, _integers, _positives, _uint64
+from .sgd import LOSS_LIMIT, PARAM_LIMIT
 
 __all__ = ["train_dsm", "train_diffusion", "excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc", "time_grid",
            "ReLUNetND", "TrainResult"]
@@ -228,7 +228,7 @@ def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
     mu = real_scalar(mu, "mu")
     sigma = real_scalar(sigma, "sigma")
     K = integer(n_mc, "n_mc", minimum=2)
-    seed = _uint64(seed, "seed")
+    seed = uint64(seed, "seed")
     f = _as_callable(net, d)
     rows = max(1, _MC_BLOCK_ELEMS // d)
     count, mean, m2 = np.zeros(n), np.zeros(n), np.zeros(n)  # per training point: draws, mean, sum of sq. dev.
@@ -732,9 +732,9 @@ class _DiffusionProblem:
 
 def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads):
     torch = _torch()
-    lr = np.asarray(_positives(lr, "lr"), dtype=np.float64)
-    seeds = _integers(seed, "seed")
-    steps = _integers(steps, "steps")
+    lr = np.asarray(positives(lr, "lr"), dtype=np.float64)
+    seeds = integers(seed, "seed")
+    steps = integers(steps, "steps")
     if len(steps) not in (1, lr.shape[0]):
         raise ValueError(f"steps must be an integer or a sequence of length {lr.shape[0]} (one per lr), "
                          f"got length {len(steps)}")
@@ -917,7 +917,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
 
 def _sharpness_args(n_mc, seed, tol, max_iter, num_threads):
     K = integer(n_mc, "n_mc", minimum=1)
-    seed = _uint64(seed, "seed")
+    seed = uint64(seed, "seed")
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 < float(tol) < 1):
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if max_iter is not None:

@@ -17,7 +17,7 @@ from scipy import linalg
 
 from .. import _backend
 from .._arrays import as_numpy
-from .._validate import integer, real_scalar
+from .._validate import integer, real_scalar, uint64
 from ..random import gaussian_noise
 from . import _gaussian
 
@@ -89,10 +89,7 @@ def check_data(x) -> np.ndarray:
 
 
 def check_seed(seed) -> int:
-    seed = integer(seed, "seed", minimum=0)
-    if seed >= 1 << 64:
-        raise ValueError(f"seed must be < 2**64, got {seed}")
-    return seed
+    return uint64(seed, "seed")
 
 
 def schedule(t: float) -> tuple[float, float, float]:
