@@ -1,5 +1,5 @@
 // pybind11 registration of the Philox streams.
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "bigstep/philox.hpp"
 #include "check.hpp"
 

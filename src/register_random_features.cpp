@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "bigstep/random_features.hpp"
 #include "check.hpp"
 
@@ -14,7 +14,7 @@ void check_rho(int rho) {
   BIGSTEP_CHECK(rho >= rf_relu && rho <= rf_relu_centered, "rho must be an activation code 0..4, got " << rho);
 }
 
-// (K [p, p], R [p, d], xi2): sums over the n m noisy samples, see launch.hpp.
+// (K [p, p], R [p, d], xi2): sums over the n m noisy samples, see csrc/cpu/kernels.hpp.
 pyb::tuple rf_gram(const carray<double>& x, const carray<double>& w, double mu, double sigma, std::int64_t m,
                    std::uint64_t seed, std::uint64_t stream, int rho) {
   check_array<double>(x, "x", 2);
@@ -39,7 +39,7 @@ pyb::tuple rf_gram(const carray<double>& x, const carray<double>& w, double mu, 
   double* rp = R.mutable_data();
   {
     pyb::gil_scoped_release release;
-    cpu::rf_gram(x.data(), n, d, w.data(), p, mu, sigma, m, seed, stream, rho, kp, rp, &xi2);
+    cpu::kernels().rf_gram(x.data(), n, d, w.data(), p, mu, sigma, m, seed, stream, rho, kp, rp, &xi2);
   }
   return pyb::make_tuple(K, R, xi2);
 }
@@ -56,7 +56,7 @@ carray<double> rf_features(const carray<double>& y, const carray<double>& w, int
   double* op = out.mutable_data();
   {
     pyb::gil_scoped_release release;
-    if (q > 0) cpu::rf_features(y.data(), q, d, w.data(), p, rho, op);
+    if (q > 0) cpu::kernels().rf_features(y.data(), q, d, w.data(), p, rho, op);
   }
   return out;
 }
