@@ -2,9 +2,10 @@
 
 Backends:
 
-- ``"cuda"``: ``bigstep._cuda``, the CUDA kernels (device arrays);
+- ``"cuda"``: ``bigstep._cuda_kernels.<family>``, Python launchers of the compiled CUDA
+  kernels in ``bigstep._cuda`` (torch CUDA tensors in and out, on the caller's stream);
 - ``"torch"``: ``bigstep._torch.<family>``, the kernels written in torch operations,
-  on whatever device the tensors are on;
+  on whatever device the tensors are on (torch tensors in and out);
 - ``"cpp"``: ``bigstep._core``, the compiled CPU kernels (numpy arrays);
 - ``"numba"``: ``bigstep._numba.<family>``, the JIT-compiled CPU mirror (numpy arrays).
 
@@ -154,18 +155,20 @@ def available() -> list[str]:
 
 
 def _module_name(family: str, backend: str) -> str:
-    return {"cpp": "_core", "cuda": "_cuda", "numba": f"_numba.{family}", "torch": f"_torch.{family}"}[backend]
+    return {"cpp": "_core", "cuda": f"_cuda_kernels.{family}", "numba": f"_numba.{family}",
+            "torch": f"_torch.{family}"}[backend]
 
 
 def _has_family(family: str, backend: str) -> bool:
-    """Whether ``backend`` implements every kernel of ``family`` (without importing
-    pure-Python backend modules: a per-family module exists or it does not)."""
-    if backend in ("numba", "torch"):
+    """Whether ``backend`` implements the kernels of ``family`` (without importing the
+    per-family modules of numba, torch and cuda: such a module exists or it does not;
+    tests/test_registry.py checks that each has every kernel)."""
+    if backend in ("numba", "torch", "cuda"):
         try:
             return importlib.util.find_spec(f"bigstep.{_module_name(family, backend)}") is not None
         except ModuleNotFoundError:  # no bigstep._torch package at all
             return False
-    mod = core() if backend == "cpp" else cuda_module()
+    mod = core()
     return mod is not None and all(hasattr(mod, fn) for fn in FAMILIES[family])
 
 
