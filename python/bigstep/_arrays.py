@@ -193,7 +193,8 @@ def writable_alias(a):
 def wrap_like(out, like):
     """``out`` (a numpy array, a device array of another library, or None) in the array
     type of ``like``: numpy for numpy, numbers, sequences and unknown DLPack producers;
-    torch for torch (same device); CuPy for CuPy; JAX for JAX."""
+    torch for torch (same device); CuPy for CuPy; JAX for JAX.  A device result for an
+    unknown producer stays a torch tensor (there is no array type to give it)."""
     if out is None:
         return None
     k = kind(like)
@@ -215,4 +216,9 @@ def wrap_like(out, like):
         return jnp.asarray(out) if isinstance(out, np.ndarray) else jnp.from_dlpack(out)
     if isinstance(out, np.ndarray) or np.isscalar(out):
         return out
-    return np.from_dlpack(out)
+    if device_of(like) != "cpu":  # an unknown producer on a device: the result stays a torch tensor
+        return out
+    if device_of(out) != "cpu":  # host caller, device result (backend="cuda" on host arrays)
+        out = out.cpu()
+    arr = np.from_dlpack(out)
+    return arr[()] if arr.ndim == 0 else arr  # 0-d results as numpy scalars, as the host path gives

@@ -32,7 +32,8 @@ import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
-from ._validate import noise_level, queries, training_data
+from ._torch import device_route
+from ._validate import first_true, noise_level, queries, training_data
 
 __all__ = [
     "optimal_score",
@@ -46,7 +47,11 @@ _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 
 
 def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
-    """Validate, convert and run one call.  Returns (outputs tuple, y_original, shape info)."""
+    """Validate, convert and run one call: the tuple of outputs (None where not asked for)."""
+    if device_route(backend, {"y": y, "x": x, "mu": mu, "sigma": sigma}):  # device arrays, or backend torch/cuda
+        from ._torch._api import optimal_score_family
+
+        return optimal_score_family(y, x, mu, sigma, what, backend, one_d_only)
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
     single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
@@ -73,13 +78,14 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     return outs
 
 
-def _check_float32_levels(v: np.ndarray, name: str) -> None:
-    """float32 calls compute with float32 mu and sigma: they must round to normal numbers."""
+def _check_float32_levels(v, name: str) -> None:
+    """float32 calls compute with float32 mu and sigma: they must round to normal numbers
+    (v: a float64 numpy array, or a torch tensor on the device-array path)."""
     f = np.finfo(np.float32)
     bad = (v > f.max) | (v < f.tiny)
     if bad.any():
         raise ValueError(f"{name} must lie in [{f.tiny:.3g}, {f.max:.3g}] for float32 inputs, "
-                         f"got {v[np.argmax(bad)]!r}; pass float64 arrays for a wider range")
+                         f"got {np.float64(float(v[first_true(bad)]))!r}; pass float64 arrays for a wider range")
 
 
 def _empty(yk, what, ndim):

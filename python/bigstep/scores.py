@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import as_numpy, wrap_like
-from ._validate import training_data, two_layer_weights
+from ._torch import device_route
+from ._validate import as_float64, training_data, two_layer_weights
 
 __all__ = ["EmpiricalScore", "GaussianScore", "TimeReLUScore", "noise_schedule"]
 
@@ -48,6 +49,10 @@ def noise_schedule(t, schedule: str = "ou"):
     (0.8187, 0.5742)
     """
     rate = _schedule_rate(schedule)
+    if device_route("auto", {"t": t}):  # t on a device: mu and sigma there, in t's array type
+        from ._torch._api import noise_schedule as device_schedule
+
+        return tuple(wrap_like(v, t) for v in device_schedule(t, rate))
     ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
     if not np.isfinite(ta).all() or (ta <= 0).any():
         bad = ta[~(np.isfinite(ta) & (ta > 0))]
@@ -55,20 +60,20 @@ def noise_schedule(t, schedule: str = "ou"):
     return np.exp(-rate * ta), np.sqrt(-np.expm1(-2.0 * ta))
 
 
-def _points(x, dim: int) -> np.ndarray:
-    arr = np.asarray(as_numpy(x, "x"), dtype=np.float64)
+def _points(x, dim: int, convert=as_numpy):
+    arr = as_float64(convert(x, "x"))
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"x must have shape (N, {dim}), got shape {arr.shape}")
+        raise ValueError(f"x must have shape (N, {dim}), got shape {tuple(arr.shape)}")
     return arr
 
 
-def _times(t, n: int) -> np.ndarray:
+def _times(t, n: int, convert=as_numpy):
     """t as shape (1,) or (n,)."""
-    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
+    ta = as_float64(convert(t, "t"))
     if ta.ndim == 0:
         return ta.reshape(1)
-    if ta.shape != (n,):
-        raise ValueError(f"t must be a scalar or have shape ({n},) (one time per row), got shape {ta.shape}")
+    if tuple(ta.shape) != (n,):
+        raise ValueError(f"t must be a scalar or have shape ({n},) (one time per row), got shape {tuple(ta.shape)}")
     return ta
 
 
@@ -77,12 +82,22 @@ class _Score:
 
     dim: int
     schedule: str
+    _device = None  # {name: torch tensor} of a score built from device arrays
+    _like = None  # then an empty array of the caller's type on that device
+
+    def _arrays(self) -> dict:
+        """The arrays a call of this score reads (their device must be the call's)."""
+        return {}
 
     def noise_level(self, t):
         """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
         return noise_schedule(t, self.schedule)
 
     def __call__(self, x, t):
+        if device_route("auto", {"x": x, "t": t, **self._arrays()}):  # device arrays: torch on their device
+            from ._torch._api import call_score
+
+            return call_score(self, x, t)
         xa = _points(x, self.dim)
         ta = _times(t, xa.shape[0])
         mu, sigma = self.noise_level(ta)
@@ -113,11 +128,19 @@ class EmpiricalScore(_Score):
 
     def __init__(self, x_train, *, schedule: str = "ou"):
         _schedule_rate(schedule)
-        xa = training_data(x_train)
-        self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
+        if device_route("auto", {"x_train": x_train}):  # device data stays there: x_train a float64 torch tensor
+            from ._torch._api import empirical_data
+
+            self.x_train, self._like = empirical_data(x_train)
+        else:
+            xa = training_data(x_train)
+            self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
         self.one_d = self.x_train.ndim == 1
         self.dim = 1 if self.one_d else self.x_train.shape[1]
         self.schedule = schedule
+
+    def _arrays(self) -> dict:
+        return {"x_train": self.x_train}
 
     def _evaluate(self, x, t, mu, sigma):
         from .optimal_score import optimal_score
@@ -158,6 +181,11 @@ class GaussianScore(_Score):
 
     def __init__(self, mean, cov, *, schedule: str = "ou"):
         _schedule_rate(schedule)
+        dev = None
+        if device_route("auto", {"mean": mean, "cov": cov}):  # checked and decomposed on the host, kept on the device
+            from ._torch._api import to_host
+
+            dev, (mean, cov) = to_host(mean=mean, cov=cov)
         m = np.array(as_numpy(mean, "mean"), dtype=np.float64)
         if m.ndim != 1 or m.shape[0] == 0:
             raise ValueError(f"mean must have shape (d,) with d >= 1, got shape {m.shape}")
@@ -183,10 +211,21 @@ class GaussianScore(_Score):
         self.eigenvectors = np.ascontiguousarray(vecs)
         self.dim = d
         self.schedule = schedule
+        if dev is not None:
+            from ._torch._api import to_device
+
+            self._device, self._like = to_device(dev, mean=m, vecs=self.eigenvectors, lam=self.eigenvalues)
+
+    def _arrays(self) -> dict:
+        return {"mean": self.mean if self._device is None else self._device["mean"]}
 
     @classmethod
     def fit(cls, x_train, *, schedule: str = "ou"):
         """GaussianScore with the sample mean and covariance (divisor n) of x_train (n, d)."""
+        if device_route("auto", {"x_train": x_train}):  # moments on the device
+            from ._torch._api import gaussian_moments
+
+            return cls(*gaussian_moments(x_train), schedule=schedule)
         xa = np.asarray(training_data(x_train, ndim=2), dtype=np.float64)
         m = xa.mean(axis=0)
         xc = xa - m
@@ -230,6 +269,11 @@ class TimeReLUScore(_Score):
 
     def __init__(self, W1, b1, W2, b2=None, *, schedule: str = "ou"):
         _schedule_rate(schedule)
+        dev = None
+        if device_route("auto", {"W1": W1, "b1": b1, "W2": W2, "b2": b2}):  # checked on the host, kept on the device
+            from ._torch._api import to_host
+
+            dev, (W1, b1, W2, b2) = to_host(W1=W1, b1=b1, W2=W2, b2=b2)
         w1, bb1, w2, m, d = two_layer_weights(W1, b1, W2, names=("W1", "b1", "W2"), extra_inputs=1)
         bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
         if bb2.shape != (d,):
@@ -240,9 +284,20 @@ class TimeReLUScore(_Score):
         self.width = m
         self.dim = d
         self.schedule = schedule
+        if dev is not None:
+            from ._torch._api import to_device
+
+            self._device, self._like = to_device(dev, w1=w1, b1=bb1, w2t=np.ascontiguousarray(w2.T), b2=bb2)
+
+    def _arrays(self) -> dict:
+        return {"W1": self.W1 if self._device is None else self._device["w1"]}
 
     def r(self, x, t):
         """The network output r_theta(t, x), shape (N, d)."""
+        if device_route("auto", {"x": x, "t": t, **self._arrays()}):
+            from ._torch._api import call_score
+
+            return call_score(self, x, t, raw=True)
         xa = _points(x, self.dim)
         ta = _times(t, xa.shape[0])
         return wrap_like(self._r(xa, ta), x)
