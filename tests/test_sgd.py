@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import bigstep
-import bigstep.sgd as sgd_mod
+import bigstep.training.sgd1d as sgd_mod
 from bigstep import gaussian_noise, uniform
 
 MU, SIGMA = (float(v) for v in bigstep.ou_schedule(0.05))

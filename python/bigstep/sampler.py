@@ -27,7 +27,8 @@ from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
 from .random import gaussian_noise
-from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .nets import TimeReLUScore
+from .scores import EmpiricalScore, GaussianScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 

@@ -98,7 +98,7 @@ def fig2_cell(lr: float, t: float, seed: int = 0, n: int = 20, steps: int | None
     from ..relu_risk import dsm_risk
     from ..relu_risk import sharpness as lam_max
     from ..reproduce._common import LR_STEPS_1D, noise_level, training_set
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     mu, sigma = noise_level(t)
     steps = int(steps) if steps is not None else LR_STEPS_1D.get(lr, int(round(2500 / lr)))
