@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import torch
 
+from .. import _streams as streams
 from ._common import F64, ieee_matmul
 from .optimal_score import _SCORE, NDData, optimal_score_1d, optimal_score_nd_data
 from .random import normals
 
 __all__ = ["sampler_empirical_1d", "sampler_empirical_nd", "sampler_gaussian", "sampler_relu"]
 
-_STREAM_STEPS = 1  # bigstep.sampler's stream of the increments
 
 
 def _level(v: float, device) -> torch.Tensor:
@@ -77,7 +77,7 @@ def _run(x, k0, k1, h, r, c, seed, keep, path, score_at):
             s = score_at(k)
             new = x + hs[k] * (x + c * s)
             if rs[k] != 0.0:
-                z = normals(seed, _STREAM_STEPS, k * n * d, n * d, device=x.device).view(n, d)
+                z = normals(seed, streams.SAMPLER_STEPS, k * n * d, n * d, device=x.device).view(n, d)
                 new = new + rs[k] * z
             x.copy_(new)
             if keep:
