@@ -131,6 +131,7 @@ def _backend_params() -> list:
 #: Tests outside a ``test_<family>.py`` module that exercise one family's kernels.
 FAMILY_OF_TEST = {
     "test_fuzz.py::test_regression_dirac_term_of_a_tiny_inner_weight": "relu_risk",
+    "test_sgd.py::test_train_gd_decreases_the_exact_risk": "relu_risk",  # exact GD: relu_risk kernels
 }
 
 

@@ -121,7 +121,8 @@ def start(backend: str, family: str, named: dict):
 
 
 def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: bool):
-    """bigstep.optimal_score._compute for device arrays: the outputs as torch tensors."""
+    """bigstep.optimal_score._run for device arrays: (outputs as torch tensors, backend
+    used, (mu, sigma) as float64 tensors of shape (1,) or (q,))."""
     from .._validate import noise_level, queries, training_data
     from ..optimal_score import _check_float32_levels
 
@@ -148,7 +149,7 @@ def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: b
             outs = impl.optimal_score_nd(yk, xk, muk, sigk, what)
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
-    return outs
+    return outs, name, (mua, siga)
 
 
 # ------------------------------------------------------------------------ metrics
@@ -407,3 +408,40 @@ def sample_forward(x0, t, seed: int, schedule: str, backend):
             mu, sigma = mu[:, None], sigma[:, None]
         xi = normals(seed, _STREAM_FORWARD, 0, xa.numel(), device=dev).view(xa.shape)
         return wrap_like(mu * xa + sigma * xi, x0)
+
+
+# ------------------------------------------------------------------------ trainer
+
+
+def training_data_1d(x, backend, family: str):
+    """(backend name, x as a float64 tensor on its device) for the 1-D trainers: shape
+    (n,), n >= 1, finite, checked on the device."""
+    from .._validate import training_data
+
+    named = {"x": x}
+    name, _, conv = start(backend, family, named)
+    with caller_stream(named.values()):
+        return name, training_data(x, ndim=1, convert=conv).to(torch.float64).contiguous()
+
+
+class DeviceTrainer:
+    """The sgd kernel of a device backend behind the host trainer's calling convention:
+    the parameters and per-network state live on x's device between calls and are copied
+    into the host arrays after each call (the trainer records from them); the loss sums,
+    which the host resets at each record, are sent before each call.  On the CPU the
+    tensors share the host arrays' memory (no copies)."""
+
+    def __init__(self, kernel, x, lr, seed, w1, w2, b):
+        self.kernel, self.x, self.dev = kernel, x, x.device
+        put = lambda a: torch.from_numpy(a).to(self.dev)  # noqa: E731
+        self.lr = put(np.ascontiguousarray(lr, dtype=np.float64))
+        self.seed = put(np.ascontiguousarray(seed, dtype=np.uint64).view(np.int64))
+        self.params = [put(a) for a in (w1, w2, b)]
+
+    def __call__(self, x, mu, sigma, lr, seed, w1, w2, b, batch, train_inner, clip, k0, k1, diverged_step,
+                 loss_sum, loss_count):
+        state = [torch.from_numpy(a).to(self.dev) for a in (diverged_step, loss_sum, loss_count)]
+        self.kernel(self.x, mu, sigma, self.lr, self.seed, *self.params, batch, train_inner, clip, k0, k1, *state)
+        for host, t in zip((w1, w2, b, diverged_step, loss_sum, loss_count), self.params + state):
+            if t.device.type != "cpu" or t.data_ptr() != host.ctypes.data:
+                host[...] = t.cpu().numpy()

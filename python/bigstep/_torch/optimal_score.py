@@ -29,6 +29,11 @@ within 40 + 2E of the largest logit (at most 32 per query), whose logits are rec
 in float64 in difference form -||y - mu x_j||^2/(2 sigma^2); a query with more
 candidates is recomputed by the float64 GEMM path.  Points left out by the screen weigh
 less than n e^-40 relative.
+
+Backward (the vector-Jacobian products of bigstep._autograd), float64: the weights
+w_qi = exp(-||y_q - mu_q x_i||^2/(2 sigma_q^2) - lse_q) from difference-form distances
+(``torch.cdist`` without the matrix-product shortcut, on y_q/mu_q and x_i), the sums over
+queries and points as float64 matrix products, in blocks (no q x n buffer).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import torch
 
 from ._common import F64, budget, ieee_matmul
 
-__all__ = ["optimal_score_1d", "optimal_score_nd"]
+__all__ = ["optimal_score_1d", "optimal_score_nd", "optimal_score_vjp_y", "optimal_score_vjp_x"]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 _LOG_SQRT_2PI = 0.91893853320467274178  # log(2 pi) / 2
@@ -375,3 +380,48 @@ def optimal_score_nd_data(y, data: NDData, mu, sigma, what):
     if logp is not None:
         logp[bad] = nan
     return score, logp, mean
+
+
+# ----------------------------------------------------------------------- backward
+
+
+def _vjp_weights(y, x, mu, sigma, lse):
+    """w_qi for a block of queries (float64 (Q, d), mu/sigma/lse (Q,)) and points x (N, d)."""
+    r = mu[:, None] * torch.cdist(y / mu[:, None], x, compute_mode="donot_use_mm_for_euclid_dist")
+    return torch.exp(-(r * r) / (2.0 * sigma * sigma)[:, None] - lse[:, None])
+
+
+def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
+    """out_q = sum_i w_qi (g_q . x_i) x_i, shape (q, d), float64 (bigstep._core.optimal_score_vjp_y)."""
+    q, d = y.shape
+    n = x.shape[0]
+    mu, sigma = _levels(mu, sigma, q)
+    out = torch.zeros((q, d), dtype=F64, device=y.device)
+    qc, nc = _blocks(q, n, d, y.device)
+    for q0 in range(0, q, qc):
+        sl = slice(q0, q0 + qc)
+        for j0 in range(0, n, nc):
+            xc = x[j0:j0 + nc]
+            w = _vjp_weights(y[sl], xc, mu[sl], sigma[sl], lse[sl])
+            out[sl] += (w * (g[sl] @ xc.T)) @ xc
+    return out
+
+
+def optimal_score_vjp_x(y, x, mu, sigma, lse, a, b, u, e, f):
+    """out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j, shape (n, d),
+    float64 (bigstep._core.optimal_score_vjp_x)."""
+    q, d = y.shape
+    n = x.shape[0]
+    mu, sigma = _levels(mu, sigma, q)
+    out = torch.zeros((n, d), dtype=F64, device=y.device)
+    qc, nc = _blocks(q, n, d, y.device)
+    for q0 in range(0, q, qc):
+        sl = slice(q0, q0 + qc)
+        for j0 in range(0, n, nc):
+            xc = x[j0:j0 + nc]
+            w = _vjp_weights(y[sl], xc, mu[sl], sigma[sl], lse[sl])
+            t = b[sl] @ xc.T
+            wt = w * t
+            cx = (w * e[sl][:, None] + wt * f[sl][:, None]).sum(0)
+            out[j0:j0 + nc] += w.T @ a[sl] + wt.T @ u[sl] + cx[:, None] * xc
+    return out

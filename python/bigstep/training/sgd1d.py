@@ -40,6 +40,7 @@ import numpy as np
 from .. import _backend
 from .._arrays import as_numpy
 from .._progress import Progress, run_in_chunks
+from .._torch import device_route
 from .._validate import integer, integers, positives, real_scalar, training_data
 from ..nets import ReLUNet1D
 from ..relu_risk import dsm_risk_grad
@@ -89,9 +90,19 @@ class TrainResult:
 
 
 def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
-             backend):
-    """Validated arguments shared by train_sgd and train_gd."""
-    xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
+             backend, family):
+    """Validated arguments shared by train_sgd (``family`` "sgd") and train_gd ("relu_risk").
+
+    Device arrays (or backend "torch"/"cuda"): x is checked on its device and kept there
+    for the kernels (``x_device``); the records are computed on the host (``backend``)."""
+    name = x_device = None
+    if device_route(backend, {"x": x}):
+        from .._torch._api import training_data_1d
+
+        name, x_device = training_data_1d(x, backend, family)
+        xa = x_device.cpu().numpy()  # O(n): the exact records run on the CPU
+    else:
+        xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
     mu_v = real_scalar(mu, "mu")
     sigma_v = real_scalar(sigma, "sigma")
     lrs = positives(lr, "lr")
@@ -109,12 +120,14 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
     names = record_names(record)
-    name = _backend.resolve(backend, family="sgd")
+    if name is None:
+        name = _backend.resolve(backend, family=family)
     if m is not None:
         m = integer(m, "m", minimum=1)
     starts = _starts(init, m, seeds, len(lrs), inner, bias, inner_sets_default)
     return dict(x=xa, mu=mu_v, sigma=sigma_v, lrs=lrs, steps=steps, train_inner=bool(train_inner), clip=clip_v,
-                seeds=seeds, record_every=record_every, record=names, backend=name, starts=starts)
+                seeds=seeds, record_every=record_every, record=names, starts=starts, kernel_backend=name,
+                x_device=x_device, backend=name if x_device is None else "auto")
 
 
 def _starts(init, m, seeds, n_lr, inner, bias, inner_sets_default) -> list[ReLUNet1D]:
@@ -224,7 +237,7 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     """
     pandas_module()
     o = _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
-                 backend)
+                 backend, "sgd")
     B = integer(batch_size, "batch_size", minimum=1)
     lrs, seeds, starts = o["lrs"], o["seeds"], o["starts"]
     R = len(starts)
@@ -236,7 +249,11 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     diverged_step = np.full(R, -1, dtype=np.int64)
     loss_sum = np.zeros(R)
     loss_count = np.zeros(R, dtype=np.int64)
-    kernel = _kernel(o["backend"])
+    kernel = _kernel(o["kernel_backend"])
+    if o["x_device"] is not None:  # the state lives on the device between records
+        from .._torch._api import DeviceTrainer
+
+        kernel = DeviceTrainer(kernel, o["x_device"], lr_of, seed_of, w1, w2, b)
     recorder = Recorder(o, lr_of, seed_of)
     nets = list(starts)
 
@@ -297,7 +314,7 @@ def train_gd(x, mu, sigma, *, lr, steps, m=None, inner="gaussian", train_inner=N
     """
     pandas_module()
     o = _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
-                 backend)
+                 backend, "relu_risk")
     lrs, seeds, starts = o["lrs"], o["seeds"], o["starts"]
     R, width = len(starts), starts[0].m
     lr_of = np.repeat(np.asarray(lrs, dtype=np.float64), len(seeds))
