@@ -227,14 +227,14 @@ def resolve(backend: str, *arrays, family: str | None = None) -> str:
 
     ``"auto"``: the inputs' device decides: host arrays run on cpp, then numba; device
     arrays on cuda (where built, a device is visible and the family has CUDA kernels),
-    else torch for torch tensors.  A named backend that cannot run (or, given
-    ``family``, has no kernels for it) raises ValueError listing what is available and
-    why the others are not."""
+    else torch (any device array: the device path converts it through DLPack).  A named
+    backend that cannot run (or, given ``family``, has no kernels for it) raises
+    ValueError listing what is available and why the others are not."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    from ._arrays import common_device, is_torch
+    from ._arrays import common_device
 
     device = common_device({f"argument {i}": a for i, a in enumerate(arrays)})
     if backend == "auto":
@@ -246,8 +246,7 @@ def resolve(backend: str, *arrays, family: str | None = None) -> str:
         candidates = []
         if device.startswith("cuda"):
             candidates.append("cuda")
-        if any(is_torch(a) for a in arrays):
-            candidates.append("torch")
+        candidates.append("torch")  # torch reads any device array (CuPy, JAX, ... through DLPack)
         for b in candidates:
             if why_unavailable(b) is None and (family is None or _has_family(family, b)):
                 return b

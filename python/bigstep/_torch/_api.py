@@ -347,7 +347,8 @@ def sample_reverse(score, n_samples, dim, tau, h, c, seed, x0, return_path, prog
     from .._arrays import wrap_like
     from .._progress import Progress, run_in_chunks
     from ..sampler import _STREAM_STEPS, _STREAM_X0, _check_x0, _first_chunk
-    from ..scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+    from ..nets import TimeReLUScore
+    from ..scores import EmpiricalScore, GaussianScore, noise_schedule
     from .random import normals
 
     builtin = isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore))
