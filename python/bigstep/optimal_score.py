@@ -198,6 +198,10 @@ def ou_schedule(t):
     >>> round(float(mu), 4), round(float(sigma), 4)
     (0.8187, 0.5742)
     """
+    if device_route("auto", {"t": t}):  # t on a device: computed there, in t's array type and dtype
+        from ._torch._api import noise_schedule as device_schedule
+
+        return tuple(wrap_like(v, t) for v in device_schedule(t, 1.0, keep_dtype=True))
     ta = as_numpy(t, "t")
     tf = ta.astype(result_dtype(ta), copy=False)
     if not np.isfinite(tf).all() or (tf <= 0).any():

@@ -112,6 +112,9 @@ def start(backend: str, family: str, named: dict):
     if name not in ("torch", "cuda"):  # an explicit CPU backend never comes here
         raise AssertionError(name)
     tdev = torch_device(dev)
+    if tdev.type == "mps":
+        raise ValueError(f"arrays on {dev}: the torch backend computes sums and the small-sigma recomputation in "
+                         f"float64, which MPS does not have; move the arrays to the CPU (or a CUDA/ROCm device)")
     if name == "cuda" and tdev.type != "cuda":  # backend="cuda" on host arrays: the current CUDA device
         tdev = torch.device("cuda", torch.cuda.current_device())
     return name, tdev, functools.partial(as_tensor, device=tdev)
@@ -264,12 +267,14 @@ def schedule_tensors(t: torch.Tensor, rate: float):
     return torch.exp(-rate * t), torch.sqrt(-torch.expm1(-2.0 * t))
 
 
-def noise_schedule(t, rate: float):
-    """(mu(t), sigma(t)) of bigstep.noise_schedule for t on a device, torch tensors there."""
+def noise_schedule(t, rate: float, keep_dtype: bool = False):
+    """(mu(t), sigma(t)) of bigstep.noise_schedule (float64) or bigstep.ou_schedule
+    (``keep_dtype``: float32 stays float32) for t on a device, torch tensors there."""
     named = {"t": t}
     dev = torch_device(common_device(named))
     with caller_stream(named.values()):
-        return schedule_tensors(as_tensor(t, "t", device=dev).double(), rate)
+        ta = as_tensor(t, "t", device=dev)
+        return schedule_tensors(ta if keep_dtype else ta.double(), rate)
 
 
 def score_tensors(score, dev: torch.device) -> dict:

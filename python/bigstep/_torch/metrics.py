@@ -89,11 +89,28 @@ def nearest_neighbors(samples, train, k):
         for j0 in range(0, m, cols):
             r = _distances(si, train[j0:j0 + cols].to(F64))
             jj = torch.arange(j0, j0 + r.shape[1], device=dev).expand(r.shape[0], -1)
-            # the best so far have lower indices than this block, in (distance, index)
-            # order: a stable sort keeps ties in index order
-            cand_d, order = torch.cat((best_d, r), 1).sort(dim=1, stable=True)
-            best_d = cand_d[:, :k]
-            best_i = torch.cat((best_i, jj), 1).gather(1, order[:, :k])
+            # the best so far come first: lower indices than this block, in (distance,
+            # index) order, so position order is index order among equal distances
+            best_d, best_i = _k_smallest(torch.cat((best_d, r), 1), torch.cat((best_i, jj), 1), k)
         dist[i0:i0 + rows] = best_d.to(samples.dtype)
         idx[i0:i0 + rows] = best_i
     return dist, idx
+
+
+def _k_smallest(d, i, k):
+    """The k smallest entries of each row of d (and their labels i), ascending, equal
+    values in position order: the values below the k-th smallest, then the first
+    positions holding it (a selection, not a sort of the whole row)."""
+    if d.shape[1] <= k:
+        order = d.sort(dim=1, stable=True).indices
+        return d.gather(1, order), i.gather(1, order)
+    kth = d.topk(k, dim=1, largest=False).values.amax(1, keepdim=True)  # (kthvalue is slower on CPUs)
+    below = d < kth
+    at = d == kth
+    need = k - below.sum(1, keepdim=True)
+    take = below | (at & (at.cumsum(1) <= need))
+    pos = take.nonzero()[:, 1].view(d.shape[0], k)  # exactly k per row, in position order
+    vals = d.gather(1, pos)
+    order = vals.sort(dim=1, stable=True).indices
+    pos = pos.gather(1, order)
+    return d.gather(1, pos), i.gather(1, pos)

@@ -290,9 +290,9 @@ def _screen(y, data: NDData, mu, sigma):
             xc = x[j0:j0 + nc]
             g = yc @ xc.T
             g.mul_(a[:, None]).addr_(c, norm2[j0:j0 + nc], alpha=-1)
-            jj = torch.arange(j0, j0 + xc.shape[0], device=dev).expand(rows, -1)
-            vals, pos = torch.cat((vals, g), 1).topk(min(keep, vals.shape[1] + g.shape[1]), dim=1)
-            idx = torch.cat((idx, jj), 1).gather(1, pos)
+            gv, gi = g.topk(min(keep, g.shape[1]), dim=1)  # this block's best, then merged with the best so far
+            vals, pos = torch.cat((vals, gv), 1).topk(min(keep, vals.shape[1] + gv.shape[1]), dim=1)
+            idx = torch.cat((idx, gi + j0), 1).gather(1, pos)
         thr = vals[:, 0] - margin
         over = (vals[:, -1] >= thr) if keep > _CAP else torch.zeros_like(thr, dtype=torch.bool)
         vals, idx = vals[:, :_CAP], idx[:, :_CAP]
