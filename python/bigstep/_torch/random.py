@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import F64
+from ._common import F64, budget
 
 __all__ = ["gaussian_noise", "uniform", "philox4x32_10", "normals", "uniforms"]
 
@@ -33,7 +33,7 @@ _MASK = 0xFFFFFFFF
 _TWO_POW_M32 = 2.3283064365386963e-10
 _TWO_POW_M53 = 1.1102230246251565e-16
 _TWO_PI = 6.283185307179586
-_BLOCKS_PER_PASS = 1 << 20  # Philox blocks per pass of the integer rounds (a few int64 temporaries of this size)
+_BLOCKS_PER_PASS = None  # Philox blocks per pass of the integer rounds: budget / 8 (tests set it)
 
 
 def _rounds(c0, c1, c2, c3, k0, k1):
@@ -77,6 +77,10 @@ def _keys(seed):
     return seed & _MASK, seed >> 32
 
 
+def _rows(k0) -> int:
+    return k0.shape[0] if isinstance(k0, torch.Tensor) else 1
+
+
 def _blocks(k0, k1, stream: int, b0: int, nb: int, device):
     """The four words of Philox blocks b0 .. b0 + nb - 1 of (key, stream): tensors of
     shape (nb,) or (R, nb) for (R, 1) keys."""
@@ -103,14 +107,17 @@ def _box_muller(w1, w2):
     return torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
 
 
-def _segments(offset: int, count: int, per_block: int):
-    """(first block, number of blocks, skip) passes covering elements [offset, offset + count)."""
+def _segments(offset: int, count: int, per_block: int, device, rows: int):
+    """(first block, number of blocks, skip, count) passes covering elements [offset,
+    offset + count) of ``rows`` streams: a pass holds about a dozen int64 temporaries of
+    rows x its block count, budget / 8 blocks in all (one chunk budget)."""
+    passes = _BLOCKS_PER_PASS or max(1, budget(torch.device(device)) // (8 * rows))
     done = 0
     while done < count:
         start = offset + done
         b0 = start // per_block
         skip = start - b0 * per_block
-        take = min(count - done, _BLOCKS_PER_PASS * per_block - skip)
+        take = min(count - done, passes * per_block - skip)
         nb = (skip + take + per_block - 1) // per_block
         yield b0, nb, skip, take
         done += take
@@ -121,7 +128,7 @@ def normals(seed, stream: int, offset: int, count: int, device="cpu") -> torch.T
     float64 on ``device``: shape (count,), or (R, count) for a tensor of R seeds."""
     k0, k1 = _keys(seed)
     parts = []
-    for b0, nb, skip, take in _segments(int(offset), int(count), 4):
+    for b0, nb, skip, take in _segments(int(offset), int(count), 4, device, _rows(k0)):
         r0, r1, r2, r3 = _blocks(k0, k1, int(stream), b0, nb, device)
         # normals 4b + 2h + j of block b: pair h of its words, cos (j = 0) or sin (j = 1)
         z = _box_muller(torch.stack((r0, r2), dim=-1), torch.stack((r1, r3), dim=-1)).flatten(-3)
@@ -137,7 +144,7 @@ def uniforms(seed, stream: int, offset: int, count: int, device="cpu") -> torch.
     (seed, stream), float64 on ``device`` (bit-identical to the CPU streams)."""
     k0, k1 = _keys(seed)
     parts = []
-    for b0, nb, skip, take in _segments(int(offset), int(count), 2):
+    for b0, nb, skip, take in _segments(int(offset), int(count), 2, device, _rows(k0)):
         r0, r1, r2, r3 = _blocks(k0, k1, int(stream), b0, nb, device)
         hi = torch.stack((r0, r2), dim=-1).flatten(-2)
         lo = torch.stack((r1, r3), dim=-1).flatten(-2)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .. import _streams as streams
-from ._common import F64, ieee_matmul
+from ._common import F64, budget, ieee_matmul
 from .optimal_score import _SCORE, NDData, optimal_score_1d, optimal_score_nd_data
 from .random import normals
 
@@ -67,18 +67,26 @@ def relu_output(y, w1, b1, w2t, b2, t):
 
 
 def _run(x, k0, k1, h, r, c, seed, keep, path, score_at):
-    """Steps k0 .. k1 - 1; score_at(k) gives s(x, tau_k) for the current x."""
+    """Steps k0 .. k1 - 1; score_at(k) gives s(x, tau_k) for the current x.  The
+    increments of consecutive steps are consecutive counters of the stream: they are
+    drawn for blocks of steps at once (within the chunk budget)."""
     n, d = x.shape
     hs, rs = h.tolist(), r.tolist()
     c = float(c)
     seed = int(seed)
+    k0, k1 = int(k0), int(k1)
+    per_block = max(1, budget(x.device) // (16 * n * d))  # Philox keeps ~16 words per normal in flight
+    z, kz = None, k0
     with ieee_matmul():
-        for k in range(int(k0), int(k1)):
+        for k in range(k0, k1):
+            if rs[k] != 0.0 and (z is None or k >= kz + z.shape[0]):
+                kz = k
+                steps = min(per_block, k1 - k)
+                z = normals(seed, streams.SAMPLER_STEPS, k * n * d, steps * n * d, device=x.device).view(steps, n, d)
             s = score_at(k)
             new = x + hs[k] * (x + c * s)
             if rs[k] != 0.0:
-                z = normals(seed, streams.SAMPLER_STEPS, k * n * d, n * d, device=x.device).view(n, d)
-                new = new + rs[k] * z
+                new = new + rs[k] * z[k - kz]
             x.copy_(new)
             if keep:
                 path[k + 1].copy_(x)
