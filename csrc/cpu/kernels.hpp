@@ -49,6 +49,22 @@ struct SgdChunk;  // bigstep/sgd.hpp
      const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean))                      \
   KERNEL(exp_nonpos_array, void, (const T* x, T* out, index_t n))
 
+// --- fast Gauss transform family (fgt_kernels.cpp, math and bound in bigstep/fgt.hpp) ----
+// The s* family for one noise level (mu, sigma) by the fast Gauss transform; mode 0: the
+// FGT where its cost model prefers it to the pairwise kernel, else the pairwise kernel;
+// mode 1: the FGT always.  fgt_1d: x_sorted ascending [n], y [q], outputs as
+// optimal_score_1d; fgt_nd: d <= 3 (else the pairwise kernel), y [q, d], x [n, d], outputs
+// as optimal_score_nd.  stats [8] or null: used FGT, boxes, boxes expanded, targets summed
+// directly, largest order, largest bound, estimated cost of the FGT and of the pairwise
+// kernel (units of one term of a direct sum).
+#define BIGSTEP_FGT_TYPED(KERNEL)                                                                   \
+  KERNEL(fgt_1d, void,                                                                              \
+    (const T* y, index_t q, const T* x_sorted, index_t n, double mu, double sigma, int mode,        \
+     T* score, T* log_density, T* mean, T* d1, T* d2, double* stats))                               \
+  KERNEL(fgt_nd, void,                                                                              \
+    (const T* y, index_t q, const T* x, index_t n, index_t d, double mu, double sigma, int mode,    \
+     T* score, T* log_density, T* mean, double* stats))
+
 // --- metrics family (metrics_kernels.cpp, math in bigstep/metrics.hpp) -----------------
 // gaussian_kernel_sum: sum over all pairs of exp(-||x_i - y_j||^2 / (2 bandwidth^2)) in
 //   double, x [n, d], y [m, d]; symmetric: y is x and one triangle of tiles is evaluated.
@@ -101,6 +117,7 @@ struct SgdChunk;  // bigstep/sgd.hpp
 // --- every family ----------------------------------------------------------------------
 #define BIGSTEP_TYPED_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_TYPED(KERNEL)                                                               \
+  BIGSTEP_FGT_TYPED(KERNEL)                                                                         \
   BIGSTEP_METRICS_TYPED(KERNEL)
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \
