@@ -49,6 +49,7 @@ constexpr double kCostScan = 0.25;          // planning: per (box, source) dista
 constexpr double kCostPairwise1D = 1.0;     // the 1-D pairwise kernel, per (query, point in its window)
 constexpr double kCostPairwiseND = 1.6;     // the d-D pairwise kernel, per (query, point), d <= 3
 constexpr int kFlush = 32;                  // vectors of sources summed in a block before flushing
+constexpr int kLevels = 4;                  // target box sizes box_side(d) 2^level, level < kLevels
 
 // Sources in h-units, counting-sorted by grid cell (row-major, last dimension fastest).
 template <int D>
@@ -281,10 +282,10 @@ void plan_box(const Problem<D>& pb, const index_t* order, Box& b, double* count)
     }
   });
   b.n_in = n_in;
-  double scale = std::min(std::max(1.0, b.rho + b.tau), std::sqrt(c2) + src.zmax + b.tau);
-  if (!(scale > 1e-300)) scale = 1e-300;
-  b.order = fgt::plan_order(count, sh, b.tau, n - double(n_in), pb.kmax, fgt::max_order(D), scale, pb.tol,
-                            &b.bound);
+  const double input_scale = std::max(std::sqrt(c2) + src.zmax + b.tau, 1e-300);
+  const double trunc_scale = std::min(std::max(1.0, b.rho + b.tau), input_scale);
+  b.order = fgt::plan_order(count, sh, b.tau, n - double(n_in), pb.kmax, fgt::max_order(D), trunc_scale,
+                            input_scale, pb.tol, &b.bound);
   const double channels = D == 1 ? pb.kmax + 1 : D + 1;
   const double cost_direct = double(b.count) * double(n_in) * kCostPair;
   double cost = cost_direct;
@@ -510,47 +511,64 @@ bool run_fgt(const Sources<D>& src, const double* Y, index_t q, int kmax, bool s
              double* stats) {
   Problem<D> pb{src, Y, q, kmax, fgt::tolerance(single), 0.0};
   pb.ldir = std::log(16.0 * double(src.n) / pb.tol.trunc) + 8.0;
-  // target boxes: keys floor(Y / b), finite targets only
-  const double bside = fgt::box_side(D);
-  std::vector<index_t> order;
+  // Target boxes, coarsest last: targets are grouped by keys floor(Y / b) with b =
+  // box_side(D) 2^level; a box whose bound holds but whose few targets make direct sums
+  // cheaper than its expansion passes its targets on to the next (twice coarser) level,
+  // where they may share an expansion with their neighbours.
+  std::vector<index_t> pending, order;
+  pending.reserve(q);
   order.reserve(q);
-  std::vector<double> key(q * D);
   for (index_t i = 0; i < q; ++i) {
     bool finite = true;
-    for (int j = 0; j < D; ++j) {
-      const double v = Y[i * D + j];
-      finite = finite && std::isfinite(v);
-      key[i * D + j] = std::isfinite(v) ? std::max(-4.5e15, std::min(4.5e15, std::floor(v / bside))) : 0.0;
-    }
+    for (int j = 0; j < D; ++j) finite = finite && std::isfinite(Y[i * D + j]);
     if (finite)
-      order.push_back(i);
+      pending.push_back(i);
     else
       write_nan<D>(out, i);
   }
-  std::sort(order.begin(), order.end(), [&](index_t a, index_t b) {
-    for (int j = 0; j < D; ++j) {
-      if (key[a * D + j] != key[b * D + j]) return key[a * D + j] < key[b * D + j];
-    }
-    return a < b;
-  });
   std::vector<Box> boxes;
-  const index_t qf = static_cast<index_t>(order.size());
-  for (index_t e = 0; e < qf;) {
-    index_t f = e + 1;
-    while (f < qf && std::equal(&key[order[e] * D], &key[order[e] * D] + D, &key[order[f] * D])) ++f;
-    Box b;
-    b.begin = e;
-    b.count = f - e;
-    boxes.push_back(b);
-    e = f;
-  }
-  const index_t nb = static_cast<index_t>(boxes.size());
-  {
-    const int threads = team_size(nb);
+  std::vector<double> key(q * D);
+  for (int level = 0; level < kLevels && !pending.empty(); ++level) {
+    const double bside = fgt::box_side(D) * double(1 << level);
+    for (index_t i : pending)
+      for (int j = 0; j < D; ++j)
+        key[i * D + j] = std::max(-4.5e15, std::min(4.5e15, std::floor(Y[i * D + j] / bside)));
+    std::sort(pending.begin(), pending.end(), [&](index_t a, index_t b) {
+      for (int j = 0; j < D; ++j)
+        if (key[a * D + j] != key[b * D + j]) return key[a * D + j] < key[b * D + j];
+      return a < b;
+    });
+    std::vector<Box> level_boxes;
+    const index_t np = static_cast<index_t>(pending.size());
+    for (index_t e = 0; e < np;) {
+      index_t f = e + 1;
+      while (f < np && std::equal(&key[pending[e] * D], &key[pending[e] * D] + D, &key[pending[f] * D])) ++f;
+      Box b;
+      b.begin = e;
+      b.count = f - e;
+      level_boxes.push_back(b);
+      e = f;
+    }
+    const index_t nl = static_cast<index_t>(level_boxes.size());
+    const int threads = team_size(nl);
     std::vector<std::vector<double>> counts = per_thread(threads, [] { return std::vector<double>(fgt::kShells); });
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel_worth(double(q) * 64.0))
-    for (index_t k = 0; k < nb; ++k) plan_box<D>(pb, order.data(), boxes[k], counts[thread_index()].data());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel_worth(double(np) * 64.0))
+    for (index_t k = 0; k < nl; ++k) plan_box<D>(pb, pending.data(), level_boxes[k], counts[thread_index()].data());
+    std::vector<index_t> next;
+    for (Box& b : level_boxes) {
+      if (!b.expand && b.order >= 0 && level + 1 < kLevels) {
+        next.insert(next.end(), pending.begin() + b.begin, pending.begin() + b.begin + b.count);
+        continue;
+      }
+      const index_t at = static_cast<index_t>(order.size());
+      order.insert(order.end(), pending.begin() + b.begin, pending.begin() + b.begin + b.count);
+      b.begin = at;
+      boxes.push_back(b);
+    }
+    pending.swap(next);
   }
+  const index_t qf = static_cast<index_t>(order.size());
+  const index_t nb = static_cast<index_t>(boxes.size());
   double cost_fgt = 2.0 * double(src.n) + 0.1 * double(qf) * std::log2(double(qf) + 2.0), cost_pw = 0;
   index_t expanded = 0, direct_targets = 0;
   int max_p = -1;

@@ -55,7 +55,7 @@ struct Tolerance {
   double trunc, amp;
 };
 BIGSTEP_HD Tolerance tolerance(bool single) {
-  return single ? Tolerance{9.3e-10, 1e4} : Tolerance{1.1e-16, 8.0};
+  return single ? Tolerance{9.3e-10, 1e4} : Tolerance{1.1e-16, 32.0};
 }
 
 // Target boxes have side kBoxSide[d] h-units (before shrinking to their targets' bbox).
@@ -166,16 +166,17 @@ BIGSTEP_HD bool order_ok(int P, int kmax, const double* count, const Shells& sh,
 
 // The order of one box: the smallest degree P in [kmax, pmax] whose bound holds (found by
 // bisection, the bound decreasing in P past 2 tau r_max; the result is checked), or -1 if
-// none does or the rounding amplification is too large.  `scale` is the size the moments'
-// coordinates are measured against (>= the distance to the nearest source plus tau, at
-// most the size of the inputs), so that the error of E[s] is tol * scale.
+// none does or the rounding amplification is too large.  Moments of order k are measured
+// against scale^k: trunc_scale for the truncation (>= 1 where the box is away from the
+// sources, at most the input size), amp_scale for rounding (the size of the inputs,
+// |c| + max |Z| + tau: the errors of rounding Y and Z themselves are that size).
 BIGSTEP_HD int plan_order(const double* count, const Shells& sh, double tau, double n_out, int kmax, int pmax,
-                          double scale, Tolerance tol, double* bound) {
+                          double trunc_scale, double amp_scale, Tolerance tol, double* bound) {
   const double log_lower = log_lower_sum(count, sh, tau);
-  const double log_scale = std::log(scale);
+  const double log_amp_scale = std::log(amp_scale);
   for (int k = 0; k <= kmax; ++k)
-    if (log_amplification(k, count, sh, tau, log_lower) > std::log(tol.amp) + k * log_scale) return -1;
-  const double log_tol = std::log(tol.trunc);
+    if (log_amplification(k, count, sh, tau, log_lower) > std::log(tol.amp) + k * log_amp_scale) return -1;
+  const double log_tol = std::log(tol.trunc), log_scale = std::log(trunc_scale);
   if (!order_ok(pmax, kmax, count, sh, tau, n_out, log_lower, log_tol, log_scale)) return -1;
   int lo = kmax, hi = pmax;  // hi passes
   if (order_ok(lo, kmax, count, sh, tau, n_out, log_lower, log_tol, log_scale)) hi = lo;
