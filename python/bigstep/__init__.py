@@ -9,6 +9,7 @@ from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neigh
 from . import theory
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
+from .fgt import fgt_plan
 from .random import gaussian_noise, uniform
 from .relu_risk import (
     ReLUNet1D,
@@ -33,6 +34,7 @@ __all__ = [
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
+    "fgt_plan",
     "ou_schedule",
     "gaussian_noise",
     "uniform",
