@@ -127,10 +127,16 @@ carray<double> sampler_normals(std::uint64_t seed, std::uint64_t stream, std::ui
 
 void register_sampler(pyb::module_& m) {
   const char* doc = "Fused sampler steps k0 .. k1 - 1 (see bigstep/_numba/sampler.py for the arguments).";
-  m.def("sampler_empirical_nd", &run_empirical_nd, doc);
-  m.def("sampler_empirical_1d", &run_empirical_1d, doc);
-  m.def("sampler_gaussian", &run_gaussian, doc);
-  m.def("sampler_relu", &run_relu, doc);
+#define BIGSTEP_SAMPLER_NAMES                                                                        \
+  pyb::arg("x"), pyb::arg("k0"), pyb::arg("k1"), pyb::arg("h"), pyb::arg("r"), pyb::arg("mu"),   \
+      pyb::arg("sigma"), pyb::arg("tau"), pyb::arg("c"), pyb::arg("seed"), pyb::arg("keep"), pyb::arg("path")
+  m.def("sampler_empirical_nd", &run_empirical_nd, BIGSTEP_SAMPLER_NAMES, pyb::arg("data"), doc);
+  m.def("sampler_empirical_1d", &run_empirical_1d, BIGSTEP_SAMPLER_NAMES, pyb::arg("data_sorted"), doc);
+  m.def("sampler_gaussian", &run_gaussian, BIGSTEP_SAMPLER_NAMES, pyb::arg("mean"), pyb::arg("vecs"), pyb::arg("lam"),
+        doc);
+  m.def("sampler_relu", &run_relu, BIGSTEP_SAMPLER_NAMES, pyb::arg("w1"), pyb::arg("b1"), pyb::arg("w2t"),
+        pyb::arg("b2"), doc);
+#undef BIGSTEP_SAMPLER_NAMES
   m.def("sampler_normals", &sampler_normals, pyb::arg("seed"), pyb::arg("stream"), pyb::arg("offset"),
         pyb::arg("count"), "The fused sampler's vectorised normals (gaussian_noise's values up to a few ulp).");
 }

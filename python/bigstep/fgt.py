@@ -62,11 +62,10 @@ def check_method(method) -> str:
 
 
 def _impl(name: str):
-    if name == "cpp":
-        return _backend.core()
-    from ._numba import fgt as impl
-
-    return impl
+    """The fgt kernels of backend ``name``, or None where it has none (cuda, torch)."""
+    if name not in _backend.backends("fgt"):
+        return None
+    return _backend.kernels("fgt", name)
 
 
 def _groups(mu: np.ndarray, sigma: np.ndarray, q: int):
@@ -96,6 +95,10 @@ def compute(name: str, yk, xk, muk, sigk, what: int, method: str, one_d: bool):
     if varying and method == "auto":
         return None
     impl = _impl(name)
+    if impl is None:
+        if method == "fgt":
+            raise ValueError(f"method='fgt' runs on the cpp and numba backends, not on {name!r}")
+        return None
     fn = impl.fgt_1d if one_d else impl.fgt_nd
     q = yk.shape[0]
     groups = _groups(mu64, sig64, q) if varying else [(None, float(mu64[0]), float(sig64[0]))]
@@ -151,8 +154,7 @@ def fgt_plan(y, x, mu, sigma, *, backend: str = "auto", outputs: str = "score") 
     if what is None or (what == 8 and xa.ndim != 1):
         raise ValueError(f"outputs must be 'score', 'log_density' or (1-D data) 'derivatives', got {outputs!r}")
     dtype = result_dtype(ya, xa)
-    name = _backend.resolve(backend, ya, xa)
-    impl = _impl(name)
+    impl = _backend.kernels("fgt", _backend.resolve(backend, ya, xa, family="fgt"))
     yk, xk = prepare(ya, dtype), prepare(xa, dtype)
     if xa.ndim == 1:
         stats = impl.fgt_1d(yk, np.sort(xk, kind="stable"), float(mua[0]), float(siga[0]), what, 0)[-1]
