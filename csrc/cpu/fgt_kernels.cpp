@@ -728,6 +728,55 @@ void fgt_nd(const T* y, index_t q, const T* x, index_t n, index_t d, double mu, 
   }
 }
 
+// The reverse-diffusion sampler with s* by the FGT: per step k, s* of every particle
+// (mode 1; mode 0: the FGT where the plan prefers it, else that step runs the fused
+// pairwise loop of sampler_kernels.cpp), then the Euler-Maruyama update with the sampler's
+// normals of step k (sampler_normals: the fused loop's values), so a run replays the
+// pairwise sampler's noise exactly.  stats[0] += the number of steps that used the FGT.
+void sampler_empirical_fgt(const SamplerSteps& st, const double* data, index_t n_data, bool one_d, int mode,
+                           double* stats) {
+  const index_t n = st.n, d = st.d;
+  if (d > 3) {
+    sampler_empirical(st, data, n_data, one_d);
+    return;
+  }
+  constexpr std::uint64_t kStreamSteps = 1;  // the increments' stream (bigstep.sampler)
+  std::vector<double> s(n * d), z(n * d), Y(n * d);
+  for (index_t k = st.k0; k < st.k1; ++k) {
+    const double mu = st.mu[k], sigma = st.sigma[k], h = std::sqrt(2.0) * sigma;
+    bool used = false;
+    if (mode == 1 || double(n) * double(n_data) > 131072.0) {
+      for (index_t i = 0; i < n * d; ++i) Y[i] = st.x[i] / h;
+      const Out<double> out{s.data(), nullptr, nullptr, nullptr, nullptr, h, mu, sigma, 0.0};
+      if (d == 1) {
+        const Sources<1> src(data, n_data, mu / h);
+        used = run_fgt<1, double>(src, Y.data(), n, 1, false, mode, out, nullptr);
+      } else if (d == 2) {
+        const Sources<2> src(data, n_data, mu / h);
+        used = run_fgt<2, double>(src, Y.data(), n, 1, false, mode, out, nullptr);
+      } else {
+        const Sources<3> src(data, n_data, mu / h);
+        used = run_fgt<3, double>(src, Y.data(), n, 1, false, mode, out, nullptr);
+      }
+    }
+    if (!used) {
+      SamplerSteps one = st;
+      one.k0 = k;
+      one.k1 = k + 1;
+      sampler_empirical(one, data, n_data, one_d);
+      continue;
+    }
+    const double hk = st.h[k], r = st.r[k], c = st.c;
+    if (r != 0.0)
+      sampler_normals(st.seed, kStreamSteps, static_cast<std::uint64_t>(k) * static_cast<std::uint64_t>(n * d),
+                      z.data(), n * d);
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel_worth(double(n * d)))
+    for (index_t i = 0; i < n * d; ++i) st.x[i] = em_update(st.x[i], s[i], hk, c, r, r != 0.0 ? z[i] : 0.0);
+    if (st.path) std::copy(st.x, st.x + n * d, st.path + (k + 1) * n * d);
+    if (stats) stats[0] += 1.0;
+  }
+}
+
 BIGSTEP_EXPORT_TYPED(fgt_1d)
 BIGSTEP_EXPORT_TYPED(fgt_nd)
 

@@ -64,6 +64,13 @@ struct SgdChunk;  // bigstep/sgd.hpp
   KERNEL(fgt_nd, void,                                                                              \
     (const T* y, index_t q, const T* x, index_t n, index_t d, double mu, double sigma, int mode,    \
      T* score, T* log_density, T* mean, double* stats))
+// sampler_empirical_fgt: steps st.k0 .. st.k1 - 1 of the fused sampler (sampler family)
+//   with s* by the FGT (mode 1), or per step by whichever of the FGT and the fused pairwise
+//   loop the cost model prefers (mode 0); d <= 3 (else the pairwise loop); stats[0] += the
+//   steps that used the FGT.
+#define BIGSTEP_FGT_PLAIN(KERNEL)                                                                   \
+  KERNEL(sampler_empirical_fgt, void,                                                               \
+    (const SamplerSteps& st, const double* data, index_t n_data, bool one_d, int mode, double* stats))
 
 // --- metrics family (metrics_kernels.cpp, math in bigstep/metrics.hpp) -----------------
 // gaussian_kernel_sum: sum over all pairs of exp(-||x_i - y_j||^2 / (2 bandwidth^2)) in
@@ -122,6 +129,7 @@ struct SgdChunk;  // bigstep/sgd.hpp
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \
   BIGSTEP_SAMPLER_PLAIN(KERNEL)                                                                     \
+  BIGSTEP_FGT_PLAIN(KERNEL)                                                                         \
   BIGSTEP_SGD_PLAIN(KERNEL)
 
 namespace bigstep::cpu {

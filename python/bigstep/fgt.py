@@ -115,6 +115,18 @@ def compute(name: str, yk, xk, muk, sigk, what: int, method: str, one_d: bool):
     return outs
 
 
+def sampler_kernel(score, backend: str):
+    """(kernel, extra arguments) of the fused sampler for an EmpiricalScore whose method is
+    "auto" or "fgt", d <= 3, on a backend with fgt kernels; else None (the pairwise loop)."""
+    if score.method == "pairwise" or score.dim > 3 or backend not in _backend.backends("fgt"):
+        return None
+    k = _backend.kernels("fgt", backend)
+    mode = _MODE[score.method]
+    if score.one_d:
+        return k.sampler_empirical_fgt_1d, (np.sort(score.x_train, kind="stable"), mode)
+    return k.sampler_empirical_fgt_nd, (np.ascontiguousarray(score.x_train), mode)
+
+
 def fgt_plan(y, x, mu, sigma, *, backend: str = "auto", outputs: str = "score") -> dict:
     """The plan of ``method="fgt"`` for one call, without computing it: a dict with
 

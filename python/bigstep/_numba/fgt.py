@@ -29,7 +29,7 @@ import numpy as np
 from . import jit
 from ._fast_exp import exp_nonpos
 
-__all__ = ["fgt_1d", "fgt_nd"]
+__all__ = ["fgt_1d", "fgt_nd", "sampler_empirical_fgt_1d", "sampler_empirical_fgt_nd"]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 _LOG_SQRT_2PI = 0.91893853320467274178
@@ -821,3 +821,51 @@ def fgt_nd(y, x, mu, sigma, what, mode):
 
     lv = lambda v: np.array([v], dtype=y.dtype)  # noqa: E731
     return (*optimal_score_nd(y, x, lv(mu), lv(sigma), what), stats)
+
+
+# ----------------------------------------------------------------------- the sampler
+
+
+def _sampler_fgt(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, mode, one_d):
+    """Steps k0 .. k1 - 1 with s* by the FGT (sampler_empirical_fgt in the C++): per step,
+    s* of every particle by _run (mode 1; mode 0: steps the plan gives to the pairwise
+    kernel run the fused pairwise loop), then the sampler's update with its own normals.
+    Returns the number of steps that used the FGT."""
+    from . import sampler as ns
+
+    n, d = x.shape
+    if d > 3:
+        fused = ns.sampler_empirical_1d if one_d else ns.sampler_empirical_nd
+        fused(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data)
+        return 0
+    x2 = data.reshape(-1, 1) if one_d else data
+    z = np.empty(n * d)
+    words = np.empty((4, (n * d) // 4 + 2), dtype=np.uint64)
+    used = 0
+    for k in range(int(k0), int(k1)):
+        res = None
+        if mode == 1 or float(n) * float(data.shape[0]) > 131072.0:
+            res, _ = _run(x, x2, float(mu[k]), float(sigma[k]), d, 1, False, int(mode))
+        if res is None:
+            fused = ns.sampler_empirical_1d if one_d else ns.sampler_empirical_nd
+            fused(x, k, k + 1, h, r, mu, sigma, tau, c, seed, keep, path, data)
+            continue
+        hk = math.sqrt(2.0) * float(sigma[k])
+        if one_d:
+            s = (2.0 / hk) * (res[:, 1] - res[:, 9])
+        else:
+            s = (2.0 / hk) * (res[:, 1 + 3 - d:4] - res[:, 7 + 3 - d:10])
+        s = np.ascontiguousarray(s.reshape(n, d))
+        ns._advance(x, s, 0, n, k, float(h[k]), float(c), float(r[k]), np.uint64(seed), z, words, path, bool(keep))
+        used += 1
+    return used
+
+
+def sampler_empirical_fgt_1d(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_sorted, mode):
+    """Sampler steps with s* of 1-D data (sorted) by the FGT; see _sampler_fgt."""
+    return _sampler_fgt(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_sorted, mode, True)
+
+
+def sampler_empirical_fgt_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, mode):
+    """Sampler steps with s* of d-D data by the FGT (d <= 3; else the pairwise loop)."""
+    return _sampler_fgt(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, mode, False)
