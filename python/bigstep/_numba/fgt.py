@@ -49,6 +49,7 @@ _COST_SCAN = 0.25
 _COST_PAIRWISE_1D = 1.0
 _COST_PAIRWISE_ND = 1.6
 _N_STATS = 8
+_CALIBRATE = {1: 5.0, 2: 1.5, 3: 3.0}  # kCalibrate in fgt_kernels.cpp
 
 
 def num_coeffs(d: int, P: int) -> int:
@@ -675,7 +676,7 @@ def _run_direct(Y, targets, z, lo, N, g, start, ldir, d, res):
 # ----------------------------------------------------------------------- driver
 
 
-def _run(y2, x2, mu, sigma, d, kmax, single, mode):
+def _run(y2, x2, mu, sigma, d, kmax, single, mode, pairwise_factor=1.0):
     """Plan and (if chosen) execute; returns (res [q, 10] or None, stats)."""
     q = y2.shape[0]
     h = math.sqrt(2.0) * sigma
@@ -721,7 +722,8 @@ def _run(y2, x2, mu, sigma, d, kmax, single, mode):
     order = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
     qf = order.size
     cost_fgt = 2.0 * n + 0.1 * qf * math.log2(qf + 2.0) + boxes[:, _B_COST_FGT].sum()
-    cost_pw = boxes[:, _B_COST_PW].sum()
+    cost_pw = boxes[:, _B_COST_PW].sum() * pairwise_factor
+    cost_fgt *= _CALIBRATE[d]
     expand = boxes[:, _B_EXPAND] == 1
     stats = np.zeros(_N_STATS)
     use = mode == 1 or cost_fgt < cost_pw
@@ -845,7 +847,7 @@ def _sampler_fgt(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, mod
     for k in range(int(k0), int(k1)):
         res = None
         if mode == 1 or float(n) * float(data.shape[0]) > 131072.0:
-            res, _ = _run(x, x2, float(mu[k]), float(sigma[k]), d, 1, False, int(mode))
+            res, _ = _run(x, x2, float(mu[k]), float(sigma[k]), d, 1, False, int(mode), 0.5)
         if res is None:
             fused = ns.sampler_empirical_1d if one_d else ns.sampler_empirical_nd
             fused(x, k, k + 1, h, r, mu, sigma, tau, c, seed, keep, path, data)
