@@ -63,22 +63,25 @@ struct Sources {
   double g = 1.0;
   double lo[D] = {}, zmax = 0;
   index_t N[D] = {};
-  std::vector<double> z[D];
+  double r = 1.0;              // mu / h: z = r x
+  std::vector<double> z[D];     // h-units
+  std::vector<double> x[D];     // the data's units (differences of nearby points are exact)
   std::vector<index_t> start;  // [cells + 1]
 
   template <class T>
-  Sources(const T* x, index_t n_, double r) : n(n_) {
+  Sources(const T* xin, index_t n_, double r_) : n(n_), r(r_) {
     double hi[D];
     for (int j = 0; j < D; ++j) {
       lo[j] = kInf;
       hi[j] = -kInf;
       z[j].resize(n);
+      x[j].resize(n);
     }
     std::vector<double> tmp(n * D);
     for (index_t i = 0; i < n; ++i) {
       double s = 0;
       for (int j = 0; j < D; ++j) {
-        const double v = r * double(x[i * D + j]);
+        const double v = r * double(xin[i * D + j]);
         tmp[i * D + j] = v;
         lo[j] = std::min(lo[j], v);
         hi[j] = std::max(hi[j], v);
@@ -111,7 +114,10 @@ struct Sources {
     std::vector<index_t> fill(start.begin(), start.end() - 1);
     for (index_t i = 0; i < n; ++i) {
       const index_t k = fill[id[i]]++;
-      for (int j = 0; j < D; ++j) z[j][k] = tmp[i * D + j];
+      for (int j = 0; j < D; ++j) {
+        z[j][k] = tmp[i * D + j];
+        x[j][k] = double(xin[i * D + j]);
+      }
     }
   }
 
@@ -226,7 +232,7 @@ struct Sources {
 struct Box {
   index_t begin = 0, count = 0;
   double c[3] = {}, tau = 0, rho = 0, zstar[3] = {}, rc = 0, bound = 0;
-  index_t n_in = 0;
+  index_t n_in = 0, nearest = 0;
   int order = -1;
   bool expand = false;
   double cost_fgt = 0, cost_pairwise = 0;
@@ -270,6 +276,7 @@ void plan_box(const Problem<D>& pb, const index_t* order, Box& b, double* count)
   double d2;
   const index_t js = src.nearest(b.c, d2);
   b.rho = std::sqrt(d2);
+  b.nearest = js;
   for (int j = 0; j < D; ++j) b.zstar[j] = src.z[j][js];
   const double n = double(src.n);
   b.rc = fgt::cutoff(b.rho, b.tau, n, pb.tol.trunc, pb.kmax);
@@ -291,6 +298,10 @@ void plan_box(const Problem<D>& pb, const index_t* order, Box& b, double* count)
   const double trunc_scale = std::min(std::max(1.0, b.rho + b.tau), input_scale);
   b.order = fgt::plan_order(count, sh, b.tau, n - double(n_in), pb.kmax, fgt::max_order(D), trunc_scale,
                             input_scale, pb.tol, &b.bound);
+  // The 1-D derivatives come from raw moments about the centre: away from the data they
+  // would cancel (Var = E s^2 - (E s)^2 with |E s| ~ rho), so such boxes are summed directly,
+  // about each target's nearest source, as the pairwise kernel does.
+  if (pb.kmax >= 2 && b.rho > 1.0) b.order = -1;
   const double channels = D == 1 ? pb.kmax + 1 : D + 1;
   const double cost_direct = double(b.count) * double(n_in) * kCostPair;
   double cost = cost_direct;
@@ -336,10 +347,10 @@ void box_coefficients(const Problem<D>& pb, const Box& b, Scratch& s, const doub
   std::fill(s.L.begin(), s.L.begin() + pt, 0.0);
   std::fill(s.acc.begin(), s.acc.begin() + pt, V{});
   std::fill(s.block.begin(), s.block.begin() + pt, V{});
-  double sstar[D], zs[D], c[D];
+  double sstar[D], xs[D], c[D];
   for (int j = 0; j < D; ++j) {
     sstar[j] = b.zstar[j] - b.c[j];
-    zs[j] = b.zstar[j];
+    xs[j] = src.x[j][b.nearest];
     c[j] = b.c[j];
   }
   const double rc2 = b.rc * b.rc;
@@ -354,10 +365,11 @@ void box_coefficients(const Problem<D>& pb, const Box& b, Scratch& s, const doub
   src.for_ranges(b.c, b.rc, [&](index_t beg, index_t end) {
     index_t k = beg;
     for (; k + W <= end; k += W) {
-      V zv[D];
+      V zv[D], xv[D];
       V r2 = V{};
       for (int j = 0; j < D; ++j) {
         zv[j] = simd::load(src.z[j].data() + k);
+        xv[j] = simd::load(src.x[j].data() + k);
         const V d = zv[j] - c[j];
         r2 += d * d;
       }
@@ -365,24 +377,29 @@ void box_coefficients(const Problem<D>& pb, const Box& b, Scratch& s, const doub
       // vector with any such lane adds its other lanes one by one
       const V inside = r2 <= rc2 ? V{} + 1.0 : V{};
       if (simd::hsum<double>(inside) == double(W)) {
-        fgt::s2l_add<D, V, I>(zv, c, zs, sstar, P, inv, s.block.data(), s.g.data());
+        fgt::s2l_add<D, V, I>(zv, xv, c, xs, src.r, sstar, P, inv, s.block.data(), s.g.data());
       } else {
         for (int l = 0; l < W; ++l) {
           if (inside[l] == 0) continue;
-          double zl[D];
-          for (int j = 0; j < D; ++j) zl[j] = zv[j][l];
-          fgt::s2l_add<D, double, std::int64_t>(zl, c, zs, sstar, P, inv, s.L.data(), s.gs.data());
+          double zl[D], xl[D];
+          for (int j = 0; j < D; ++j) {
+            zl[j] = zv[j][l];
+            xl[j] = xv[j][l];
+          }
+          fgt::s2l_add<D, double, std::int64_t>(zl, xl, c, xs, src.r, sstar, P, inv, s.L.data(), s.gs.data());
         }
       }
       if (++in_block == kFlush) flush();
     }
     for (; k < end; ++k) {
-      double zl[D], r2s = 0;
+      double zl[D], xl[D], r2s = 0;
       for (int j = 0; j < D; ++j) {
         zl[j] = src.z[j][k];
+        xl[j] = src.x[j][k];
         r2s += (zl[j] - c[j]) * (zl[j] - c[j]);
       }
-      if (r2s <= rc2) fgt::s2l_add<D, double, std::int64_t>(zl, c, zs, sstar, P, inv, s.L.data(), s.gs.data());
+      if (r2s <= rc2)
+        fgt::s2l_add<D, double, std::int64_t>(zl, xl, c, xs, src.r, sstar, P, inv, s.L.data(), s.gs.data());
     }
   });
   flush();
@@ -392,14 +409,14 @@ void box_coefficients(const Problem<D>& pb, const Box& b, Scratch& s, const doub
 // Sums of one target at Y, directly, about its nearest source: log S0 (the true sum, as a
 // log), moments m (m[k] = E[u^k], 1-D, k <= kmax; d-D m[1 + j] = E[u_j]), the centre o.
 template <int D>
-void direct_target(const Problem<D>& pb, const double* Y, double& log_s0, double* m, double* o) {
+void direct_target(const Problem<D>& pb, const double* Y, double& log_s0, double* m, double* ox, double* e) {
   const Sources<D>& src = pb.src;
   double best2;
   const index_t js = src.nearest(Y, best2);
-  double e[D];
+  const double r = src.r;
   for (int j = 0; j < D; ++j) {
-    o[j] = src.z[j][js];
-    e[j] = Y[j] - o[j];
+    ox[j] = src.x[j][js];
+    e[j] = std::fma(-r, ox[j], Y[j]);
   }
   const double R = std::sqrt(best2 + pb.ldir);
   constexpr int C = D == 1 ? 4 : D + 1;  // sums: S0, then S1..S3 (1-D) or S1_j
@@ -412,7 +429,7 @@ void direct_target(const Problem<D>& pb, const double* Y, double& log_s0, double
       V u[D];
       V l = V{};
       for (int j = 0; j < D; ++j) {
-        u[j] = simd::load(src.z[j].data() + k) - o[j];
+        u[j] = r * (simd::load(src.x[j].data() + k) - ox[j]);
         l -= u[j] * (u[j] - 2.0 * e[j]);
       }
       const V w = exp_nonpos_f64<V, I>(l);
@@ -436,7 +453,7 @@ void direct_target(const Problem<D>& pb, const double* Y, double& log_s0, double
     for (; k < end; ++k) {
       double u[D], l = 0;
       for (int j = 0; j < D; ++j) {
-        u[j] = src.z[j][k] - o[j];
+        u[j] = r * (src.x[j][k] - ox[j]);
         l -= u[j] * (u[j] - 2.0 * e[j]);
       }
       const double w = exp_nonpos(l);
@@ -452,7 +469,9 @@ void direct_target(const Problem<D>& pb, const double* Y, double& log_s0, double
   });
   double S[C];
   for (int c = 0; c < C; ++c) S[c] = simd::hsum<double>(acc[c] + blk[c]) + tail[c];
-  log_s0 = std::log(S[0]) - best2;
+  double e2 = 0;
+  for (int j = 0; j < D; ++j) e2 += e[j] * e[j];
+  log_s0 = std::log(S[0]) - e2;
   m[0] = 1.0;
   for (int c = 1; c < C; ++c) m[c] = S[c] / S[0];
 }
@@ -465,8 +484,8 @@ struct Out {
 };
 
 template <class T>
-void write_1d(const Out<T>& out, index_t i, double log_s0, const double* m, double o, double e) {
-  const fgt::Outputs1D r = fgt::finish_1d(log_s0, m, o, e, out.h, out.mu, out.sigma, out.log_norm);
+void write_1d(const Out<T>& out, index_t i, double log_s0, const double* m, double ox, double e) {
+  const fgt::Outputs1D r = fgt::finish_1d(log_s0, m, ox, e, out.h, out.mu, out.sigma, out.log_norm);
   if (out.score) out.score[i] = static_cast<T>(r.score);
   if (out.log_density) out.log_density[i] = static_cast<T>(r.log_density);
   if (out.mean) out.mean[i] = static_cast<T>(r.mean);
@@ -475,11 +494,11 @@ void write_1d(const Out<T>& out, index_t i, double log_s0, const double* m, doub
 }
 
 template <int D, class T>
-void write_nd(const Out<T>& out, index_t i, double log_s0, const double* m, const double* o, const double* e) {
+void write_nd(const Out<T>& out, index_t i, double log_s0, const double* m, const double* ox, const double* e) {
   if (out.log_density) out.log_density[i] = static_cast<T>(log_s0 - out.log_norm);
   for (int j = 0; j < D; ++j) {
     if (out.score) out.score[i * D + j] = static_cast<T>((2.0 / out.h) * (m[1 + j] - e[j]));
-    if (out.mean) out.mean[i * D + j] = static_cast<T>((out.h / out.mu) * (o[j] + m[1 + j]));
+    if (out.mean) out.mean[i * D + j] = static_cast<T>(ox[j] + (out.h / out.mu) * m[1 + j]);
   }
 }
 
@@ -498,11 +517,11 @@ void write_nan(const Out<T>& out, index_t i) {
 }
 
 template <int D, class T>
-void write_target(const Out<T>& out, index_t i, double log_s0, const double* m, const double* o, const double* e) {
+void write_target(const Out<T>& out, index_t i, double log_s0, const double* m, const double* ox, const double* e) {
   if constexpr (D == 1)
-    write_1d(out, i, log_s0, m, o[0], e[0]);
+    write_1d(out, i, log_s0, m, ox[0], e[0]);
   else
-    write_nd<D>(out, i, log_s0, m, o, e);
+    write_nd<D>(out, i, log_s0, m, ox, e);
 }
 
 // The statistics a call reports (stats[8]).
@@ -650,7 +669,9 @@ bool run_fgt(const Sources<D>& src, const double* Y, index_t q, int kmax, bool s
         }
         m[0] = 1.0;
         const double log_s0 = std::log(f[0]) - t2 - rho2;
-        write_target<D>(out, i, log_s0, m, b.c, t);
+        double ox[D];
+        for (int j = 0; j < D; ++j) ox[j] = (out.h / out.mu) * b.c[j];
+        write_target<D>(out, i, log_s0, m, ox, t);
       }
     }
   }
@@ -661,10 +682,9 @@ bool run_fgt(const Sources<D>& src, const double* Y, index_t q, int kmax, bool s
 #pragma omp parallel for schedule(dynamic, 16) num_threads(team_size(nd)) if (parallel_worth(double(nd) * 256.0))
   for (index_t k = 0; k < nd; ++k) {
     const index_t i = dl[k];
-    double log_s0, m[4] = {}, o[D], e[D];
-    direct_target<D>(pb, Y + i * D, log_s0, m, o);
-    for (int j = 0; j < D; ++j) e[j] = Y[i * D + j] - o[j];
-    write_target<D>(out, i, log_s0, m, o, e);
+    double log_s0, m[4] = {}, ox[D], e[D];
+    direct_target<D>(pb, Y + i * D, log_s0, m, ox, e);
+    write_target<D>(out, i, log_s0, m, ox, e);
   }
   if (stats) stats[kDirectTargets] = double(nd);
   return true;

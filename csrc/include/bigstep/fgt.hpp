@@ -199,16 +199,18 @@ BIGSTEP_HD int plan_order(const double* count, const Shells& sh, double tau, dou
 // ------------------------------------------------------------------ source to local
 
 // Adds the sources' terms to the coefficients of F about a box centre, for sources given
-// as D coordinate arrays z[j][i] (i < count), in vectors of type V (one source per lane):
-//   s = Z - c, u = Z - z*, w = exp(-u.(u + 2 s*)),  L_a += w prod_j (2 s_j)^{a_j}/a_j!.
+// by their coordinates zv (h-units) and xv (the data's units, Z = r x), in vectors of type V
+// (one source per lane): s = Z - c, u = r (x - x*) (x* the box's nearest source: the
+// difference of nearby points is exact), w = exp(-u.(u + 2 s*)),
+//   L_a += w prod_j (2 s_j)^{a_j}/a_j!.
 // acc: num_coeffs(D, P) lane sums; g: scratch of D (P + 1) vectors.  inv[k] = 1/k.
 template <int D, class V, class I>
-BIGSTEP_HD void s2l_add(const V* zv, const double* c, const double* zstar, const double* sstar, int P,
-                        const double* inv, V* acc, V* g) {
+BIGSTEP_HD void s2l_add(const V* zv, const V* xv, const double* c, const double* xstar, double r,
+                        const double* sstar, int P, const double* inv, V* acc, V* g) {
   V e = V{};
   V two_s[D];
   for (int j = 0; j < D; ++j) {
-    const V u = zv[j] - zstar[j];
+    const V u = r * (xv[j] - xstar[j]);
     e = e + u * (u + 2.0 * sstar[j]);
     two_s[j] = 2.0 * (zv[j] - c[j]);
   }
@@ -331,21 +333,22 @@ BIGSTEP_HD void eval_3d(const double* L, int P, const double* t, double* out) {
 
 // ------------------------------------------------------------------ outputs
 
-// Everything a target needs from its sums, about a centre o (h-units): log S0 = log_s0
-// (the true sum of exp(-|Y - Z_i|^2), as a log), m[k] = E[s^k] (1-D; k <= 3) or m[1 + j] =
+// Everything a target needs from its sums, about a centre o (h-units; ox = o h / mu, the
+// same point in the data's units, exact where o is a data point): log S0 = log_s0 (the
+// true sum of exp(-|Y - Z_i|^2), as a log), m[k] = E[s^k] (1-D; k <= 3) or m[1 + j] =
 // E[s_j] (d-D), e = Y - o.  Outputs in the caller's units: h = sqrt(2) sigma, log_norm =
 // log n + d (log sigma + log(2 pi)/2).
 struct Outputs1D {
   double score, log_density, mean, d1, d2;
 };
 
-BIGSTEP_HD Outputs1D finish_1d(double log_s0, const double* m, double o, double e, double h, double mu,
+BIGSTEP_HD Outputs1D finish_1d(double log_s0, const double* m, double ox, double e, double h, double mu,
                                double sigma, double log_norm) {
   Outputs1D r;
   const double m1 = m[1];
   r.score = (2.0 / h) * (m1 - e);
   r.log_density = log_s0 - log_norm;
-  r.mean = (h / mu) * (o + m1);
+  r.mean = ox + (h / mu) * m1;
   const double var = m[2] - m1 * m1;
   const double third = m[3] - 3.0 * m1 * m[2] + 2.0 * m1 * m1 * m1;
   r.d1 = (-1.0 + 2.0 * var) / (sigma * sigma);

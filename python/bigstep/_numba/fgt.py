@@ -28,6 +28,7 @@ import numpy as np
 
 from . import jit
 from ._fast_exp import exp_nonpos
+from ._intrinsics import fma
 
 __all__ = ["fgt_1d", "fgt_nd", "sampler_empirical_fgt_1d", "sampler_empirical_fgt_nd"]
 
@@ -181,10 +182,13 @@ def _plan_order(count, r0, w, rc, tau, n_out, kmax, pmax, trunc_scale, amp_scale
 
 def _sources(x2, r, d):
     """Sources (mu/h) x padded to 3 columns (data last), counting-sorted into cells:
-    (z [3, n], lo [3], N [3] int64, g, start [cells + 1] int64, zmax)."""
+    (z [3, n], x [3, n] (the data's units, same order), lo [3], N [3] int64, g,
+    start [cells + 1] int64, zmax)."""
     n = x2.shape[0]
     z = np.zeros((3, n))
-    z[3 - d:] = (r * x2.astype(np.float64)).T
+    xo = np.zeros((3, n))
+    xo[3 - d:] = x2.astype(np.float64).T
+    z[3 - d:] = r * xo[3 - d:]
     lo = z.min(axis=1)
     hi = z.max(axis=1)
     zmax = float(np.sqrt((z * z).sum(axis=0)).max())
@@ -202,7 +206,7 @@ def _sources(x2, r, d):
     start = np.zeros(int(np.prod(N)) + 1, dtype=np.int64)
     np.add.at(start, cell + 1, 1)
     np.cumsum(start, out=start)
-    return np.ascontiguousarray(z[:, order]), lo, N, float(g), start, zmax
+    return np.ascontiguousarray(z[:, order]), np.ascontiguousarray(xo[:, order]), lo, N, float(g), start, zmax
 
 
 @jit("int64(float64, float64, float64, int64)")
@@ -315,7 +319,7 @@ def _nearest(p, z, lo, N, g, start):
 
 # box table columns
 (_B_BEGIN, _B_COUNT, _B_C0, _B_C1, _B_C2, _B_TAU, _B_RHO, _B_Z0, _B_Z1, _B_Z2, _B_RC, _B_BOUND, _B_NIN,
- _B_ORDER, _B_EXPAND, _B_COST_FGT, _B_COST_PW, _B_COLS) = range(18)
+ _B_ORDER, _B_EXPAND, _B_COST_FGT, _B_COST_PW, _B_NEAREST, _B_COLS) = range(19)
 
 
 @jit("void(float64[:, ::1], int64[::1], float64[::1], float64[::1], float64[:, ::1], float64[::1], int64[::1], "
@@ -367,6 +371,8 @@ def _plan_one(Y, order, b, count, z, lo, N, g, start, zmax, d, kmax, pmax, tol, 
     input_scale = max(math.sqrt(c2) + zmax + tau, 1e-300)
     trunc_scale = min(max(1.0, rho + tau), input_scale)
     P, bound = _plan_order(count, rho, w, rc, tau, float(n - n_in), kmax, pmax, trunc_scale, input_scale, tol, amp)
+    if kmax >= 2 and rho > 1.0:  # derivatives: raw moments about a far centre would cancel
+        P = -1
     channels = float(kmax + 1) if d == 1 else float(d + 1)
     cost_direct = float(cnt) * float(n_in) * _COST_PAIR
     cost = cost_direct
@@ -403,6 +409,7 @@ def _plan_one(Y, order, b, count, z, lo, N, g, start, zmax, d, kmax, pmax, tol, 
     b[_B_EXPAND] = expand
     b[_B_COST_FGT] = cost + float(n_in) * _COST_SCAN
     b[_B_COST_PW] = cost_pw
+    b[_B_NEAREST] = js
 
 
 @jit("void(float64[:, ::1], int64[::1], float64[:, ::1], float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], "
@@ -453,9 +460,9 @@ def _exps_for(d, P):
 # ----------------------------------------------------------------------- execution
 
 
-@jit("void(float64[:, ::1], float64[::1], float64[:, ::1], float64[::1], int64[::1], float64, int64[::1], "
-     "int64[:, ::1], float64[::1], float64[:, ::1])")
-def _box_coefficients(z, b, g3, lo, N, g, start, exps, L, Lb):
+@jit("void(float64[:, ::1], float64[:, ::1], float64, float64[::1], float64[:, ::1], float64[::1], int64[::1], "
+     "float64, int64[::1], int64[:, ::1], float64[::1], float64[:, ::1])")
+def _box_coefficients(z, xo, r, b, g3, lo, N, g, start, exps, L, Lb):
     """The coefficients L of F for box b (box_coefficients in the C++); g3 (3, P + 1) and Lb
     (1, num_coeffs) scratch."""
     P = int(b[_B_ORDER])
@@ -465,6 +472,7 @@ def _box_coefficients(z, b, g3, lo, N, g, start, exps, L, Lb):
     ss = np.empty(3)
     c[0], c[1], c[2] = b[_B_C0], b[_B_C1], b[_B_C2]
     zs[0], zs[1], zs[2] = b[_B_Z0], b[_B_Z1], b[_B_Z2]
+    js = int(b[_B_NEAREST])
     for j in range(3):
         ss[j] = zs[j] - c[j]
     for a in range(pt):
@@ -484,7 +492,7 @@ def _box_coefficients(z, b, g3, lo, N, g, start, exps, L, Lb):
             for j in range(3):
                 v = z[j, k] - c[j]
                 r2 += v * v
-                u = z[j, k] - zs[j]
+                u = r * (xo[j, k] - xo[j, js])
                 e += u * (u + 2.0 * ss[j])
             if r2 > rc2:
                 continue
@@ -549,17 +557,18 @@ def _eval_nd(L, exps, P, t, pw, dpw, out):
     out[3] = f2
 
 
-@jit("void(float64[::1], float64[:, ::1], float64[::1], int64[::1], float64, int64[::1], float64, "
-     "float64[::1], float64[::1])")
-def _direct_target(yv, z, lo, N, g, start, ldir, m, o):
+@jit("void(float64[::1], float64[:, ::1], float64[:, ::1], float64, float64[::1], int64[::1], float64, int64[::1], "
+     "float64, float64[::1], float64[::1], float64[::1])")
+def _direct_target(yv, z, xo, r, lo, N, g, start, ldir, m, o, e):
     """Direct sums for one target yv (padded): m[0] = log S0 (the true sum, as a log), m[1..3]
     moments about o = the nearest source (1-D: E[u^k] of the last coordinate; d-D: E[u_j]
     of every padded coordinate j in m[1 + j])."""
     js, best2 = _nearest(yv, z, lo, N, g, start)
-    e = np.empty(3)
+    e2 = 0.0
     for j in range(3):
-        o[j] = z[j, js]
-        e[j] = yv[j] - o[j]
+        o[j] = xo[j, js]
+        e[j] = fma(-r, o[j], yv[j])
+        e2 += e[j] * e[j]
     R = math.sqrt(best2 + ldir)
     rows = N[0] * N[1]
     rb = np.empty(rows, np.int64)
@@ -571,9 +580,9 @@ def _direct_target(yv, z, lo, N, g, start, ldir, m, o):
     for q in range(nr):
         for k in range(rb[q], re[q]):
             l = 0.0
-            u0 = z[0, k] - o[0]
-            u1 = z[1, k] - o[1]
-            u2 = z[2, k] - o[2]
+            u0 = r * (xo[0, k] - o[0])
+            u1 = r * (xo[1, k] - o[1])
+            u2 = r * (xo[2, k] - o[2])
             l -= u0 * (u0 - 2.0 * e[0])
             l -= u1 * (u1 - 2.0 * e[1])
             l -= u2 * (u2 - 2.0 * e[2])
@@ -592,14 +601,14 @@ def _direct_target(yv, z, lo, N, g, start, ldir, m, o):
                 in_block = 0
     for c in range(7):
         tot[c] += blk[c]
-    m[0] = math.log(tot[0]) - best2
+    m[0] = math.log(tot[0]) - e2
     for c in range(1, 6):
         m[c] = tot[c] / tot[0]
 
 
-@jit("void(float64[:, ::1], int64[::1], float64[:, ::1], int64[::1], float64[:, ::1], float64[::1], int64[::1], "
-     "float64, int64[::1], int64, int64, float64[:, ::1], uint8[::1])", parallel=True)
-def _run_expanded(Y, order, boxes, ebox, z, lo, N, g, start, d, kmax, res, direct):
+@jit("void(float64[:, ::1], int64[::1], float64[:, ::1], int64[::1], float64[:, ::1], float64[:, ::1], float64, "
+     "float64[::1], int64[::1], float64, int64[::1], int64, int64, float64[:, ::1], uint8[::1])", parallel=True)
+def _run_expanded(Y, order, boxes, ebox, z, xo, r, lo, N, g, start, d, kmax, res, direct):
     """Expanded boxes: coefficients, then every target's results into res rows
     (log S0, E[s] (3 padded) or E[s^k] (1-D, k = 1..3), centre (3), offset (3)); a target whose
     F is not positive and finite is flagged for the direct pass."""
@@ -612,7 +621,7 @@ def _run_expanded(Y, order, boxes, ebox, z, lo, N, g, start, d, kmax, res, direc
         L = np.zeros(pt)
         Lb = np.zeros((1, pt))
         g3 = np.zeros((3, pmax + 1))
-        _box_coefficients(z, b, g3, lo, N, g, start, ex, L, Lb)
+        _box_coefficients(z, xo, r, b, g3, lo, N, g, start, ex, L, Lb)
         rho2 = b[_B_RHO] * b[_B_RHO]
         c = np.empty(3)
         c[0], c[1], c[2] = b[_B_C0], b[_B_C1], b[_B_C2]
@@ -634,22 +643,22 @@ def _run_expanded(Y, order, boxes, ebox, z, lo, N, g, start, d, kmax, res, direc
             if not (f[0] > 0) or not math.isfinite(f[0]):
                 direct[i] = 1
                 continue
-            r = res[i]
-            r[0] = math.log(f[0]) - t2 - rho2
+            rr = res[i]
+            rr[0] = math.log(f[0]) - t2 - rho2
             if d == 1:
                 for k in range(1, 4):
-                    r[k] = f[k] / ((1 << k) * f[0])
+                    rr[k] = f[k] / ((1 << k) * f[0])
             else:
                 for j in range(3):
-                    r[1 + j] = f[1 + j] / (2.0 * f[0])
+                    rr[1 + j] = f[1 + j] / (2.0 * f[0])
             for j in range(3):
-                r[4 + j] = c[j]
-                r[7 + j] = t[j]
+                rr[4 + j] = c[j] / r
+                rr[7 + j] = t[j]
 
 
-@jit("void(float64[:, ::1], int64[::1], float64[:, ::1], float64[::1], int64[::1], float64, int64[::1], float64, "
-     "int64, float64[:, ::1])", parallel=True)
-def _run_direct(Y, targets, z, lo, N, g, start, ldir, d, res):
+@jit("void(float64[:, ::1], int64[::1], float64[:, ::1], float64[:, ::1], float64, float64[::1], int64[::1], float64, "
+     "int64[::1], float64, int64, float64[:, ::1])", parallel=True)
+def _run_direct(Y, targets, z, xo, r, lo, N, g, start, ldir, d, res):
     """Direct targets' results into res (rows as _run_expanded)."""
     for kk in numba.prange(targets.shape[0]):
         i = targets[kk]
@@ -658,19 +667,20 @@ def _run_direct(Y, targets, z, lo, N, g, start, ldir, d, res):
             yv[j] = Y[j, i]
         m = np.zeros(6)
         o = np.zeros(3)
-        _direct_target(yv, z, lo, N, g, start, ldir, m, o)
-        r = res[i]
-        r[0] = m[0]
+        e = np.zeros(3)
+        _direct_target(yv, z, xo, r, lo, N, g, start, ldir, m, o, e)
+        rr = res[i]
+        rr[0] = m[0]
         if d == 1:
-            r[1] = m[3]  # E[u] of the (last) data coordinate
-            r[2] = m[4]
-            r[3] = m[5]
+            rr[1] = m[3]  # E[u] of the (last) data coordinate
+            rr[2] = m[4]
+            rr[3] = m[5]
         else:
             for j in range(3):
-                r[1 + j] = m[1 + j]
+                rr[1 + j] = m[1 + j]
         for j in range(3):
-            r[4 + j] = o[j]
-            r[7 + j] = yv[j] - o[j]
+            rr[4 + j] = o[j]
+            rr[7 + j] = e[j]
 
 
 # ----------------------------------------------------------------------- driver
@@ -680,7 +690,8 @@ def _run(y2, x2, mu, sigma, d, kmax, single, mode, pairwise_factor=1.0):
     """Plan and (if chosen) execute; returns (res [q, 10] or None, stats)."""
     q = y2.shape[0]
     h = math.sqrt(2.0) * sigma
-    z, lo, N, g, start, zmax = _sources(x2, mu / h, d)
+    r = mu / h
+    z, xo, lo, N, g, start, zmax = _sources(x2, r, d)
     n = z.shape[1]
     tol, amp = _TOL[single]
     Y = np.zeros((3, q))
@@ -743,17 +754,18 @@ def _run(y2, x2, mu, sigma, d, kmax, single, mode, pairwise_factor=1.0):
         direct[order[int(boxes[b, _B_BEGIN]):int(boxes[b, _B_BEGIN] + boxes[b, _B_COUNT])]] = 1
     ebox = np.flatnonzero(expand).astype(np.int64)
     if ebox.size:
-        _run_expanded(Y, order, boxes, ebox, z, lo, N, g, start, d, kmax, res, direct)
+        _run_expanded(Y, order, boxes, ebox, z, xo, r, lo, N, g, start, d, kmax, res, direct)
     targets = np.flatnonzero(direct).astype(np.int64)
     ldir = math.log(16.0 * n / tol) + 8.0
     if targets.size:
-        _run_direct(Y, targets, z, lo, N, g, start, ldir, d, res)
+        _run_direct(Y, targets, z, xo, r, lo, N, g, start, ldir, d, res)
     stats[3] = targets.size
     return res, stats
 
 
 def _outputs(res, d, h, mu, sigma, log_norm, dtype, what, one_d):
-    """The public outputs from the per-target results (finish_1d / write_nd in the C++)."""
+    """The public outputs from the per-target results (finish_1d / write_nd in the C++):
+    res rows (log S0, moments (3), origin in the data's units (3), offset e = Y - origin (3))."""
     with np.errstate(all="ignore"):
         log_s0 = res[:, 0]
         logp = (log_s0 - log_norm).astype(dtype) if what & _LOGP else None
@@ -761,7 +773,7 @@ def _outputs(res, d, h, mu, sigma, log_norm, dtype, what, one_d):
             m1, m2, m3 = res[:, 1], res[:, 2], res[:, 3]
             o, e = res[:, 6], res[:, 9]
             score = ((2.0 / h) * (m1 - e)).astype(dtype) if what & (_SCORE | _DERIV) else None
-            mean = ((h / mu) * (o + m1)).astype(dtype) if what & _MEAN else None
+            mean = (o + (h / mu) * m1).astype(dtype) if what & _MEAN else None
             d1 = d2 = None
             if what & _DERIV:
                 var = m2 - m1 * m1
@@ -773,7 +785,7 @@ def _outputs(res, d, h, mu, sigma, log_norm, dtype, what, one_d):
         o = res[:, 4 + 3 - d:7]
         e = res[:, 7 + 3 - d:10]
         score = ((2.0 / h) * (m - e)).astype(dtype) if what & _SCORE else None
-        mean = ((h / mu) * (o + m)).astype(dtype) if what & _MEAN else None
+        mean = (o + (h / mu) * m).astype(dtype) if what & _MEAN else None
         return score, logp, mean
 
 
