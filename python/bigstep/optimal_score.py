@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
+import functools
+
+from . import _autograd, _backend
 from . import fgt as _fgt
 from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
 from ._validate import noise_level, queries, training_data
@@ -47,8 +49,16 @@ _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 
 
 def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, method: str = "pairwise"):
-    """Validate, convert and run one call.  Returns (outputs tuple, y_original, shape info)."""
+    """Validate, convert and run one call: the outputs (score, log_density, mean[, d1,
+    d2]), each None unless asked for by ``what``."""
+    return _run(y, x, mu, sigma, what, backend, one_d_only=one_d_only, method=method)[0]
+
+
+def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, method: str = "pairwise"):
+    """(outputs, backend used, (mu, sigma) as validated float64 arrays of shape (1,) or (q,));
+    ``method`` as in :func:`optimal_score` (bigstep.fgt)."""
     method = _fgt.check_method(method)
+    name = _backend.resolve(backend, y, x, mu, sigma, family="optimal_score")
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
     single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
@@ -59,7 +69,6 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     if dtype == np.float32:
         _check_float32_levels(mua, "mu")
         _check_float32_levels(siga, "sigma")
-    name = _backend.resolve(backend, ya, xa, family="optimal_score")
     impl = _backend.kernels("optimal_score", name)
     yk = prepare(ya.reshape((1,) + ya.shape) if single else ya, dtype)
     xk = prepare(xa, dtype)
@@ -76,7 +85,15 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
         outs = impl.optimal_score_nd(yk, xk, muk, sigk, what) if outs is None else outs
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
-    return outs
+    return outs, name, (mua, siga)
+
+
+def _one(kind: int, y, x, mu, sigma, backend: str, method: str = "auto"):
+    """One output of the family in the caller's array type; a torch graph to y and x when
+    they require grad (bigstep._autograd)."""
+    if _autograd.wants_graph(y, x):
+        return _autograd.apply(kind, y, x, mu, sigma, backend, functools.partial(_run, method=method))
+    return wrap_like(_compute(y, x, mu, sigma, kind, backend, method=method)[{_SCORE: 0, _LOGP: 1, _MEAN: 2}[kind]], y)
 
 
 def _check_float32_levels(v: np.ndarray, name: str) -> None:
@@ -125,7 +142,7 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto
     >>> float(bigstep.optimal_score(np.array([0.5]), np.array([-1.0, 1.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.0378...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _SCORE, backend, method=method)[0], y)
+    return _one(_SCORE, y, x, mu, sigma, backend, method)
 
 
 def log_density(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
@@ -140,7 +157,7 @@ def log_density(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto")
     >>> float(bigstep.log_density(np.array([0.0]), np.array([0.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.9189...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _LOGP, backend, method=method)[1], y)
+    return _one(_LOGP, y, x, mu, sigma, backend, method)
 
 
 def posterior_mean(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
@@ -154,7 +171,7 @@ def posterior_mean(y, x, mu, sigma, *, backend: str = "auto", method: str = "aut
     >>> float(bigstep.posterior_mean(np.array([0.9]), np.array([-1.0, 1.0]), 1.0, 0.1)[0])  # doctest: +ELLIPSIS
     1.0...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _MEAN, backend, method=method)[2], y)
+    return _one(_MEAN, y, x, mu, sigma, backend, method)
 
 
 def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
@@ -164,8 +181,9 @@ def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto", method:
     s*'(y)  = (-1 + mu^2 Var[W(y)] / sigma^2) / sigma^2,
     s*''(y) = mu^3 E[(W - E W)^3] / sigma^6.
 
-    Returns three arrays of shape (q,).  ``backend`` and ``method`` as for :func:`optimal_score`
-    (with ``method="fgt"`` the bound also covers the second and third moments).
+    Returns three arrays of shape (q,).
+    ``backend`` and ``method`` as for :func:`optimal_score` (``method="fgt"``: an absolute
+    error bound on the derivatives, see :mod:`bigstep.fgt`; "auto" keeps them pairwise).
 
     Example
     -------
