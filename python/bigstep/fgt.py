@@ -57,6 +57,7 @@ __all__ = ["fgt_plan", "METHODS"]
 
 METHODS = ("auto", "pairwise", "fgt")
 _MODE = {"auto": 0, "fgt": 1}
+_SMALL = 131072.0  # q n at or below which "auto" runs the pairwise kernel without planning
 _STATS = ("used_fgt", "boxes", "boxes_expanded", "targets_direct", "max_order", "max_bound", "cost_fgt",
           "cost_pairwise")
 
@@ -101,6 +102,8 @@ def compute(name: str, yk, xk, muk, sigk, what: int, method: str, one_d: bool):
     varying = (mu64.shape[0] > 1 and np.ptp(mu64) > 0) or (sig64.shape[0] > 1 and np.ptp(sig64) > 0)
     if method == "auto" and (varying or what & 8):  # 8: the 1-D derivatives (see the module docstring)
         return None
+    if method == "auto" and float(yk.shape[0]) * float(xk.shape[0]) <= _SMALL:
+        return None  # too small to plan (the kernels decide the same)
     impl = _impl(name)
     if impl is None:
         if method == "fgt":
