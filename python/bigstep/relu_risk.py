@@ -1,6 +1,7 @@
 """Exact denoising score-matching risk of two-layer ReLU networks (paper Sections 4-6).
 
-Network (width m):  s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l),  kinks tau_l = -b_l / w1_l.
+Network (:class:`bigstep.ReLUNet1D`, m = width):  s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l),
+kinks tau_l = -b_l / w1_l, with w1, b, w2 the network's W1, b1, W2 (the paper's symbols).
 
 DSM risk at noise level (mu, sigma) on 1-D data x (n,), exact (no sampling):
 
@@ -28,8 +29,8 @@ p_i the N(mu x_i, sigma^2) density.  The paper's printed eq. (15) has the opposi
 on the Dirac term for w1 = +1; differentiating int_{tau}^{inf} g(y) dy in b gives
 +g(tau)/|w1| (see DESIGN.md section 2 and the finite-difference tests).
 
-Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (w2, b), 2m
-entries; ``wrt="all"`` is theta = (w1, w2, b), 3m entries.
+Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (W2, b1), 2m
+entries; ``wrt="all"`` is theta = (W1, W2, b1), 3m entries (:meth:`bigstep.ReLUNet1D.theta`).
 
 Accuracy: each truncated moment comes from the Gaussian tail that keeps it accurate
 (erfc, not 1 - Phi), so far-out segments are exact to rounding.  The risk is a sum of
@@ -94,13 +95,13 @@ class _Exact:
     Hessian-vector product O(m) and the Hessian O(m^2).
     """
 
-    def __init__(self, net: ReLUNet1D, x: np.ndarray, mu: float, sigma: float, kernels):
+    def __init__(self, net: ReLUNet1D, c: np.ndarray, sigma: float, kernels):
         self.kernels = kernels
-        self.n = x.shape[0]
-        self.m = net.m
+        self.n = c.shape[0]
+        self.m = net.width
         self.sigma = sigma
         # writable copies: the kernels take plain (not read-only) arrays
-        self.w1, self.w2, self.b = w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
+        self.w1, self.w2, self.b = w1, w2, b = net.W1.copy(), net.W2.copy(), net.b1.copy()
         all_tau = net.kinks
         kinked = np.flatnonzero(~np.isnan(all_tau))
         tau = all_tau[kinked]
@@ -113,7 +114,6 @@ class _Exact:
         cls = np.where(b > 0, 2, 0).astype(np.int8)  # no kink: constant relu(b)
         cls[kinked] = np.where(w1[kinked] > 0, 1, -1)
         self.cls = cls
-        c = np.ascontiguousarray(mu * x)
         self.S, self.T, self.P = kernels.segment_moments(self.t, c, sigma)
         # s = alpha_k y + beta_k on segment k
         self.alpha, self.beta = self._segment_lines(w2 * w1 / self.m, w2 * b / self.m)
@@ -265,7 +265,7 @@ def _prepare(net, x, mu, sigma, backend) -> _Exact:
     xa = _data(x)
     mu_v = real_scalar(mu, "mu")
     sigma_v = real_scalar(sigma, "sigma")
-    return _Exact(net, xa, mu_v, sigma_v, _kernels(backend))
+    return _Exact(net, np.ascontiguousarray(mu_v * xa), sigma_v, _kernels(backend))
 
 
 # -------------------------------------------------------------------- public API
@@ -286,7 +286,7 @@ def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
     Example
     -------
     >>> import bigstep
-    >>> net = bigstep.ReLUNet1D([1.0], [0.0], [0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
+    >>> net = bigstep.ReLUNet1D(W1=[1.0], b1=[0.0], W2=[0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
     >>> round(bigstep.dsm_risk(net, [0.0, 1.0], 1.0, 0.5), 12)   # = 1 / sigma^2
     4.0
     """
@@ -296,8 +296,8 @@ def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
 def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
     """(R_n(theta), grad R_n(theta)), grad = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)].
 
-    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order w2, b) or
-    (3m,) for wrt="all" (order w1, w2, b).  Cost O(n m + m log m).
+    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order W2, b1) or
+    (3m,) for wrt="all" (order W1, W2, b1).  Cost O(n m + m log m).
 
     Example
     -------
@@ -358,7 +358,7 @@ def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str 
     """
     check_wrt(wrt)
     ex = _prepare(net, x, mu, sigma, backend)
-    return ex.hvp(_vector(v, (2 if wrt == "outer_bias" else 3) * net.m), wrt)
+    return ex.hvp(_vector(v, (2 if wrt == "outer_bias" else 3) * net.width), wrt)
 
 
 def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto", backend: str = "auto",
@@ -385,7 +385,7 @@ def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto
     if not (0 < tol < 1):
         raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
     ex = _prepare(net, x, mu, sigma, backend)
-    P = (2 if wrt == "outer_bias" else 3) * net.m
+    P = (2 if wrt == "outer_bias" else 3) * net.width
     if method == "dense" or (method == "auto" and P <= _DENSE_MAX):
         return float(np.linalg.eigvalsh(ex.hessian(wrt))[-1])
     from ._lanczos import largest_eigenvalue
@@ -393,7 +393,7 @@ def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto
     return largest_eigenvalue(lambda v: ex.hvp(v, wrt), P, tol=tol)
 
 
-def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backend: str = "auto") -> bool:
+def is_linearly_stable(net, x, mu, sigma, *, lr, wrt: str = "outer_bias", backend: str = "auto") -> bool:
     """Whether lambda_max <= 2 / (m lr), the linear-stability condition of SGD with step m * lr (eq. 8).
 
     Example
@@ -405,7 +405,7 @@ def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backen
     """
     lr_v = real_scalar(lr, "lr")
     lam = sharpness(net, x, mu, sigma, wrt=wrt, backend=backend)
-    return bool(lam <= 2.0 / (net.m * lr_v))
+    return bool(lam <= 2.0 / (net.width * lr_v))
 
 
 def excess_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:

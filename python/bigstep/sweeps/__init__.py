@@ -24,8 +24,8 @@ __all__ = ["sweep", "load_sweep", "register_task"]
 _META = ("cell_id", "cell_index", "task", "status", "error", "traceback", "wall_time", "attempts", "finished_at")
 
 
-def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, progress=True, retries=1,
-          shared=None, scheduler=None):
+def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, retries=1, shared=None,
+          scheduler=None, progress=True):
     """Run ``task`` on every cell of ``grid`` and return one row per cell (pandas DataFrame).
 
     task: a registered name ("fig2_cell", "sampler_cell", ...), "module:function" or an

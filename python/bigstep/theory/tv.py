@@ -150,7 +150,7 @@ def tv_derivative(net, x, mu, sigma) -> float:
     -------
     >>> import bigstep
     >>> from bigstep import theory
-    >>> net = bigstep.ReLUNet1D([1.0, -1.0], [2.0, 2.0], [0.0, 0.0])   # both kinks at 0
+    >>> net = bigstep.ReLUNet1D(W1=[1.0, -1.0], b1=[0.0, 0.0], W2=[2.0, 2.0])   # both kinks at 0
     >>> round(theory.tv_derivative(net, [-1.0, 1.0], 1.0, 1e-6), 6)    # (1/2) * |2 + 2| * pi(0)
     0.5
     """
@@ -166,14 +166,14 @@ def tv_derivative(net, x, mu, sigma) -> float:
     if not isinstance(net, ReLUNet1D):
         raise TypeError(f"net must be a bigstep.ReLUNet1D or None (for s*), got {type(net).__name__}")
     tau = net.kinks
-    coef = np.abs(net.w1) * net.w2
+    coef = np.abs(net.W1) * net.W2
     keep = np.isfinite(tau)
     tau, coef = tau[keep], coef[keep]
     if tau.shape[0] == 0:
         return 0.0
     uniq, inv = np.unique(tau, return_inverse=True)
     jump = np.abs(np.bincount(inv.ravel(), weights=coef, minlength=uniq.shape[0]))
-    return float(jump @ _weight(uniq, 0.0, cs, pieces) / net.m)
+    return float(jump @ _weight(uniq, 0.0, cs, pieces) / net.width)
 
 
 def _significant_sign(res):

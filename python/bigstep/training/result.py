@@ -17,7 +17,7 @@ class TrainResult:
     - ``lr``, ``seed``, ``steps`` (planned), ``steps_done``: arrays (R,);
     - ``diverged`` (bool, R) and ``diverged_step`` (int, R; -1 if it trained to the end):
       the update of step j (0-based) was refused, the parameters are those after j updates;
-    - ``W1`` (R, m, p), ``b`` (R, m), ``W2`` (R, d, m): float64 numpy, always finite;
+    - ``W1`` (R, m, p), ``b1`` (R, m), ``W2`` (R, d, m): float64 numpy, always finite;
     - ``history``: a pandas DataFrame sorted by network and step, one row per network and
       record step (columns network, lr, seed, step, loss [, excess_risk, excess_risk_se],
       diverged): records at step 0 (loss NaN) and every ``record_every`` steps when it is
@@ -34,7 +34,7 @@ class TrainResult:
     def __init__(self, kind, params, lr, seed, steps, steps_done, diverged_step, records, record_cols,
                  seconds, info):
         self.kind = kind
-        self.W1, self.b, self.W2 = params
+        self.W1, self.b1, self.W2 = params
         self.lr, self.seed = lr, seed
         self.steps, self.steps_done = steps, steps_done
         self.diverged_step = diverged_step
@@ -76,8 +76,8 @@ class TrainResult:
         if r >= self.lr.shape[0]:
             raise ValueError(f"r must be < {self.lr.shape[0]} (the number of networks), got {r}")
         if self.kind == "dsm":
-            return ReLUNetND(self.W1[r], self.b[r], self.W2[r])
-        return TimeReLUScore(self.W1[r], self.b[r], self.W2[r], schedule=self.info["schedule"])
+            return ReLUNetND(self.W1[r], self.b1[r], self.W2[r])
+        return TimeReLUScore(self.W1[r], self.b1[r], self.W2[r], schedule=self.info["schedule"])
 
     @property
     def networks(self):
