@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from . import _streams as streams
 from ._arrays import as_numpy, wrap_like
 from ._validate import check_wrt, integer, two_layer_weights
 from .random import gaussian_noise, uniform
@@ -28,7 +29,7 @@ from .scores import Score
 
 __all__ = ["ReLUNet1D", "ReLUNetND", "TimeReLUScore"]
 
-_STREAM_INIT = 2
+_STREAM_INIT = streams.NETWORK_INIT
 
 
 def _param_vector(value, name: str, width: int | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import _is_torch, as_numpy, result_dtype, wrap_like
+from ._arrays import as_numpy, is_torch, result_dtype, wrap_like
 from ._validate import schedule_rate, training_data
 
 __all__ = ["Score", "EmpiricalScore", "GaussianScore", "noise_schedule"]
@@ -56,7 +56,7 @@ def noise_schedule(t, *, kind: str = "ou"):
         raise ValueError(f"t must be positive and finite, got {bad.flat[0]!r}")
     mu = np.exp(tf.dtype.type(-rate) * tf)
     sigma = np.sqrt(-np.expm1(-2 * tf))
-    if tf.ndim == 0 and not _is_torch(t):
+    if tf.ndim == 0 and not is_torch(t):
         return tf.dtype.type(mu), tf.dtype.type(sigma)
     return wrap_like(mu, t), wrap_like(sigma, t)
 

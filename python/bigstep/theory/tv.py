@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
 from .._arrays import as_numpy
 from .._quadrature import Centres, check_converged, data_1d, integrate, min_width, subintervals
 from .._validate import real_scalar
@@ -87,9 +88,8 @@ def _weight(anchor, t, cs: Centres, pieces) -> np.ndarray:
     if l.shape[0] == 0:  # one distinct point: pi = 0 (NaN stays NaN)
         out[:] = np.where(np.isnan(an + tt), np.nan, 0.0)
     else:
-        from .._numba.tv import weight_kernel
-
-        weight_kernel(an, tt, l, r, gl, gr, cs.c[0], cs.c[-1], cs.sigma, out)
+        kernels = _backend.kernels("tv", _backend.resolve("auto", family="tv"))
+        kernels.tv_weight(an, tt, l, r, gl, gr, cs.c[0], cs.c[-1], cs.sigma, out)
     return out.reshape(shape)
 
 

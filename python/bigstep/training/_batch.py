@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 
+from .. import _streams as streams
 from .._progress import Progress, run_in_chunks
 from ..nets import init_params
 from ..random import uniform
 from ._args import LOSS_LIMIT, torch_module
 from .result import TrainResult
 
-_STREAM_INDEX = 3
+_STREAM_INDEX = streams.SGD_INDEX
 ND_RECORDS = ("loss", "excess_risk")
 _BLOCK_ELEMS = 1 << 20  # CPU: hidden-layer elements per block of rows (a cache-sized block)
 _MIN_BLOCK_ROWS = 256   # smaller blocks lose more to per-call overhead than they gain in cache

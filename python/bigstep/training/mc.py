@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from .. import _streams as streams
 from .._arrays import as_numpy
 from .._validate import integer, real_scalar, training_data, uint64
 from ..nets import ReLUNet1D, ReLUNetND, TimeReLUScore
@@ -21,7 +22,7 @@ from ._args import torch_module
 
 __all__ = ["excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc"]
 
-_STREAM_MC, _STREAM_SHARP = 7, 14
+_STREAM_MC, _STREAM_SHARP = streams.EXCESS_RISK_MC, streams.SHARPNESS_MC
 _MC_BLOCK_ELEMS = 1 << 20  # excess_risk_mc: numbers in one block of noisy inputs Y (rows * d)
 
 

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _streams as streams
 from .._arrays import as_numpy
 from .._validate import integer, integers, positives, real_scalar, schedule_rate, training_data
 from ..random import gaussian_noise, uniform
@@ -69,7 +70,7 @@ from .mc import excess_risk_mc
 
 __all__ = ["train_dsm", "train_diffusion", "time_grid"]
 
-_STREAM_NOISE, _STREAM_TIME = 4, 6
+_STREAM_NOISE, _STREAM_TIME = streams.SGD_NOISE, streams.DIFFUSION_TIME
 _TIME_WEIGHTS = ("sigma", "inv_sigma", "uniform")
 
 

@@ -109,7 +109,7 @@ def _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, see
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
     names = record_names(record)
-    name = _backend.resolve(backend)
+    name = _backend.resolve(backend, family="sgd")
     if width is not None:
         width = integer(width, "width", minimum=1)
     starts = _starts(init, width, seeds, len(lrs), inner, bias, inner_sets_default)
@@ -176,11 +176,7 @@ def _finish(nets, lr_of, seed_of, diverged_step, recorder) -> TrainResult:
 
 
 def _kernel(backend: str):
-    if backend == "cpp":
-        return _backend.core().sgd_train
-    from .._numba.sgd import sgd_train
-
-    return sgd_train
+    return _backend.kernels("sgd", backend).sgd_train
 
 
 def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, width=None, inner="gaussian", train_inner=None,
