@@ -945,3 +945,98 @@ def test_bad_arguments(rb, call, exc, match):
 def test_unknown_backend(value):
     with pytest.raises((ValueError, TypeError), match="backend"):
         bigstep.dsm_risk(_NET, X, 0.8, 0.5, backend=value)
+
+
+# ============================================================== DSMRisk, the prepared object
+
+
+@pytest.mark.parametrize("wrt", ["outer_bias", "all"])
+def test_prepared_risk_is_the_functions(rb, wrt):
+    """DSMRisk gives what the one-call functions give (they are built on it), and its
+    LinearOperator multiplies by the exact Hessian: scipy's eigsh on it finds sharpness."""
+    net = bigstep.ReLUNet1D.init(12, seed=4, bias=0.3)
+    mu, sigma = 0.8, 0.4
+    ev = bigstep.DSMRisk(X, mu, sigma, wrt=wrt, backend=rb)
+    assert ev.risk(net) == bigstep.dsm_risk(net, X, mu, sigma, backend=rb)
+    r, g = bigstep.dsm_risk_grad(net, X, mu, sigma, wrt=wrt, backend=rb)
+    np.testing.assert_array_equal(ev.grad(net), g)
+    H = bigstep.dsm_risk_hessian(net, X, mu, sigma, wrt=wrt, backend=rb)
+    np.testing.assert_array_equal(ev.hessian(net), H)
+    v = np.linspace(-1.0, 1.0, H.shape[0])
+    np.testing.assert_array_equal(ev.hvp(net, v), bigstep.dsm_risk_hvp(net, X, mu, sigma, v, wrt=wrt, backend=rb))
+    assert ev.sharpness(net) == bigstep.sharpness(net, X, mu, sigma, wrt=wrt, backend=rb)
+    assert ev.excess_risk(net) == pytest.approx(bigstep.excess_risk(net, X, mu, sigma, backend=rb), rel=1e-14)
+    op = ev.operator(net)
+    assert isinstance(op, LinearOperator) and op.shape == H.shape and ev.n_params(net) == H.shape[0]
+    np.testing.assert_allclose(op @ v, H @ v, rtol=1e-12, atol=1e-12 * np.abs(H).max())
+    top = float(eigsh(op, k=1, which="LA", tol=1e-12, return_eigenvectors=False)[0])
+    assert top == pytest.approx(ev.sharpness(net), rel=1e-9)
+
+
+def test_prepared_risk_builds_each_network_once(monkeypatch):
+    """The O(n m) state is built once per network and reused by risk, gradient, HVPs,
+    Hessian and sharpness; R_n(s*) once per object."""
+    import importlib
+
+    from bigstep import relu_risk
+
+    opt_mod = importlib.import_module("bigstep.optimal_risk")
+
+    builds, optimal = [], []
+    real_exact, real_opt = relu_risk._Exact, opt_mod.optimal_risk
+    monkeypatch.setattr(relu_risk, "_Exact", lambda *a: builds.append(1) or real_exact(*a))
+    monkeypatch.setattr(opt_mod, "optimal_risk", lambda *a: optimal.append(1) or real_opt(*a))
+    ev = bigstep.DSMRisk(X, 0.8, 0.4)
+    a, b = bigstep.ReLUNet1D.init(6, seed=1), bigstep.ReLUNet1D.init(6, seed=2)
+    for _ in range(3):
+        ev.risk(a), ev.grad(a), ev.hvp(a, np.ones(12)), ev.hessian(a), ev.sharpness(a), ev.excess_risk(a)
+    assert len(builds) == 1
+    ev.risk(b), ev.excess_risk(b)
+    assert len(builds) == 2 and len(optimal) == 1
+
+
+def test_train_records_reuse_one_prepared_risk(monkeypatch):
+    """train_sgd's records build one exact state per network and record (risk, excess risk
+    and sharpness share it) and compute R_n(s*) once per run."""
+    pytest.importorskip("pandas")
+    import importlib
+
+    from bigstep import relu_risk
+
+    opt_mod = importlib.import_module("bigstep.optimal_risk")
+
+    builds, optimal = [], []
+    real_exact, real_opt = relu_risk._Exact, opt_mod.optimal_risk
+    monkeypatch.setattr(relu_risk, "_Exact", lambda *a: builds.append(1) or real_exact(*a))
+    monkeypatch.setattr(opt_mod, "optimal_risk", lambda *a: optimal.append(1) or real_opt(*a))
+    res = bigstep.train_sgd(X, 0.8, 0.4, lr=[0.1, 0.01], seed=[0, 1], steps=20, width=8, record_every=5)
+    records = len(res.history)
+    assert records == 4 * 5 and len(builds) == records and len(optimal) == 1
+    np.testing.assert_allclose(res.history["excess_risk"], res.history["risk"] - bigstep.optimal_risk(X, 0.8, 0.4),
+                               rtol=1e-12)
+
+
+def test_prepared_risk_returns_the_callers_array_type():
+    torch = pytest.importorskip("torch")
+    net = bigstep.ReLUNet1D.init(5, seed=0)
+    ev = bigstep.DSMRisk(torch.from_numpy(X), 0.8, 0.4)
+    g, H = ev.grad(net), ev.hessian(net)
+    assert isinstance(g, torch.Tensor) and isinstance(H, torch.Tensor) and g.dtype == torch.float64
+    np.testing.assert_array_equal(g.numpy(), bigstep.DSMRisk(X, 0.8, 0.4).grad(net))
+    hv = bigstep.DSMRisk(X, 0.8, 0.4).hvp(net, torch.ones(10, dtype=torch.float64))
+    assert isinstance(hv, torch.Tensor)
+    assert isinstance(ev.risk(net), float)
+
+
+def test_prepared_risk_bad_arguments():
+    with pytest.raises(ValueError, match="wrt"):
+        bigstep.DSMRisk(X, 0.8, 0.4, wrt="inner")
+    with pytest.raises(ValueError, match="sigma"):
+        bigstep.DSMRisk(X, 0.8, -0.4)
+    ev = bigstep.DSMRisk(X, 0.8, 0.4)
+    with pytest.raises(TypeError, match="net"):
+        ev.risk("net")
+    with pytest.raises(ValueError, match="v"):
+        ev.hvp(_NET, np.ones(3))
+    with pytest.raises(ValueError, match="method"):
+        ev.sharpness(_NET, method="power")

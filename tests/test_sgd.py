@@ -355,3 +355,25 @@ def test_compiled_trainer_names_the_weight_array_of_the_wrong_shape():
             core.sgd_train(x, 0.9, 0.5, np.array([0.1]), np.array([1], np.uint64), arrays["w1"], arrays["w2"],
                            arrays["b"], 1, False, 0.0, 0, 1, np.full(1, -1, np.int64), np.zeros(1),
                            np.zeros(1, np.int64))
+
+
+def test_one_result_type():
+    """train_sgd and train_gd return bigstep.TrainResult, the class every trainer returns:
+    stacked parameters, steps, steps_done, the exact excess risk of every network."""
+    pytest.importorskip("pandas")
+    res = bigstep.train_sgd(X, MU, SIGMA, lr=[0.1, 50.0], seed=[0, 1], steps=30, width=6, record=("risk",))
+    gd = bigstep.train_gd(X, MU, SIGMA, lr=0.01, steps=3, width=6, record=())
+    for r, kind in ((res, "sgd"), (gd, "gd")):
+        assert isinstance(r, bigstep.TrainResult) and type(r) is bigstep.training.TrainResult and r.kind == kind
+        assert r.W1.shape == r.b1.shape == r.W2.shape == (len(r), 6)
+        for k, net in enumerate(r.networks):
+            np.testing.assert_array_equal(net.W2, r.W2[k])
+            assert r.network(k) is net
+    assert res.diverged.tolist() == [False, False, True, True]
+    np.testing.assert_array_equal(res.steps_done, np.where(res.diverged, res.diverged_step, 30))
+    assert res.steps.tolist() == [30] * 4 and res.seconds > 0 and res.steps_per_second > 0
+    value, se = res.excess_risk()
+    assert value.shape == (4,) and not se.any()
+    assert value[0] == pytest.approx(bigstep.excess_risk(res.networks[0], X, MU, SIGMA), rel=1e-12)
+    assert {"steps_done", "step", "risk", "sharpness"} <= set(res.to_frame().columns)
+    assert gd.score.width == 6 and "TrainResult(kind='gd'" in repr(gd)

@@ -576,3 +576,19 @@ def test_fixed_sample_sharpness_misses_the_kink_term():
     mc = bigstep.sharpness_mc(net, x, mu, sigma, n_mc=3000, seed=0, tol=1e-6)
     assert no_kink < 0.7 * exact
     assert mc == pytest.approx(no_kink, rel=0.02)
+
+
+def test_every_trainer_returns_one_result_type():
+    x = bigstep.gaussian_noise(1, (8, 2))
+    results = [bigstep.train_dsm(x, 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",)),
+               bigstep.train_diffusion(x, lr=0.1, steps=3, width=4, batch_size=16),
+               bigstep.train_sgd(x[:, 0], 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",)),
+               bigstep.train_gd(x[:, 0], 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",))]
+    assert [r.kind for r in results] == ["dsm", "diffusion", "sgd", "gd"]
+    for r in results:
+        assert type(r) is bigstep.TrainResult
+        assert r.steps_done.tolist() == [3] and r.network(0).width == 4 and r.score is r.networks[0]
+        assert {"network", "lr", "seed", "step", "loss", "diverged"} <= set(r.history.columns)
+    with pytest.raises(ValueError, match="excess_risk"):
+        results[1].excess_risk()
+

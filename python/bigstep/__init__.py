@@ -12,6 +12,7 @@ from .optimal_score import log_density, optimal_score, optimal_score_derivatives
 from .random import gaussian_noise, uniform
 from .nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from .relu_risk import (
+    DSMRisk,
     dsm_risk,
     dsm_risk_grad,
     dsm_risk_hessian,
@@ -45,6 +46,7 @@ __all__ = [
     "uniform",
     "ReLUNet1D",
     "ReLUNetND",
+    "DSMRisk",
     "dsm_risk",
     "dsm_risk_grad",
     "dsm_risk_hessian",

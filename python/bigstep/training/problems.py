@@ -317,7 +317,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     record_every : record the mean batch loss every this many steps (and at the end).
     progress, max_abs, num_threads : as in :func:`train_dsm`.
 
-    Returns a :class:`TrainResult` with ``.score`` (one network) or ``.scores``.
+    Returns a :class:`TrainResult` with ``.score`` (one network) or ``.networks``.
 
     Example
     -------

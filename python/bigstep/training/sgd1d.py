@@ -32,8 +32,8 @@ the network keeps the parameters before that step, is marked ``diverged`` with
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
+import time
 
 import numpy as np
 
@@ -42,50 +42,13 @@ from .._arrays import as_numpy
 from .._progress import Progress, run_in_chunks
 from .._validate import integer, integers, positives, real_scalar, training_data
 from ..nets import ReLUNet1D
-from ..relu_risk import dsm_risk_grad
 from ._args import LOSS_LIMIT, PARAM_LIMIT
 from .recorder import RECORDS, Recorder, pandas_module, record_names, record_steps
+from .result import TrainResult
 
-__all__ = ["TrainResult", "train_sgd", "train_gd"]
+__all__ = ["train_sgd", "train_gd"]
 
 _INNER = ("gaussian", "sign")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TrainResult:
-    """What :func:`train_sgd` and :func:`train_gd` return.
-
-    Attributes
-    ----------
-    networks : list of ReLUNet1D, one per network (lr outer, seed inner): the last finite
-        parameters (for a diverged network, those before the refused step)
-    lr, seed : arrays (R,) float64 and uint64, the learning rate and seed of each network
-    diverged : bool array (R,)
-    diverged_step : int64 array (R,), the number of steps a diverged network made, -1 if not
-    history : pandas.DataFrame, one row per network and record step, columns
-        network, lr, seed, step, loss, risk, excess_risk, sharpness, diverged
-        (unrequested records are NaN; ``loss`` is the mean batch loss, or exact risk for
-        GD, over the steps since the previous record, NaN at step 0; a diverged network's
-        last row is at its diverged_step, with diverged True)
-    """
-
-    networks: list
-    lr: np.ndarray
-    seed: np.ndarray
-    diverged: np.ndarray
-    diverged_step: np.ndarray
-    history: object
-
-    def to_frame(self):
-        """One row per network: network, lr, seed, diverged, diverged_step and its last
-        history record (step, loss, risk, excess_risk, sharpness)."""
-        last = self.history.groupby("network", sort=True).tail(1).set_index("network")
-        import pandas as pd
-
-        out = pd.DataFrame({"network": np.arange(len(self.networks)), "lr": self.lr, "seed": self.seed,
-                            "diverged": self.diverged, "diverged_step": self.diverged_step})
-        cols = ["step", *RECORDS]
-        return out.join(last[cols], on="network")
 
 
 def _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
@@ -165,11 +128,59 @@ def _starts(init, width, seeds, n_lr, inner, bias, inner_sets_default) -> list[R
                      f"got {len(nets)}")
 
 
-def _finish(nets, lr_of, seed_of, diverged_step, recorder) -> TrainResult:
-    ds = np.asarray(diverged_step, dtype=np.int64)
-    return TrainResult(networks=list(nets), lr=np.asarray(lr_of, dtype=np.float64),
-                       seed=np.asarray(seed_of, dtype=np.uint64), diverged=ds >= 0, diverged_step=ds,
-                       history=recorder.frame())
+class _Run:
+    """What train_sgd and train_gd share: the networks, the per-network bookkeeping, the
+    records at the record steps and the result."""
+
+    def __init__(self, kind, o):
+        self.kind, self.o = kind, o
+        lrs, seeds = o["lrs"], o["seeds"]
+        self.nets = list(o["starts"])
+        self.R = len(self.nets)
+        self.lr_of = np.repeat(np.asarray(lrs, dtype=np.float64), len(seeds))
+        self.seed_of = np.tile(np.asarray(seeds, dtype=np.uint64), len(lrs))
+        self.diverged_step = np.full(self.R, -1, dtype=np.int64)
+        self.loss_sum = np.zeros(self.R)
+        self.loss_count = np.zeros(self.R, dtype=np.int64)
+        self.closed = np.zeros(self.R, dtype=bool)
+        self.recorder = Recorder(o, self.lr_of, self.seed_of)
+        self.marks = record_steps(o["steps"], o["record_every"])
+        self.next_mark = 1
+
+    def record_at(self, k: int, current=None) -> None:
+        """Record every network still open at step k (a diverged one at its diverged step,
+        then closed); ``current(r)``, if given, is network r's state now."""
+        for r in range(self.R):
+            if self.closed[r]:
+                continue  # stopped earlier: its last row (diverged) is written
+            d = int(self.diverged_step[r])
+            if current is not None:
+                self.nets[r] = current(r)
+            loss = self.loss_sum[r] / self.loss_count[r] if self.loss_count[r] else np.nan
+            self.recorder.record(r, d if d >= 0 else k, self.nets[r], float(loss), d >= 0)
+            self.closed[r] = d >= 0
+        self.loss_sum[:] = 0.0
+        self.loss_count[:] = 0
+
+    def due(self, k: int) -> bool:
+        """Whether k is the next record step (then it moves on)."""
+        if k != self.marks[self.next_mark]:
+            return False
+        self.next_mark += 1
+        return True
+
+    def run(self, chunk, progress: bool, label: str) -> TrainResult:
+        """Train with ``chunk(k0, k1)`` (which records when ``due``) and build the result."""
+        t0 = time.perf_counter()
+        bar = Progress(self.o["steps"], progress, label=f"{label} ({self.R} networks)")
+        run_in_chunks(chunk, self.o["steps"], bar)
+        seconds = time.perf_counter() - t0
+        ds = self.diverged_step
+        params = tuple(np.stack([getattr(n, a) for n in self.nets]) for a in ("W1", "b1", "W2"))
+        return TrainResult(self.kind, params, lr=self.lr_of, seed=self.seed_of,
+                           steps=np.full(self.R, self.o["steps"]), steps_done=np.where(ds >= 0, ds, self.o["steps"]),
+                           diverged_step=ds, history=self.recorder, seconds=seconds,
+                           info={"x": self.o["x"], "mu": self.o["mu"], "sigma": self.o["sigma"]}, networks=self.nets)
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -226,51 +237,24 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, width=None, inner="gaus
     o = _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
                  backend)
     B = integer(batch_size, "batch_size", minimum=1)
-    lrs, seeds, starts = o["lrs"], o["seeds"], o["starts"]
-    R = len(starts)
-    lr_of = np.repeat(np.asarray(lrs, dtype=np.float64), len(seeds))
-    seed_of = np.tile(np.asarray(seeds, dtype=np.uint64), len(lrs))
-    w1 = np.ascontiguousarray(np.stack([n.W1 for n in starts]), dtype=np.float64)
-    w2 = np.ascontiguousarray(np.stack([n.W2 for n in starts]), dtype=np.float64)
-    b = np.ascontiguousarray(np.stack([n.b1 for n in starts]), dtype=np.float64)
-    diverged_step = np.full(R, -1, dtype=np.int64)
-    loss_sum = np.zeros(R)
-    loss_count = np.zeros(R, dtype=np.int64)
+    run = _Run("sgd", o)
+    w1, b, w2 = (np.ascontiguousarray(np.stack([getattr(n, a) for n in run.nets]), dtype=np.float64)
+                 for a in ("W1", "b1", "W2"))
     kernel = _kernel(o["backend"])
-    recorder = Recorder(o, lr_of, seed_of)
-    nets = list(starts)
+    current = lambda r: ReLUNet1D(w1[r], b[r], w2[r])  # noqa: E731
+    run.record_at(0, current)
 
-    def record_at(k: int) -> None:
-        for r in range(R):
-            if closed[r]:
-                continue  # stopped earlier: its last row (diverged) is written
-            d = int(diverged_step[r])
-            nets[r] = ReLUNet1D(w1[r], b[r], w2[r])
-            loss = loss_sum[r] / loss_count[r] if loss_count[r] else np.nan
-            recorder.add(r, d if d >= 0 else k, nets[r], float(loss), d >= 0)
-            closed[r] = d >= 0
-        loss_sum[:] = 0.0
-        loss_count[:] = 0
-
-    marks = record_steps(o["steps"], o["record_every"])
-    state = {"next": 1}
-    closed = np.zeros(R, dtype=bool)
-    record_at(0)
-
-    def run(k0: int, k1: int) -> None:
+    def chunk(k0: int, k1: int) -> None:
         k = k0
         while k < k1:
-            stop = min(k1, marks[state["next"]])
-            kernel(o["x"], o["mu"], o["sigma"], lr_of, seed_of, w1, w2, b, B, o["train_inner"], o["clip"], k, stop,
-                   diverged_step, loss_sum, loss_count)
+            stop = min(k1, run.marks[run.next_mark])
+            kernel(o["x"], o["mu"], o["sigma"], run.lr_of, run.seed_of, w1, w2, b, B, o["train_inner"], o["clip"], k,
+                   stop, run.diverged_step, run.loss_sum, run.loss_count)
             k = stop
-            if k == marks[state["next"]]:
-                record_at(k)
-                state["next"] += 1
+            if run.due(k):
+                run.record_at(k, current)
 
-    bar = Progress(o["steps"], progress, label=f"train_sgd ({R} networks)")
-    run_in_chunks(run, o["steps"], bar)
-    return _finish(nets, lr_of, seed_of, diverged_step, recorder)
+    return run.run(chunk, progress, "train_sgd")
 
 
 # ------------------------------------------------------------------------------ GD
@@ -298,58 +282,35 @@ def train_gd(x, mu, sigma, *, lr, steps, width=None, inner="gaussian", train_inn
     pandas_module()
     o = _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
                  backend)
-    lrs, seeds, starts = o["lrs"], o["seeds"], o["starts"]
-    R, width = len(starts), starts[0].width
-    lr_of = np.repeat(np.asarray(lrs, dtype=np.float64), len(seeds))
-    seed_of = np.tile(np.asarray(seeds, dtype=np.uint64), len(lrs))
+    run = _Run("gd", o)
+    width = run.nets[0].width
     wrt = "all" if o["train_inner"] else "outer_bias"
-    nets = list(starts)
-    diverged_step = np.full(R, -1, dtype=np.int64)
-    loss_sum = np.zeros(R)
-    loss_count = np.zeros(R, dtype=np.int64)
-    recorder = Recorder(o, lr_of, seed_of)
-    marks = record_steps(o["steps"], o["record_every"])
-    state = {"next": 1}
-    closed = np.zeros(R, dtype=bool)
-
-    def record_at(k: int) -> None:
-        for r in range(R):
-            if closed[r]:
-                continue
-            d = int(diverged_step[r])
-            loss = loss_sum[r] / loss_count[r] if loss_count[r] else np.nan
-            recorder.add(r, d if d >= 0 else k, nets[r], float(loss), d >= 0)
-            closed[r] = d >= 0
-        loss_sum[:] = 0.0
-        loss_count[:] = 0
+    exact = run.recorder.exact  # one prepared risk for the steps and the records: a record reuses a step's state
 
     def step(r: int, j: int) -> None:
-        net = nets[r]
-        risk, g = dsm_risk_grad(net, o["x"], o["mu"], o["sigma"], wrt=wrt, backend=o["backend"])
+        net = run.nets[r]
+        risk, g = exact.risk(net), exact.grad(net)
         if not risk <= LOSS_LIMIT:
-            diverged_step[r] = j
+            run.diverged_step[r] = j
             return
-        theta = net.theta(wrt=wrt) - width * lr_of[r] * g
+        theta = net.theta(wrt=wrt) - width * run.lr_of[r] * g
         w2 = theta[width:2 * width] if wrt == "all" else theta[:width]
         if o["clip"] > 0:
             np.clip(w2, -o["clip"], o["clip"], out=w2)
         if not np.abs(theta).max() <= PARAM_LIMIT:
-            diverged_step[r] = j
+            run.diverged_step[r] = j
             return
-        nets[r] = net.with_theta(theta, wrt=wrt)
-        loss_sum[r] += risk
-        loss_count[r] += 1
+        run.nets[r] = net.with_theta(theta, wrt=wrt)
+        run.loss_sum[r] += risk
+        run.loss_count[r] += 1
 
-    def run(k0: int, k1: int) -> None:
+    def chunk(k0: int, k1: int) -> None:
         for j in range(k0, k1):
-            for r in range(R):
-                if diverged_step[r] < 0:
+            for r in range(run.R):
+                if run.diverged_step[r] < 0:
                     step(r, j)
-            if j + 1 == marks[state["next"]]:
-                record_at(j + 1)
-                state["next"] += 1
+            if run.due(j + 1):
+                run.record_at(j + 1)
 
-    record_at(0)
-    bar = Progress(o["steps"], progress, label=f"train_gd ({R} networks)")
-    run_in_chunks(run, o["steps"], bar)
-    return _finish(nets, lr_of, seed_of, diverged_step, recorder)
+    run.record_at(0)
+    return run.run(chunk, progress, "train_gd")
