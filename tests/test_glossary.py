@@ -161,6 +161,8 @@ def test_one_name_one_meaning():
         mod = importlib.import_module(mod_name)
         for name in getattr(mod, "__all__", ()):
             obj = getattr(mod, name)
+            if inspect.ismodule(obj):  # a subpackage may share its entry point's name (reproduce)
+                continue
             if name in where:
                 assert where[name][1] is obj, f"{mod_name}.{name} and {where[name][0]}.{name} differ"
             else:
