@@ -9,8 +9,8 @@ Where the bar goes (chosen when it starts):
 - in a Jupyter notebook, or on a terminal, with tqdm installed: ``tqdm.auto`` (a widget
   in the notebook, a text bar on the terminal);
 - on a terminal without tqdm: bigstep's own one-line bar, redrawn in place;
-- anywhere else (a log file, a pipe, a captured stream): a few plain lines per run, one
-  each time another quarter of the work is done, not one per update.
+- anywhere else (a log file, a pipe, a captured stream): a few plain lines per run, at
+  its first update and each time another quarter of the work is done, not one per update.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 
 CHUNK_SECONDS = 0.25  # target wall time of one compiled chunk
-LINES = 4  # lines a run writes outside a terminal: at 25%, 50%, 75% and 100%
+LINES = 5  # lines a run writes outside a terminal: its first update, then at 25%, 50%, 75% and 100%
 
 
 def _in_notebook() -> bool:
@@ -60,7 +60,7 @@ class Progress:
         self.start = time.perf_counter()
         self.closed = False
         self._tqdm = None
-        self._next_line = 1  # the next quarter (lines mode) to report
+        self._next_line = 0  # lines mode: the next quarter to report (0: the first update)
         self.stream = sys.stderr
         self.mode = _mode(self.stream) if self.enabled else "off"
         if self.mode == "tqdm":
@@ -95,9 +95,9 @@ class Progress:
 
     def _lines(self, done: int, postfix: str) -> None:
         frac = done / self.total if self.total else 1.0
-        if frac * LINES < self._next_line and done < self.total:
+        if frac * 4 < self._next_line and done < self.total:
             return
-        self._next_line = int(frac * LINES) + 1
+        self._next_line = int(frac * 4) + 1
         self.stream.write(f"{self.label + ': ' if self.label else ''}{self._text(done, postfix)} "
                           f"({100 * frac:.0f}%)\n")
         self.stream.flush()
