@@ -104,7 +104,8 @@ class ReLUNet1D:
         return _kinks(self._W1, self._b1)
 
     def __call__(self, y):
-        """s_theta(y) for y of any shape (float64)."""
+        """s_theta(y) for y of any shape, computed in float64: an array of y's shape and
+        array type (a float for a scalar)."""
         ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
         flat = ya.reshape(-1)
         out = np.empty_like(flat)
@@ -113,7 +114,7 @@ class ReLUNet1D:
         for s in range(0, flat.shape[0], step):
             pre = np.multiply.outer(flat[s:s + step], self._W1) + self._b1
             out[s:s + step] = np.maximum(pre, 0.0) @ self._W2 / m
-        return out.reshape(ya.shape) if ya.ndim else float(out[0])
+        return wrap_like(out.reshape(ya.shape), y) if ya.ndim else float(out[0])
 
     def __repr__(self) -> str:
         return f"ReLUNet1D(width={self.width})"
@@ -212,6 +213,7 @@ class ReLUNetND:
         self.width, self.dim = m, d
 
     def __call__(self, y):
+        """s(y) for y of shape (N, d) or (d,), float64, in y's array type."""
         ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
         single = ya.ndim == 1
         y2 = ya.reshape(1, -1) if single else ya
@@ -222,7 +224,7 @@ class ReLUNetND:
         w1t, w2t = self.W1.T, self.W2.T / self.width
         for s in range(0, y2.shape[0], step):
             out[s:s + step] = np.maximum(y2[s:s + step] @ w1t + self.b1, 0.0) @ w2t
-        return out[0] if single else out
+        return wrap_like(out[0] if single else out, y)
 
     def __repr__(self):
         return f"ReLUNetND(width={self.width}, dim={self.dim})"

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .._arrays import as_numpy, wrap_like
 from .._validate import integer
 from ..random import gaussian_noise
 from . import _gaussian, _model
@@ -45,14 +46,23 @@ class RFModel:
 
     # ------------------------------------------------------------------ evaluation
 
-    def features(self, y) -> np.ndarray:
-        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel."""
-        y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1, self.d))
-        return _model.impl(self.backend).rf_features(y, self.W, _model._RHO_CODES[self.rho])
+    def _features(self, y) -> np.ndarray:
+        ya = np.ascontiguousarray(as_numpy(y, "y"), dtype=np.float64)
+        if ya.ndim != 2 or ya.shape[1] != self.d:
+            if ya.size % self.d:
+                raise ValueError(f"y must have shape (q, {self.d}), got shape {ya.shape}")
+            ya = ya.reshape(-1, self.d)
+        return _model.impl(self.backend).rf_features(ya, self.W, _model._RHO_CODES[self.rho])
 
-    def score(self, y) -> np.ndarray:
-        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d)."""
-        return -(self.features(y) @ self.Z) / math.sqrt(self.delta)
+    def features(self, y):
+        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel; float64 in y's
+        array type."""
+        return wrap_like(self._features(y), y)
+
+    def score(self, y):
+        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d), float64 in
+        y's array type."""
+        return wrap_like(-(self._features(y) @ self.Z) / math.sqrt(self.delta), y)
 
     def _population(self):
         if self._pop is None:

@@ -34,8 +34,9 @@ class RFScore:
         self.dim = self.fits[0].d
 
     def __call__(self, x, t):
+        """s(x, t) for x (N, dim), in x's array type."""
         k = int(np.argmin(np.abs(np.log(self.times) - np.log(max(float(t), 1e-300)))))
-        return self.fits[k].score(np.asarray(x, dtype=np.float64).reshape(-1, self.dim))
+        return self.fits[k].score(x)
 
 
 def sample_memorization(score: RFScore, *, n_samples=500, T=1.0, delta=0.01, n_steps=100, seed=0,

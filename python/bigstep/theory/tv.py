@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._arrays import as_numpy
+from .._arrays import as_numpy, wrap_like
 from .._quadrature import Centres, check_converged, data_1d, integrate, min_width, subintervals
 from .._validate import real_scalar
 
@@ -103,7 +103,7 @@ def tv_weight(y, x, mu, sigma):
 
     Parameters
     ----------
-    y : array of any shape (float64 result of the same shape); NaN gives NaN
+    y : array of any shape (a float64 result of the same shape and array type); NaN gives NaN
     x : array (n,), finite; mu, sigma : positive finite scalars
 
     Example
@@ -119,7 +119,7 @@ def tv_weight(y, x, mu, sigma):
     ya = as_numpy(y, "y")
     cs = Centres(xa, mu_v, sigma_v)
     out = _weight(np.asarray(ya, dtype=np.float64), 0.0, cs, _pieces(cs))
-    return out if out.ndim else float(out)
+    return wrap_like(out, y) if out.ndim else float(out)
 
 
 # ------------------------------------------------------------------ TV_pi
