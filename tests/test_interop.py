@@ -9,24 +9,12 @@ import pytest
 
 import bigstep
 from bigstep import rf, theory
+from test_arrays import DLPackOnly
 
 torch = pytest.importorskip("torch")
 
 X = np.linspace(-1.5, 1.5, 9)
 MU, SIGMA = 0.9, 0.4
-
-
-class DLPackOnly:
-    """An array that speaks only DLPack (like an unknown library's array)."""
-
-    def __init__(self, a):
-        self._a = a
-
-    def __dlpack__(self, stream=None, **kwargs):
-        return self._a.__dlpack__()
-
-    def __dlpack_device__(self):
-        return (1, 0)
 
 
 def _net():
