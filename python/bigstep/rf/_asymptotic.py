@@ -162,7 +162,9 @@ def _one_sample(psi_n, psi_p, lam, c):
     tr_q1 = psi_p * q1 / alpha  # (1/d) tr Q (Omega + kappa)^{-1}
     tr_q2 = psi_p * (m - a * m2) / (alpha * alpha)  # (1/d) tr Q (Omega + kappa)^{-2}
     with np.errstate(divide="ignore", invalid="ignore"):
-        train = (1.0 - ratio * df1) * (1.0 - delta * alpha * tr_q1)
+        # lam / kappa = 1 - df1 / n at the root; the quotient is exact where kappa > 0
+        shrink = np.where(kappa > 0, lam / np.where(kappa > 0, kappa, 1.0), 1.0 - ratio * df1)
+        train = shrink * (1.0 - delta * alpha * tr_q1)
         test = (1.0 - delta * alpha * (tr_q1 + kappa * tr_q2)) / (1.0 - ratio * df2)
     test = np.where(1.0 - ratio * df2 > 0, test, np.inf)
     return train, test
