@@ -279,3 +279,56 @@ def test_docstring_example():
 
     result = doctest.testmod(_asymptotic, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0 and result.attempted > 0
+
+
+# --------------------------------------------------------------------------- rf-phase verdicts
+
+
+def _synthetic(center=1.0, test_inf=2.0, gap_inf=0.02):
+    """Limits on a grid built to pass or fail each claim: log(gap) = 5 Phi(log(R / center) / 0.3)
+    + const, R = psi_p / psi_n (its log-slope peaks at R = center), test constant per n_noise."""
+    from scipy.special import ndtr
+
+    psi = np.geomspace(0.1, 10, 41)
+    ratio = psi[None, :] / psi[:, None]
+    shape = np.exp(5 * ndtr(np.log(ratio / center) / 0.3))
+    out = {}
+    for m, test, g in ((1, 3.0, 0.01), (INF, test_inf, gap_inf)):
+        gap = g * shape
+        out[m] = rf.AsymptoticErrors(test - gap, np.full_like(gap, test), np.zeros_like(gap))
+    return psi, out
+
+
+def test_rf_phase_verdicts():
+    pytest.importorskip("matplotlib")
+    from bigstep.reproduce import rf_phase
+
+    lines, claims = rf_phase._judge(*_synthetic())
+    assert all(claims.values()) and lines[0] == "every claim holds on the computed limit"
+    mz = rf_phase.measure(*_synthetic())
+    for m in (1, INF):
+        r = mz["cross"][m][np.isfinite(mz["cross"][m])]
+        assert r.size > 0 and np.allclose(r, 1.0, rtol=0.1)  # the steepest log-slope sits at p = n
+    lines, claims = rf_phase._judge(*_synthetic(center=3.0))
+    assert not claims["crossover at p = n"] and claims["n_noise helps when p < n"]
+    assert sum("NOT within" in line for line in lines) == 2
+    lines, claims = rf_phase._judge(*_synthetic(test_inf=4.0))
+    assert not claims["n_noise helps when p < n"] and claims["crossover at p = n"]
+    lines, claims = rf_phase._judge(*_synthetic(gap_inf=0.005))
+    assert not claims["n_noise increases memorization when p > n"]
+    assert any("FAILS" in line and "nowhere on the grid" in line for line in lines)
+    assert lines[0].startswith("claims that do NOT hold") and "increases memorization" in lines[0]
+
+
+def test_rf_phase_verdicts_on_the_real_limit():
+    """On the computed limit at the reproduction's settings: claims 1 and 2 hold and claim 3
+    fails just above p = n (n_noise = 1's interpolation peak) and holds beyond ~5 n."""
+    pytest.importorskip("matplotlib")
+    from bigstep.reproduce import rf_phase
+
+    psi = np.geomspace(0.1, 10, 60)
+    lines, claims = rf_phase._judge(psi, rf_phase.limits(psi))
+    assert claims == {"crossover at p = n": True, "n_noise helps when p < n": True,
+                      "n_noise increases memorization when p > n": False}
+    mz = rf_phase.measure(psi, rf_phase.limits(psi))
+    assert 3.0 < mz["memo_from"] < 8.0
