@@ -239,7 +239,8 @@ def _finite(d, pn, pps, t, lam, rho, seeds):
     pytest.importorskip("pandas")  # learning_curve returns a DataFrame
     key = (d, pn, tuple(pps), t, lam, rho, tuple(seeds))
     if key not in _FITS:
-        _FITS[key] = rf.learning_curve(d, pn, list(pps), [1, INF], t, lam, rho, list(seeds))
+        fits = rf.learning_curve(d, pn, list(pps), [1, INF], t, lam, rho, list(seeds))
+        _FITS[key] = fits.rename(columns={"n_noise": "m"})  # the column is m or, after the rename, n_noise
     return _FITS[key]
 
 

@@ -144,7 +144,7 @@ def _overlay(size, seed, progress):
                              progress=progress) for pn in size["overlay_psi_n"]]
     import pandas as pd
 
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True).rename(columns={"n_noise": "m"})  # either name of the column
     df["gap"] = df["test_loss"] - df["train_loss"]
     agg = df.groupby(["m", "psi_n", "psi_p"]).agg(
         d=("d", "first"), seeds=("seed", "size"), train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"),
@@ -179,8 +179,8 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     rel = ((fin.gap - fin.gap_limit) / fin.gap_limit.abs()).abs()
     lines.append(f"finite d = {size['d']} ({size['seeds']} seeds, {len(fin)} points): |gap - limit| / |limit| median "
                  f"{rel.median():.3g}, largest {rel.max():.3g} (at psi_n = {fin.psi_n[rel.idxmax()]:g}, psi_p = "
-                 f"{fin.psi_p[rel.idxmax()]:g}, n_noise = {fin.n_noise[rel.idxmax()]}; relative to the gap, which is small "
-                 f"where p << n; the finite-size bias falls like 1/d, see benchmarks/rf_asymptotics_check.py)")
+                 f"{fin.psi_p[rel.idxmax()]:g}, n_noise = {fin.n_noise[rel.idxmax()]}; relative to the gap, which is "
+                 "small where p << n; the finite-size bias falls like 1/d, see benchmarks/rf_asymptotics_check.py)")
 
     rows = []
     for m in MS:

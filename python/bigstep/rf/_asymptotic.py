@@ -229,8 +229,9 @@ def _ratios(value, name):
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
-    if arr.size and not (np.isfinite(arr).all() and (arr > 0).all()):
-        raise ValueError(f"{name} must be positive finite numbers, got {arr.reshape(-1)[np.argmax(~(np.isfinite(arr) & (arr > 0)).reshape(-1))]!r}")
+    bad = ~(np.isfinite(arr) & (arr > 0)).reshape(-1)
+    if bad.any():
+        raise ValueError(f"{name} must be positive finite numbers, got {arr.reshape(-1)[np.argmax(bad)]!r}")
     return arr
 
 
