@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _streams as streams
 from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
@@ -30,7 +31,7 @@ from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 
-_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
+_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = streams.SAMPLER_INITIAL, streams.SAMPLER_STEPS, streams.FORWARD_NOISE
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 
