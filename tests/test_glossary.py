@@ -24,7 +24,7 @@ DATA = {"net", "score", "y", "x", "x0", "x_train", "samples", "train", "a", "b",
         "W1", "b1", "W2", "width", "task", "grid", "name", "ref", "out", "figure", "r"}
 
 # Result records: built by the library, read by the caller (their fields are not arguments).
-RECORDS = {"Bound", "Report", "TrainResult", "RFModel"}
+RECORDS = {"Bound", "Report", "TrainResult", "RFModel", "AsymptoticErrors"}
 
 # name -> what to call it instead
 FORBIDDEN = {

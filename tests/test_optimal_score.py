@@ -1,4 +1,4 @@
-"""The empirical optimal score family: s*, log p, E[W|y], s*', s*'' (DESIGN.md section 2).
+"""The empirical optimal score family: s*, log p, E[W|y], s*', s*'' (docs/design.md section 2).
 
 Every kernel test takes the `backend` fixture, so it runs on each compiled
 instruction set and on numba (and CUDA where available).  Tolerances come from
@@ -717,7 +717,7 @@ def test_bad_data_or_queries(backend, x, y, exc, match):
 
 def test_scalar_query_for_1d_data(backend):
     """A Python scalar query for 1-D data is a query of shape (): the result has the shape
-    of y (DESIGN.md: inputs may be Python scalars; docstring: an array of the shape of y)."""
+    of y (docs/design.md: inputs may be Python scalars; docstring: an array of the shape of y)."""
     x = np.array([0.0, 1.0, 2.5])
     for fn in (bigstep.optimal_score, bigstep.log_density, bigstep.posterior_mean):
         out = fn(0.5, x, 0.9, 0.5, backend=backend)

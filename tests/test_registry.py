@@ -20,10 +20,9 @@ from bigstep import _backend
 # control, and the benchmarks' and tests' utilities.
 _CORE_UTILITIES = {"available_isas", "compiler", "openmp_max_threads", "set_isa", "set_num_threads", "simd_level",
                    "exp_nonpos", "sampler_normals"}
-# Numba modules that are shared helpers, not families.
-_NUMBA_HELPERS = {"_fast_exp", "_intrinsics"}
-# Families with Numba kernels only (listed without cpp by _backend.backends).
-_NUMBA_ONLY = {"tv"}
+# Numba modules that are shared helpers, not families: jit intrinsics, and the jit loops
+# of bigstep.theory (tv: pure numerics with no other backend, called directly).
+_NUMBA_HELPERS = {"_fast_exp", "_intrinsics", "tv"}
 
 
 def param_names(fn) -> tuple:
@@ -81,8 +80,7 @@ def namespace_mismatches(family: str, ns) -> list:
 @pytest.mark.parametrize("family", sorted(_backend.FAMILIES))
 def test_every_backend_namespace_matches_the_spec(family):
     listed = _backend.backends(family)
-    # every family has both CPU backends, but theory's analysis kernel (Numba only)
-    assert ("cpp" in listed or family in _NUMBA_ONLY) and "numba" in listed, listed
+    assert "cpp" in listed and "numba" in listed, listed  # every family has both CPU backends
     for backend in listed:
         ns = _backend.kernels(family, backend)
         assert namespace_mismatches(family, ns) == [], (family, backend)
@@ -119,8 +117,7 @@ def test_every_compiled_and_numba_kernel_is_registered():
     core = pytest.importorskip("bigstep._core")
     compiled = {n for n in dir(core) if not n.startswith("_") and callable(getattr(core, n))}
     assert compiled - registered - _CORE_UTILITIES == set()
-    numba_only = {fn for family in _NUMBA_ONLY for fn in _backend.FAMILIES[family]}
-    assert registered - compiled == numba_only, "the spec names kernels the compiled module lacks"
+    assert registered - compiled == set(), "the spec names kernels the compiled module lacks"
     import bigstep._numba as nb
 
     modules = {m.name for m in pkgutil.iter_modules(nb.__path__)} - _NUMBA_HELPERS

@@ -65,10 +65,6 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
         "sampler_gaussian": _SAMPLER + ("mean", "vecs", "lam"),
         "sampler_relu": _SAMPLER + ("w1", "b1", "w2t", "b2"),
     },
-    # theory's weight pi of TV_pi (bigstep.theory.tv): analysis code, Numba only
-    "tv": {
-        "tv_weight": ("anchor", "t", "l", "r", "gl", "gr", "lo", "hi", "sigma", "out"),
-    },
     "sgd": {
         "sgd_train": ("x", "mu", "sigma", "lr", "seed", "w1", "w2", "b", "batch", "train_inner", "clip", "k0", "k1",
                       "diverged_step", "loss_sum", "loss_count"),

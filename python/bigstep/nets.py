@@ -237,7 +237,7 @@ class TimeReLUScore(Score):
         s_theta(x, t) = -r_theta(t, x) / sigma(t),
 
     [x; t] in R^{d+1} with the time LAST: W1[:, :d] multiplies x and W1[:, d] multiplies
-    t.  This is the layout of the authors' notebook (DESIGN.md section 2b), so weights
+    t.  This is the layout of the authors' notebook (docs/design.md section 2b), so weights
     trained there load as they are; the 1/m factor is the mean-field scaling used
     throughout the paper (Section 4) and the notebook.  r_theta predicts the noise
     (loss |r_theta(t, X_t) - xi|^2), hence s = -r/sigma.

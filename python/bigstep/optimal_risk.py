@@ -9,7 +9,7 @@ and N(y; mu x_i, sigma^2) = n p(y) w_i(y) with p = (1/n) sum_i N(y; mu x_i, sigm
 
     R_n(s*) = (mu^2 / sigma^4) int p(y) Var[W(y)] dy,
 
-W(y) taking the value x_j with probability w_j(y) (DESIGN.md section 2).  The weights
+W(y) taking the value x_j with probability w_j(y) (docs/design.md section 2).  The weights
 come from a log-sum-exp and Var W from moments about the most likely point, so the
 integrand is accurate to a few ulps relative wherever it matters, including where
 Var W ~ 1e-300: R_n(s*) is computed directly, never as a difference of O(1/sigma^2)

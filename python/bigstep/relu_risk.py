@@ -27,7 +27,7 @@ and suffix sums over the segments:
 
 p_i the N(mu x_i, sigma^2) density.  The paper's printed eq. (15) has the opposite sign
 on the Dirac term for w1 = +1; differentiating int_{tau}^{inf} g(y) dy in b gives
-+g(tau)/|w1| (see DESIGN.md section 2 and the finite-difference tests).
++g(tau)/|w1| (see docs/design.md section 2 and the finite-difference tests).
 
 Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (W2, b1), 2m
 entries; ``wrt="all"`` is theta = (W1, W2, b1), 3m entries (:meth:`bigstep.ReLUNet1D.theta`).

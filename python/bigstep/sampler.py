@@ -10,7 +10,7 @@ with the diffusion-time grid T = tau_0 > tau_1 > ... > tau_N = delta, h_k = tau_
 delta + h).  ``method="ode"`` integrates the probability-flow ODE dX = (X + s) dt with the
 same grid and no noise.
 
-Randomness (DESIGN.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
+Randomness (docs/design.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
 stream=0)[p, j] and Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim),
 stream=1)[k, p, j], so every run can be replayed outside the kernels and the result is
 bit-identical across runs and thread counts.  :func:`sample_forward` uses stream 5.

@@ -8,7 +8,7 @@ X_t = mu(t) X_0 + sigma(t) xi:
 
 - ``schedule="ou"`` (default, the paper's text): mu(t) = exp(-t),
   sigma(t) = sqrt(1 - exp(-2t)) (the Ornstein-Uhlenbeck process);
-- ``schedule="notebook"`` (the authors' notebooks, DESIGN.md section 2b):
+- ``schedule="notebook"`` (the authors' notebooks, docs/design.md section 2b):
   mu(t) = exp(-2t), sigma(t) = sqrt(1 - exp(-2t)) (not an OU pair).
 
 Built-in scores (:class:`EmpiricalScore`, :class:`GaussianScore`,

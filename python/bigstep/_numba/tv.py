@@ -1,6 +1,5 @@
 """The compiled loop of :func:`bigstep.theory.tv_weight`: pi at each node as the sum of
-its linear pieces integrated against the Gaussian (see :mod:`bigstep.theory.tv`).  The
-"tv" family of the kernel registry (bigstep._backend), Numba only."""
+its linear pieces integrated against the Gaussian (see :mod:`bigstep.theory.tv`)."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ def gauss_mass(ul, ur):
 
 
 @jit()
-def tv_weight(anchor, t, l, r, gl, gr, lo, hi, sigma, out):
+def weight_kernel(anchor, t, l, r, gl, gr, lo, hi, sigma, out):
     """pi at the nodes anchor + t: sum over the pieces within 40 sigma of the node, each
     piece's offsets l - anchor, r - anchor rounded once per (anchor, piece)."""
     for q in range(t.shape[0]):

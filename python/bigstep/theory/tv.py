@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
 from .._arrays import as_numpy, wrap_like
 from .._quadrature import Centres, check_converged, data_1d, integrate, min_width, subintervals
 from .._validate import real_scalar
@@ -88,8 +87,9 @@ def _weight(anchor, t, cs: Centres, pieces) -> np.ndarray:
     if l.shape[0] == 0:  # one distinct point: pi = 0 (NaN stays NaN)
         out[:] = np.where(np.isnan(an + tt), np.nan, 0.0)
     else:
-        kernels = _backend.kernels("tv", _backend.resolve("auto", family="tv"))
-        kernels.tv_weight(an, tt, l, r, gl, gr, cs.c[0], cs.c[-1], cs.sigma, out)
+        from .._numba.tv import weight_kernel
+
+        weight_kernel(an, tt, l, r, gl, gr, cs.c[0], cs.c[-1], cs.sigma, out)
     return out.reshape(shape)
 
 

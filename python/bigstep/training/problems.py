@@ -2,7 +2,7 @@
 time-conditional diffusion network of the paper's Appendix E (Figures 2 right, 3, 4).
 
 Both train a two-layer ReLU network in the mean-field scaling of Appendix E, width m,
-input dimension p, output dimension d, by SGD with the step m * lr (DESIGN.md
+input dimension p, output dimension d, by SGD with the step m * lr (docs/design.md
 section 2):
 
     net(u) = (1/m) W2 relu(W1 u + b1),   W1 (m, p) ~ N(0, 1/p),  W2 (d, m) ~ N(0, 1),  b1 = 0,
@@ -36,7 +36,7 @@ busy processes, ``num_threads=1`` was 5-8x faster than 2 threads (the OpenMP thr
 wait on each other).  Results are reproducible run to run for one device, dtype and
 thread count (matrix-product rounding may change with the thread count).
 
-Randomness (Philox, DESIGN.md section 3), for a network drawing from seed s:
+Randomness (Philox, docs/design.md section 3), for a network drawing from seed s:
   init (stream 2):    W2 = gaussian_noise(s, (d, m), stream=2),
                       W1 = gaussian_noise(s, (m, p), stream=2, offset=d * m) / sqrt(p)
                       (for d = p = 1 this is ``ReLUNet1D.init(m, s, inner="gaussian")``);

@@ -16,7 +16,7 @@ Trained parameters: (W2, b1) always, W1 when ``train_inner``.  With ``clip=A``, 
 clipped to [-A, A] after every step.  :func:`train_gd` takes the same step with the
 exact gradient of the population risk R_n (:func:`bigstep.dsm_risk_grad`).
 
-Randomness (DESIGN.md section 3): the network with seed s starts from
+Randomness (docs/design.md section 3): the network with seed s starts from
 ``ReLUNet1D.init(width, s, inner=inner, bias=bias)`` (Philox stream 2); its step-j slot-b data index is
 ``min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1)`` and its noise
 ``gaussian_noise(s, (steps, B, 1), stream=4)[j, b, 0]``, generated inside the compiled
