@@ -137,7 +137,7 @@ def sampler_kernel(score, backend: str):
     return k.sampler_empirical_fgt_nd, (np.ascontiguousarray(score.x_train), mode)
 
 
-def fgt_plan(y, x, mu, sigma, *, backend: str = "auto", outputs: str = "score") -> dict:
+def fgt_plan(y, x, mu, sigma, *, outputs: str = "score", backend: str = "auto") -> dict:
     """The plan of ``method="fgt"`` for one call, without computing it: a dict with
 
     - ``used_fgt``: whether ``method="auto"`` would run the FGT (its estimated cost is lower);

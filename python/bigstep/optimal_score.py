@@ -115,7 +115,7 @@ def _empty(yk, what, ndim):
             z(shape_vec) if what & _MEAN else None)
 
 
-def optimal_score(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
+def optimal_score(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """Empirical optimal score s*(y) of data x at noise level (mu, sigma) (eq. 6).
 
     s*(y) = (mu sum_i w_i(y) x_i - y) / sigma^2,
@@ -126,11 +126,11 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto
     y : array (q,) for 1-D data, (q, d) or (d,) for d-D data
     x : array (n,) or (n, d), finite, n >= 1
     mu, sigma : positive scalars or arrays of shape (q,) (one noise level per query)
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
     method : "auto" (the fast Gauss transform where its cost model says it is faster and its
         error bound meets the target, the pairwise kernel elsewhere), "pairwise" (every
         pair, streamed) or "fgt" (the fast Gauss transform, d <= 3; per query relative error
         of s* ~1e-15 where s* is well conditioned, see :mod:`bigstep.fgt`)
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
 
     Returns an array of the shape of y: float32 for float32 inputs, float64 otherwise;
     a torch tensor if y is one.  NaN in a query gives NaN in that row only.
@@ -144,7 +144,7 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto
     return _one(_SCORE, y, x, mu, sigma, backend, method)
 
 
-def log_density(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
+def log_density(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """log p(y) with p = (1/n) sum_i N(y; mu x_i, sigma^2 I), shape (q,) (a scalar for one d-D query).
 
     Same arguments as :func:`optimal_score` (``method="fgt"``: log p within ~1e-14 of the
@@ -159,7 +159,7 @@ def log_density(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto")
     return _one(_LOGP, y, x, mu, sigma, backend, method)
 
 
-def posterior_mean(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
+def posterior_mean(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """Posterior mean E[W | y] = sum_i w_i(y) x_i (the optimal denoiser), shape of y.
 
     Same arguments as :func:`optimal_score`; s*(y) = (mu E[W|y] - y) / sigma^2.
@@ -173,7 +173,7 @@ def posterior_mean(y, x, mu, sigma, *, backend: str = "auto", method: str = "aut
     return _one(_MEAN, y, x, mu, sigma, backend, method)
 
 
-def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto", method: str = "auto"):
+def optimal_score_derivatives(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """(s*, s*', s*'') for 1-D data x (n,) and queries y (q,) (eq. 9).
 
     With W(y) taking value x_i with probability w_i(y):
@@ -181,7 +181,7 @@ def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto", method:
     s*''(y) = mu^3 E[(W - E W)^3] / sigma^6.
 
     Returns three arrays of shape (q,).
-    ``backend`` and ``method`` as for :func:`optimal_score` (``method="fgt"``: an absolute
+    ``method`` and ``backend`` as for :func:`optimal_score` (``method="fgt"``: an absolute
     error bound on the derivatives, see :mod:`bigstep.fgt`; "auto" keeps them pairwise).
 
     Example
