@@ -27,6 +27,7 @@
 
 #include "bigstep/fgt.hpp"
 #include "bigstep/sampler.hpp"
+#include "bigstep/streams.hpp"
 #include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
@@ -767,7 +768,7 @@ void sampler_empirical_fgt(const SamplerSteps& st, const double* data, index_t n
     sampler_empirical(st, data, n_data, one_d);
     return;
   }
-  constexpr std::uint64_t kStreamSteps = 1;  // the increments' stream (bigstep.sampler)
+  constexpr std::uint64_t kStreamSteps = streams::kSamplerSteps;  // the increments' stream
   std::vector<double> s(n * d), z(n * d), Y(n * d);
   for (index_t k = st.k0; k < st.k1; ++k) {
     const double mu = st.mu[k], sigma = st.sigma[k], h = std::sqrt(2.0) * sigma;

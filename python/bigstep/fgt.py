@@ -47,6 +47,8 @@ bound, estimated costs).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _backend
@@ -86,6 +88,17 @@ def _groups(mu: np.ndarray, sigma: np.ndarray, q: int):
     return [(np.flatnonzero(inv == g), float(uniq[g, 0]), float(uniq[g, 1])) for g in range(uniq.shape[0])]
 
 
+def _windows_cheap(q: int, xs, mu: float, sigma: float) -> bool:
+    """1-D, before planning: whether the pairwise kernel's windows (the non-underflowing
+    terms, |y - mu x| <= sqrt(745.5) h) hold so few points that it costs less than the FGT's
+    least work, ~250 units per query and point (measured; the plan's own estimate needs
+    O(q) boxes of memory, which small sigma would make one per query)."""
+    n = xs.shape[0]
+    extent = mu * (float(xs[-1]) - float(xs[0])) / (math.sqrt(2.0) * sigma)
+    frac = 1.0 if extent <= 0 else min(1.0, 2.0 * 27.3 / extent)
+    return float(q) * n * frac < 250.0 * (q + n)
+
+
 def compute(name: str, yk, xk, muk, sigk, what: int, method: str, one_d: bool):
     """The s* family by the FGT for backend ``name`` ("cpp" or "numba"), or None when the
     pairwise kernel should run ("pairwise"; "auto" with a noise level per query or d > 3).
@@ -104,6 +117,8 @@ def compute(name: str, yk, xk, muk, sigk, what: int, method: str, one_d: bool):
         return None
     if method == "auto" and float(yk.shape[0]) * float(xk.shape[0]) <= _SMALL:
         return None  # too small to plan (the kernels decide the same)
+    if method == "auto" and one_d and _windows_cheap(yk.shape[0], xk, float(mu64[0]), float(sig64[0])):
+        return None
     impl = _impl(name)
     if impl is None:
         if method == "fgt":
