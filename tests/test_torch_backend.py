@@ -309,12 +309,12 @@ def test_chunked_metrics_and_trainer_equal_unchunked(small_chunks):
     assert np.array_equal(i1, i2)
     np.testing.assert_allclose(d1, d2, rtol=1e-15)
     x = rng.standard_normal(10)
-    kw = dict(lr=[0.2, 0.05], seed=[1, 2, 3], steps=12, m=40, batch_size=9, record=("loss",))
+    kw = dict(lr=[0.2, 0.05], seed=[1, 2, 3], steps=12, width=40, batch_size=9, record=("loss",))
     small = bigstep.train_sgd(x, 0.9, 0.4, backend="torch", **kw)
     _common.CHUNK_ELEMENTS["cpu"] = 1 << 20
     big = bigstep.train_sgd(x, 0.9, 0.4, backend="torch", **kw)
     for n1, n2 in zip(small.networks, big.networks):
-        assert np.array_equal(n1.w2, n2.w2) and np.array_equal(n1.b, n2.b) and np.array_equal(n1.w1, n2.w1)
+        assert np.array_equal(n1.W2, n2.W2) and np.array_equal(n1.b1, n2.b1) and np.array_equal(n1.W1, n2.W1)
 
 
 # ---------------------------------------------------- arrays in, same arrays out
@@ -396,9 +396,9 @@ def test_bad_inputs_on_the_device_path_name_the_argument():
     with pytest.raises(ValueError, match="t must be positive and finite"):
         bigstep.sample_forward(X, torch.tensor(0.0), backend="torch")
     with pytest.raises(ValueError, match="x must be finite"):
-        bigstep.train_sgd(torch.tensor([0.0, float("inf")]), 0.9, 0.4, lr=0.1, steps=2, m=4, backend="torch")
+        bigstep.train_sgd(torch.tensor([0.0, float("inf")]), 0.9, 0.4, lr=0.1, steps=2, width=4, backend="torch")
     with pytest.raises(ValueError, match="backend 'torch' has no relu_risk kernels"):
-        bigstep.train_gd(torch.tensor([0.0, 1.0]), 0.9, 0.4, lr=0.1, steps=2, m=4, backend="torch")
+        bigstep.train_gd(torch.tensor([0.0, 1.0]), 0.9, 0.4, lr=0.1, steps=2, width=4, backend="torch")
 
 
 def test_arrays_on_different_devices_name_both():
@@ -430,7 +430,7 @@ def test_device_arrays_torch_cannot_read_are_named():
     with pytest.raises(ValueError, match=r"on cuda:0"):
         bigstep.optimal_score(np.zeros(2), FakeDevice(np.zeros(3)), 1.0, 1.0, backend="cpp")
     with pytest.raises(ValueError, match=r"x is a FakeDevice on cuda:0"):
-        bigstep.train_sgd(FakeDevice(np.zeros(3)), 0.9, 0.5, lr=0.1, steps=1, m=2)
+        bigstep.train_sgd(FakeDevice(np.zeros(3)), 0.9, 0.5, lr=0.1, steps=1, width=2)
     with pytest.raises(ValueError, match="x is a FakeDevice on cuda:0"):
         bigstep.EmpiricalScore(fake)
     assert _backend.resolve("auto", fake, family="metrics") == ("cuda" if _backend.why_unavailable("cuda") is None
@@ -473,11 +473,11 @@ def test_device_path_scores_sampler_and_trainer(device_path):
     mu, sigma = bigstep.noise_schedule(torch.tensor([0.1, 0.5]))
     assert isinstance(mu, torch.Tensor)
     x = rng.standard_normal(12)
-    tkw = dict(lr=[0.1, 0.02], seed=[4, 5], steps=10, m=16, record=("loss", "risk"), record_every=5)
+    tkw = dict(lr=[0.1, 0.02], seed=[4, 5], steps=10, width=16, record=("loss", "risk"), record_every=5)
     r_dev = bigstep.train_sgd(torch.tensor(x), 0.9, 0.4, **tkw)
     r_torch = bigstep.train_sgd(x, 0.9, 0.4, backend="torch", **tkw)
     for n1, n2 in zip(r_dev.networks, r_torch.networks):
-        assert np.array_equal(n1.w2, n2.w2)
+        assert np.array_equal(n1.W2, n2.W2)
     assert np.array_equal(r_dev.history["risk"].to_numpy(), r_torch.history["risk"].to_numpy())
     # a generic callable gets the caller's tensors
     seen = []
@@ -508,13 +508,13 @@ def test_sampler_same_seed_same_samples_as_compiled():
 def test_trainer_same_draws_as_compiled():
     cpp = _cpp()
     x = np.random.default_rng(9).standard_normal(15)
-    kw = dict(lr=[0.3, 0.05, 50.0], seed=[0, 2**64 - 1], steps=30, m=33, batch_size=11, record=("loss",),
+    kw = dict(lr=[0.3, 0.05, 50.0], seed=[0, 2**64 - 1], steps=30, width=33, batch_size=11, record=("loss",),
               record_every=7, clip=None)
     a = bigstep.train_sgd(x, 0.9, 0.3, backend="torch", **kw)
     b = bigstep.train_sgd(x, 0.9, 0.3, backend=cpp, **kw)
     assert np.array_equal(a.diverged_step, b.diverged_step) and a.diverged.any()
     for n1, n2 in zip(a.networks, b.networks):
-        for p1, p2 in ((n1.w1, n2.w1), (n1.w2, n2.w2), (n1.b, n2.b)):
+        for p1, p2 in ((n1.W1, n2.W1), (n1.W2, n2.W2), (n1.b1, n2.b1)):
             np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-10 * max(1.0, np.abs(p2).max()))
     np.testing.assert_allclose(a.history["loss"].to_numpy(), b.history["loss"].to_numpy(), rtol=1e-10)
 
@@ -592,8 +592,8 @@ def test_cuda_sampler_and_trainer_same_seed_as_cpp():
     ref = bigstep.sample_reverse(bigstep.EmpiricalScore(data), 500, 2, n_steps=50, seed=4, backend=cpp)
     np.testing.assert_allclose(out.cpu().numpy(), ref, rtol=1e-10, atol=1e-10)
     x = rng.standard_normal(20)
-    kw = dict(lr=[0.1, 0.01], seed=[1, 2], steps=40, m=64, record=("loss",))
+    kw = dict(lr=[0.1, 0.01], seed=[1, 2], steps=40, width=64, record=("loss",))
     a = bigstep.train_sgd(torch.tensor(x, device="cuda"), 0.9, 0.4, **kw)
     b = bigstep.train_sgd(x, 0.9, 0.4, backend=cpp, **kw)
     for n1, n2 in zip(a.networks, b.networks):
-        np.testing.assert_allclose(n1.w2, n2.w2, rtol=0, atol=1e-10 * max(1.0, np.abs(n2.w2).max()))
+        np.testing.assert_allclose(n1.W2, n2.W2, rtol=0, atol=1e-10 * max(1.0, np.abs(n2.W2).max()))

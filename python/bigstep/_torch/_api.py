@@ -123,14 +123,18 @@ def start(backend: str, family: str, named: dict):
 # ------------------------------------------------------------------ optimal score
 
 
-def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: bool):
+def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: bool, method: str = "auto"):
     """bigstep.optimal_score._run for device arrays: (outputs as torch tensors, backend
-    used, (mu, sigma) as float64 tensors of shape (1,) or (q,))."""
+    used, (mu, sigma) as float64 tensors of shape (1,) or (q,)).  The device backends have
+    no fast Gauss transform: ``method`` "auto" and "pairwise" run the pairwise kernels,
+    "fgt" is a ValueError."""
     from .._validate import noise_level, queries, training_data
     from ..optimal_score import _check_float32_levels
 
     named = {"y": y, "x": x, "mu": mu, "sigma": sigma}
     name, _, conv = start(backend, "optimal_score", named)
+    if method == "fgt":
+        raise ValueError(f"method='fgt' runs on the cpp and numba backends, not on {name!r}; use 'auto' or 'pairwise'")
     with caller_stream(named.values()):
         xa = training_data(x, ndim=1 if one_d_only else None, convert=conv)
         ya = queries(y, xa, convert=conv)
@@ -267,14 +271,13 @@ def schedule_tensors(t: torch.Tensor, rate: float):
     return torch.exp(-rate * t), torch.sqrt(-torch.expm1(-2.0 * t))
 
 
-def noise_schedule(t, rate: float, keep_dtype: bool = False):
-    """(mu(t), sigma(t)) of bigstep.noise_schedule (float64) or bigstep.ou_schedule
-    (``keep_dtype``: float32 stays float32) for t on a device, torch tensors there."""
+def noise_schedule(t, rate: float):
+    """(mu(t), sigma(t)) of bigstep.noise_schedule for t on a device, torch tensors there
+    (float32 stays float32, as on the host)."""
     named = {"t": t}
     dev = torch_device(common_device(named))
     with caller_stream(named.values()):
-        ta = as_tensor(t, "t", device=dev)
-        return schedule_tensors(ta if keep_dtype else ta.double(), rate)
+        return schedule_tensors(as_tensor(t, "t", device=dev), rate)
 
 
 def score_tensors(score, dev: torch.device) -> dict:
@@ -298,7 +301,8 @@ def call_score(score, x, t, raw: bool = False):
     """score(x, t) (or TimeReLUScore.r with ``raw``) for device arrays, in x's array type."""
     from .._arrays import wrap_like
     from ..optimal_score import optimal_score
-    from ..scores import EmpiricalScore, GaussianScore, _points, _schedule_rate, _times
+    from .._validate import schedule_rate
+    from ..scores import EmpiricalScore, GaussianScore, _points, _times
     from .sampler import gaussian_score, relu_output
 
     named = {"x": x, "t": t, **score._arrays()}
@@ -307,14 +311,14 @@ def call_score(score, x, t, raw: bool = False):
         conv = functools.partial(as_tensor, device=dev)
         xa = _points(x, score.dim, convert=conv)
         ta = _times(t, xa.shape[0], convert=conv)
-        mu, sigma = schedule_tensors(ta, _schedule_rate(score.schedule))
+        mu, sigma = schedule_tensors(ta, schedule_rate(score.schedule))
         if isinstance(score, EmpiricalScore):
             levels = (mu[0], sigma[0]) if mu.shape[0] == 1 else (mu, sigma)
             data = score.x_train if isinstance(score.x_train, torch.Tensor) else conv(score.x_train, "x_train")
             if score.one_d:
-                out = optimal_score(xa[:, 0].contiguous(), data, *levels, backend="auto")[:, None]
+                out = optimal_score(xa[:, 0].contiguous(), data, *levels, method=score.method)[:, None]
             else:
-                out = optimal_score(xa, data, *levels, backend="auto")
+                out = optimal_score(xa, data, *levels, method=score.method)
         else:
             p = score_tensors(score, dev)
             with ieee_matmul():
@@ -374,7 +378,7 @@ def sample_reverse(score, n_samples, dim, tau, h, c, seed, x0, return_path, prog
         bar = Progress(n_steps, progress, "sample_reverse")
         if type(score) in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
             kernel, extra = _fused(score, name, dev)
-            mu, sigma = noise_schedule(tau[:-1], score.schedule)
+            mu, sigma = noise_schedule(tau[:-1], kind=score.schedule)
             tables = torch.as_tensor(np.stack([h, r, mu, sigma, tau[:-1]])).to(dev)
 
             def chunk(k0, k1):
@@ -401,12 +405,12 @@ def sample_forward(x0, t, seed: int, schedule: str, backend):
     """bigstep.sample_forward for device arrays (or backend torch/cuda)."""
     from .._arrays import wrap_like
     from ..sampler import _STREAM_FORWARD, _forward_args
-    from ..scores import _schedule_rate
+    from .._validate import schedule_rate
     from .random import normals
 
     named = {"x0": x0, "t": t}
     _, dev, conv = start(backend, "random", named)
-    rate = _schedule_rate(schedule)
+    rate = schedule_rate(schedule)
     with caller_stream(named.values()):
         xa, ta = _forward_args(x0, t, convert=conv)
         mu, sigma = schedule_tensors(ta, rate)
