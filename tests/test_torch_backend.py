@@ -301,11 +301,11 @@ def test_chunked_metrics_and_trainer_equal_unchunked(small_chunks):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((90, 3)), rng.standard_normal((70, 3)) + 0.3
     for unbiased in (False, True):
-        assert abs(bigstep.mmd2(a, b, 0.7, unbiased, backend="torch") - bigstep.mmd2(a, b, 0.7, unbiased,
-                                                                                     backend=cpp)) < 1e-14
+        assert abs(bigstep.mmd2(a, b, bandwidth=0.7, unbiased=unbiased, backend="torch")
+                   - bigstep.mmd2(a, b, bandwidth=0.7, unbiased=unbiased, backend=cpp)) < 1e-14
     train = np.concatenate([b, b[:5]])  # exact ties: the lower index first
-    d1, i1 = bigstep.nearest_neighbors(a, train, 4, backend="torch")
-    d2, i2 = bigstep.nearest_neighbors(a, train, 4, backend=cpp)
+    d1, i1 = bigstep.nearest_neighbors(a, train, k=4, backend="torch")
+    d2, i2 = bigstep.nearest_neighbors(a, train, k=4, backend=cpp)
     assert np.array_equal(i1, i2)
     np.testing.assert_allclose(d1, d2, rtol=1e-15)
     x = rng.standard_normal(10)
@@ -356,7 +356,7 @@ def test_types_shapes_and_dtypes_come_back():
     x1 = rng.standard_normal(9)
     assert np.shape(bigstep.optimal_score(0.3, x1, 0.9, 0.5, backend="torch")) == ()
     d, i = bigstep.nearest_neighbors(torch.tensor(X[:4], dtype=torch.float32), torch.tensor(X, dtype=torch.float32),
-                                     2, backend="torch")
+                                     k=2, backend="torch")
     assert d.dtype == torch.float32 and i.dtype == torch.int64 and tuple(d.shape) == (4, 2)
     r = bigstep.memorization_ratio(torch.tensor(X[:4]), torch.tensor(X), backend="torch")
     assert isinstance(r, torch.Tensor) and torch.all(r == 0)
@@ -388,9 +388,9 @@ def test_bad_inputs_on_the_device_path_name_the_argument():
     with pytest.raises(ValueError, match="b must be finite"):
         bigstep.mmd2(X, bad, backend="torch")
     with pytest.raises(ValueError, match="bandwidth must be a positive finite number"):
-        bigstep.mmd2(X, X, torch.tensor(-1.0), backend="torch")
+        bigstep.mmd2(X, X, bandwidth=torch.tensor(-1.0), backend="torch")
     with pytest.raises(ValueError, match="k must be between 1 and"):
-        bigstep.nearest_neighbors(X, X, 11, backend="torch")
+        bigstep.nearest_neighbors(X, X, k=11, backend="torch")
     with pytest.raises(ValueError, match="x0 must be finite"):
         bigstep.sample_forward(bad, 0.3, backend="torch")
     with pytest.raises(ValueError, match="t must be positive and finite"):
@@ -546,8 +546,8 @@ def test_cuda_tensors_everywhere_against_cpp(dtype):
                         bigstep.optimal_score_derivatives(x1h[:50], x1h, 0.9, 0.1, backend=cpp)):
         assert got.is_cuda and rel(got.cpu().numpy(), ref) < tol * 1e3
     assert abs(bigstep.mmd2(Yc, Xc) - bigstep.mmd2(Yh, Xh, backend=cpp)) < 1e-12
-    d, i = bigstep.nearest_neighbors(Yc, Xc, 3)
-    d2, i2 = bigstep.nearest_neighbors(Yh, Xh, 3, backend=cpp)
+    d, i = bigstep.nearest_neighbors(Yc, Xc, k=3)
+    d2, i2 = bigstep.nearest_neighbors(Yh, Xh, k=3, backend=cpp)
     assert d.is_cuda and np.array_equal(i.cpu().numpy(), i2)
 
 
