@@ -132,6 +132,7 @@ def _backend_params() -> list:
 FAMILY_OF_TEST = {
     "test_fuzz.py::test_regression_dirac_term_of_a_tiny_inner_weight": "relu_risk",
     "test_sgd.py::test_train_gd_decreases_the_exact_risk": "relu_risk",  # exact GD: relu_risk kernels
+    "test_interop.py::test_memory_mapped_data_are_not_copied": "relu_risk",  # DSMRisk first (then rf, sgd)
 }
 
 
