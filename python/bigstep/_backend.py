@@ -252,8 +252,9 @@ def _host_arrays_as_mutable(fn):
     return call
 
 
-def resolve(backend: str, *arrays, family: str | None = None) -> str:
-    """Pick the backend for a call on ``arrays``.
+def resolve(backend: str, *arrays, family: str | None = None, **named) -> str:
+    """Pick the backend for a call on ``arrays`` and the keyword ``named`` arrays (whose
+    names the device errors use: "y is on cpu but x is on cuda:0").
 
     ``"auto"``: the inputs' device decides: host arrays run on cpp, then numba; device
     arrays on cuda (where built, a device is visible and the family has CUDA kernels),
@@ -268,7 +269,9 @@ def resolve(backend: str, *arrays, family: str | None = None) -> str:
         _check_family(family)
     from ._arrays import common_device, is_torch
 
-    device = common_device({f"argument {i}": a for i, a in enumerate(arrays)})
+    named = {**{f"argument {i}": a for i, a in enumerate(arrays)}, **named}
+    arrays = tuple(named.values())
+    device = common_device(named)
     if backend == "auto":
         if device == "cpu":
             for b in CPU_BACKENDS:
