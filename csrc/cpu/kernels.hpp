@@ -1,6 +1,7 @@
 // The CPU kernel registry: every entry point, declared once, by family.
 //
-// Per-instruction-set kernels.  The kernel files (csrc/cpu/*_kernels.cpp) are compiled
+// Per-instruction-set kernels.  The kernel files (BIGSTEP_KERNEL_SOURCES in CMakeLists.txt:
+// csrc/cpu/*_kernels.cpp, optimal_score_nd_flash.cpp, optimal_score_nd_screened.cpp) are compiled
 // once per instruction set, each into its own namespace (BIGSTEP_ISA_NS, set by CMake:
 // isa_baseline, isa_avx2, isa_avx512 or isa_native).  Each family lists its entry points
 // below as KERNEL(name, return type, (parameters)):
