@@ -177,3 +177,19 @@ def test_a_nan_query_outside_the_loss_leaves_the_data_gradient_finite(backend):
         torch.testing.assert_close(xx.grad, xc.grad, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(yy.grad[keep], yc.grad, rtol=1e-12, atol=1e-12)
         assert (yy.grad[1] == 0).all()
+
+
+def test_the_other_argument_may_be_any_host_array(backend):
+    """x requires grad; y is a list, numpy (read-only too) or a DLPack-only producer: the
+    graph is built (an unknown producer used to fail with a dtype error, a read-only array
+    with torch's non-writable warning)."""
+    from test_arrays import DLPackOnly
+
+    x = _data(20, 2, 14).requires_grad_(True)
+    y = np.random.default_rng(15).standard_normal((3, 2))
+    want = torch.autograd.grad(bigstep.optimal_score(torch.from_numpy(y), x, 0.9, 0.5, backend=backend).sum(), x)
+    ro = y.copy()
+    ro.flags.writeable = False
+    for yy in (y, y.tolist(), DLPackOnly(y), ro):
+        got = torch.autograd.grad(bigstep.optimal_score(yy, x, 0.9, 0.5, backend=backend).sum(), x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

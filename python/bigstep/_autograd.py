@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 from . import _backend
-from ._arrays import is_torch
+from ._arrays import as_numpy, device_of, is_torch, writable_alias
+from ._arrays import kind as array_kind
 
 _SCORE, _LOGP, _MEAN = 1, 2, 4
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -52,9 +53,20 @@ def apply(kind: int, y, x, mu, sigma, backend: str, compute):
         if is_torch(v) and v.requires_grad:
             raise TypeError(f"{name} requires grad, but the s* family is differentiated with respect to y and x "
                             f"only; pass {name}.detach()")
-    y_t = y if is_torch(y) else torch.as_tensor(np.asarray(y))
-    x_t = x if is_torch(x) else torch.as_tensor(np.asarray(x))
-    return _Function.apply(y_t, x_t, kind, mu, sigma, backend, compute)
+    return _Function.apply(_tensor(y, "y"), _tensor(x, "x"), kind, mu, sigma, backend, compute)
+
+
+def _tensor(a, name: str):
+    """``a`` as a torch tensor without a copy: device arrays through DLPack, host arrays
+    through numpy (read-only ones, from DLPack or memory maps, as writeable aliases, which
+    torch takes without a warning and this module never writes)."""
+    import torch
+
+    if is_torch(a):
+        return a
+    if array_kind(a) != "other" and device_of(a) != "cpu":
+        return torch.from_dlpack(a)
+    return torch.as_tensor(writable_alias(as_numpy(a, name)))
 
 
 def _function():
