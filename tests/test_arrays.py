@@ -92,12 +92,12 @@ def test_jax_arrays_round_trip():
 
 
 def test_host_scalars_join_arrays_on_any_device():
-    """numpy scalars and 0-d host arrays (ou_schedule's mu, sigma for a float t) do not pin a
+    """numpy scalars and 0-d host arrays (noise_schedule's mu, sigma for a float t) do not pin a
     call to the CPU, as torch lets 0-d CPU tensors join CUDA tensors; a 0-d array on a
     device, and any host array with dimensions, still count."""
     x = np.zeros(3)
     dev = DLPackOnly(x, (2, 0))
-    mu, sigma = bigstep.ou_schedule(0.1)
+    mu, sigma = bigstep.noise_schedule(0.1)
     assert _arrays.common_device({"y": dev, "x": dev, "mu": mu, "sigma": np.array(sigma)}) == "cuda:0"
     assert _arrays.common_device({"mu": np.float32(0.5), "x": dev}) == "cuda:0"
     with pytest.raises(ValueError, match=r"x is on cpu but mu is on cuda:0"):
