@@ -222,16 +222,24 @@ def scratch_package(tmp_path, monkeypatch):
             del sys.modules[name]
 
 
-def test_a_module_backend_missing_a_kernel_is_not_listed(scratch_package):
+@pytest.fixture
+def scratch_torch(scratch_package, monkeypatch):
+    """A stand-in for the torch backend's package (bigstep._scratch_torch, so a real
+    bigstep._torch changes nothing): write its __init__.py and family modules."""
+    pytest.importorskip("torch")
+    real = _backend._module_name
+    monkeypatch.setattr(_backend, "_module_name",
+                        lambda family, backend: f"_scratch_torch.{family}" if backend == "torch" else real(family, backend))
+    pkg = scratch_package / "_scratch_torch"
+    pkg.mkdir()
+    return pkg
+
+
+def test_a_module_backend_missing_a_kernel_is_not_listed(scratch_torch):
     """A torch backend whose metrics module lacks a kernel is not listed for metrics, and
     asking for it is a ValueError naming what is missing (not an AttributeError)."""
-    pytest.importorskip("torch")
-    if "bigstep._torch" in sys.modules or importlib.util.find_spec("bigstep._torch") is not None:
-        pytest.skip("a real bigstep._torch exists")
-    pkg = scratch_package / "_torch"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "metrics.py").write_text("def nearest_neighbors(samples, train, k):\n    return None\n")
+    (scratch_torch / "__init__.py").write_text("")
+    (scratch_torch / "metrics.py").write_text("def nearest_neighbors(samples, train, k):\n    return None\n")
     assert "torch" not in _backend.backends("metrics")
     with pytest.raises(ValueError, match="'torch'"):
         _backend.kernels("metrics", "torch")
@@ -243,13 +251,8 @@ def test_a_module_backend_missing_a_kernel_is_not_listed(scratch_package):
         _backend.kernels("metrics", "numba")
 
 
-def test_a_backend_package_that_fails_to_import_is_not_listed(scratch_package):
-    pytest.importorskip("torch")
-    if "bigstep._torch" in sys.modules or importlib.util.find_spec("bigstep._torch") is not None:
-        pytest.skip("a real bigstep._torch exists")
-    pkg = scratch_package / "_torch"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("raise ImportError('this torch is too old')\n")
+def test_a_backend_package_that_fails_to_import_is_not_listed(scratch_torch):
+    (scratch_torch / "__init__.py").write_text("raise ImportError('this torch is too old')\n")
     assert "torch" not in _backend.backends("metrics")  # no exception escapes the listing
     assert "cpp" in _backend.backends("metrics")
 
