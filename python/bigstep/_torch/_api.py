@@ -108,7 +108,7 @@ def caller_stream(arrays):
 def start(backend: str, family: str, named: dict):
     """Steps 1 and 2 of the module docstring: (backend name, torch device, conversion)."""
     dev = common_device(named)
-    name = _backend.resolve(backend, *named.values(), family=family)
+    name = _backend.resolve(backend, family=family, **named)
     if name not in ("torch", "cuda"):  # an explicit CPU backend never comes here
         raise AssertionError(name)
     tdev = torch_device(dev)

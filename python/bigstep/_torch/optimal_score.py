@@ -391,19 +391,25 @@ def _vjp_weights(y, x, mu, sigma, lse):
     return torch.exp(-(r * r) / (2.0 * sigma * sigma)[:, None] - lse[:, None])
 
 
-def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
-    """out_q = sum_i w_qi (g_q . x_i) x_i, shape (q, d), float64 (bigstep._core.optimal_score_vjp_y)."""
+def optimal_score_vjp_y(y, x, mu, sigma, lse, mean, g):
+    """out_q = sum_i w_qi (g_q . (x_i - mean_q)) (x_i - mean_q) = Cov(W|y_q) g_q, shape (q, d),
+    float64, centred term by term (no cancellation where the posterior is concentrated;
+    bigstep._core.optimal_score_vjp_y).  Blocks of queries x points x coordinates within
+    the chunk budget."""
     q, d = y.shape
     n = x.shape[0]
     mu, sigma = _levels(mu, sigma, q)
     out = torch.zeros((q, d), dtype=F64, device=y.device)
     qc, nc = _blocks(q, n, d, y.device)
+    nc = max(1, min(nc, budget(y.device) // max(1, qc * d)))
     for q0 in range(0, q, qc):
         sl = slice(q0, q0 + qc)
         for j0 in range(0, n, nc):
             xc = x[j0:j0 + nc]
             w = _vjp_weights(y[sl], xc, mu[sl], sigma[sl], lse[sl])
-            out[sl] += (w * (g[sl] @ xc.T)) @ xc
+            dev = xc[None, :, :] - mean[sl, None, :]  # (Q, N, d): x_i - mean_q
+            t = (dev * g[sl, None, :]).sum(2)
+            out[sl] += ((w * t)[:, :, None] * dev).sum(1)
     return out
 
 
