@@ -89,10 +89,10 @@ def device_path(monkeypatch):
 def _resolve_torch_for_tensors(real):
     from bigstep import _arrays
 
-    def resolve(backend, *arrays, family=None):
-        if backend == "auto" and any(_arrays.is_torch(a) for a in arrays):
+    def resolve(backend, *arrays, family=None, **named):
+        if backend == "auto" and any(_arrays.is_torch(a) for a in (*arrays, *named.values())):
             return "torch"
-        return real(backend, *arrays, family=family)
+        return real(backend, *arrays, family=family, **named)
 
     return resolve
 
