@@ -126,3 +126,44 @@ def test_benchmark_modules_import_without_optional_packages():
                           capture_output=True, text=True, timeout=300, cwd=BENCH.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(proc.stdout.split()[0]) >= 6
+
+
+def test_asv_smoke_fails_on_a_broken_benchmark(tmp_path):
+    """tools/asv_smoke.py (CI's run of every asv benchmark) passes a working suite and
+    fails when any benchmark raises, in setup or in the timed call, or when a track_*
+    benchmark returns no number; a setup's NotImplementedError is asv's "skipped"."""
+    pytest.importorskip("asv_runner")
+    smoke = BENCH.parent / "tools" / "asv_smoke.py"
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    good = textwrap.dedent("""
+        class Sizes:
+            params = ([1, 10], ["cpp", "numba"])
+            param_names = ["n", "backend"]
+
+            def setup(self, n, backend):
+                if backend == "numba" and n == 10:
+                    raise NotImplementedError("skipped here")
+                self.data = list(range(n))
+
+            def time_sum(self, n, backend):
+                sum(self.data)
+
+            def track_len(self, n, backend):
+                return len(self.data)
+    """)
+    (suite / "bench_good.py").write_text(good)
+
+    def run():
+        return subprocess.run([sys.executable, str(smoke), "--all", "--dir", str(suite)], capture_output=True,
+                              text=True, timeout=300)
+
+    ok = run()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "6 runs, 2 skipped, 0 failed" in ok.stdout, ok.stdout
+    for broken in ("    def time_fail(self, n, backend):\n        raise RuntimeError('broken benchmark')\n",
+                   "    def track_none(self, n, backend):\n        return None\n"):
+        (suite / "bench_good.py").write_text(good + broken)
+        bad = run()
+        assert bad.returncode == 1 and "FAILED" in bad.stderr, bad.stdout + bad.stderr

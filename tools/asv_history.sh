@@ -3,12 +3,14 @@
 # (first-parent), each built from its own source (asv checks the commit out, builds its
 # wheel and installs it into asv's virtualenv: numpy, numba, scipy from the package index),
 # and appends the results to benchmarks/history/<machine>/ in asv's own format, with the
-# machine's description (machine.json: CPU, cores, RAM, OS).  Commits already measured on
-# this machine are skipped, so running it again adds only the new points.
+# machine's description (machine.json: CPU, cores, RAM, OS).  Benchmarks already measured
+# for a commit on this machine are skipped (a commit with nothing missing is not even
+# built), so running it again adds only the new points.
 #
 #   tools/asv_history.sh 10                 # the last 10 commits of main
 #   ASV_MACHINE=ci-2core tools/asv_history.sh 1    # name the machine (default: the hostname)
 #   ASV_ARGS="--quick" tools/asv_history.sh 3      # extra `asv run` options
+#   ASV_ARGS="--quick -b bench_optimal_score" tools/asv_history.sh 10   # a part of the suite
 #
 # Then `cd benchmarks && asv publish && asv preview` renders the history (HTML under
 # benchmarks/.asv/html), and `asv compare A B` / `asv continuous` show regressions between
@@ -28,6 +30,6 @@ range="main~$n..main"
 t0=$(date +%s)
 $asv machine --yes "${machine[@]}"
 # shellcheck disable=SC2086  # ASV_ARGS is a list of options
-$asv run --skip-existing-commits --show-stderr "${machine[@]}" ${ASV_ARGS:-} "$range"
+$asv run --skip-existing --show-stderr "${machine[@]}" ${ASV_ARGS:-} "$range"
 $asv publish
 echo "asv_history.sh: $n commit(s) in $(( $(date +%s) - t0 )) s; results in benchmarks/history/, HTML in benchmarks/.asv/html"
