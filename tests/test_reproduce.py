@@ -127,7 +127,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     its own seed: sets that shared one would share X_0 and the Brownian increments."""
     from types import SimpleNamespace
 
-    import bigstep.sgd_torch
+    import bigstep.training
     from bigstep.reproduce import fig4
     from bigstep.scores import EmpiricalScore
 
@@ -139,7 +139,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     # the seeds a run really passes to the samplers (training replaced by s*: no torch needed)
     monkeypatch.setattr(fig4, "settings_for", lambda quick: dict(dims=(2, 3), steps=1, sims=2, sets=3, width=8,
                                                                  batch=8, samples=40))
-    monkeypatch.setattr(bigstep.sgd_torch, "train_diffusion",
+    monkeypatch.setattr(bigstep.training, "train_diffusion",
                         lambda x, **kw: SimpleNamespace(diverged=np.zeros(1, bool), score=EmpiricalScore(x)))
     used = {}
     for name in ("reference_samples", "sample_learned"):

@@ -16,7 +16,7 @@ Carlo noise of excess_risk_mc, 8 training sets of the reproductions and sweep ta
 9 reference samples of the reproductions and sweep tasks (fitted Gaussian, fresh data);
 bigstep.rf: 10 random-feature weights W, 11 DSM noise of the fit, 12 training data of
 rf.learning_curve, 13 Monte Carlo evaluation noise; 14 fixed Monte Carlo noise (and times)
-of sgd_torch.sharpness_mc and diffusion_sharpness_mc.
+of training.sharpness_mc and diffusion_sharpness_mc.
 """
 
 from __future__ import annotations
@@ -57,14 +57,8 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if offset + count > _U64:
         raise ValueError(f"offset + size must be <= 2**64, got {offset} + {count}")
-    name = _backend.resolve(backend)
-    suffix = "f32" if dt == np.float32 else "f64"
-    if name == "cpp":
-        out = getattr(_backend.core(), f"{kind}_{suffix}")(seed, stream, offset, count)
-    else:
-        from ._numba import random as nrandom
-
-        out = getattr(nrandom, kind)(seed, stream, offset, count, dt)
+    impl = _backend.kernels("random", _backend.resolve(backend, family="random"))
+    out = getattr(impl, kind)(seed, stream, offset, count, dt)
     return out.reshape(shape)
 
 

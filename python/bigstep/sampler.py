@@ -10,7 +10,7 @@ with the diffusion-time grid T = tau_0 > tau_1 > ... > tau_N = delta, h_k = tau_
 delta + h).  ``method="ode"`` integrates the probability-flow ODE dX = (X + s) dt with the
 same grid and no noise.
 
-Randomness (DESIGN.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
+Randomness (docs/design.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
 stream=0)[p, j] and Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim),
 stream=1)[k, p, j], so every run can be replayed outside the kernels and the result is
 bit-identical across runs and thread counts.  :func:`sample_forward` uses stream 5.
@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _streams as streams
 from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
 from .random import gaussian_noise
-from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .nets import TimeReLUScore
+from .scores import EmpiricalScore, GaussianScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 
-_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
+_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = streams.SAMPLER_INITIAL, streams.SAMPLER_STEPS, streams.FORWARD_NOISE
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 
@@ -75,31 +77,19 @@ def _initial_state(x0, n_samples, dim, seed):
 
 
 def _fused(score, backend: str):
-    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``
-    ("cpp": bigstep._core, "numba"), else None.  Both kernels take
-    (x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, *extra)."""
+    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``,
+    else None.  Every backend's kernels take (x, k0, k1, h, r, mu, sigma, tau, c, seed,
+    keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
-    if backend == "cpp":
-        core = _backend.core()
-        if type(score) is EmpiricalScore:
-            if score.one_d:
-                return core.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-            return core.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
-        if type(score) is GaussianScore:
-            return core.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-        return core.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
-
-    from ._numba import sampler as ns
-
+    k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:
-            return ns.run_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-        data = np.ascontiguousarray(score.x_train)
-        return ns.run_empirical_nd, (data, *ns.pack_empirical_nd(data))
+            return k.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
+        return k.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
     if type(score) is GaussianScore:
-        return ns.run_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-    return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
+        return k.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
+    return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
 def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
@@ -157,7 +147,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
-    fused = _fused(score, _backend.resolve(backend))  # raises for unknown or unavailable backends
+    fused = _fused(score, _backend.resolve(backend, family="sampler"))  # raises for unknown or unavailable backends
     n_steps = h.shape[0]
     c = _METHODS[method]
     r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)
