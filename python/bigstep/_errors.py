@@ -142,10 +142,10 @@ def bounds_nd(ref: dict, Y, X, mu, sigma, dtype) -> dict:
     return {
         "score": allowed(dtype, snorm, (1 + mu**2 * lam / s2) / s2, scale, unit=scale / s2, n=n),
         "mean": allowed(dtype, xmax, mu * lam / s2, scale, unit=xmax, n=n),
-        # d-D log p is formed in the attention (GEMM) form (docs/design.md, section 2): the logits a <y, x_j> - c ||x_j||^2
-        # and the -||y||^2/(2 sigma^2) added back are each of size (||y||^2 + mu^2 ||x||^2)/(2
-        # sigma^2) and cancel to log p, so those terms are part of its magnitude (a plain
-        # attention implementation has the same error).
+        # d-D log p is formed in the attention (GEMM) form (docs/design.md, section 2): the
+        # logits a <y, x_j> - c ||x_j||^2 and the -||y||^2/(2 sigma^2) added back are each of
+        # size (||y||^2 + mu^2 ||x||^2)/(2 sigma^2) and cancel to log p, so those terms are
+        # part of its magnitude (a plain attention implementation has the same error).
         "log_density": allowed(dtype, np.abs(ref["log_density"]) + 1 + X.shape[1] * np.abs(np.log(s2)) / 2
                                + (np.linalg.norm(Y, axis=1) ** 2 + (mu * xmax) ** 2) / (2 * s2),
                                snorm + mu * np.sqrt(lam) / s2, scale, n=n),
