@@ -407,3 +407,20 @@ def test_dask_leaves_the_callers_cluster_running(tmp_path, dask_cluster, monkeyp
         time.sleep(0.1)
     assert not any(client.processing().values()), "the failed sweep's cells still run on the caller's cluster"
     assert client.submit(pow, 3, 2).result(timeout=30) == 9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_dask_closes_the_cluster_it_started(tmp_path):
+    """scheduler=None: bigstep starts a LocalCluster for the sweep and closes it, so no
+    process the sweep started is left when it returns (the caller's cluster, the module's
+    fixture, is not involved)."""
+    pytest.importorskip("distributed")
+    before = proctree.descendants(os.getpid())
+    table = bigstep.sweep(SQUARE, {"x": [1, 2, 3]}, out=tmp_path, executor="dask", max_workers=1, progress=False)
+    assert table["y"].tolist() == [1, 4, 9]
+    # multiprocessing's resource tracker belongs to this (pytest's) process and lives as
+    # long as it does; everything else the sweep started must be gone
+    started = {pid: v for pid, v in proctree.descendants(os.getpid()).items()
+               if pid not in before and "resource_tracker" not in v[1]}
+    left = proctree.wait_gone(started, GONE_WITHIN_S)
+    assert not left, f"the sweep's own cluster left processes running: {left}"

@@ -93,7 +93,11 @@ def run_dask(ref, cells, shared, on_result, scheduler=None, max_workers=None) ->
     elif scheduler is None:
         cluster = LocalCluster(n_workers=max_workers or (os.cpu_count() or 1), threads_per_worker=1,
                                processes=True, dashboard_address=None)
-        client = own = Client(cluster)
+        try:
+            client = own = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     elif isinstance(scheduler, str):
         client = own = Client(scheduler)
     else:
