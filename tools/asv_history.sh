@@ -27,6 +27,10 @@ commits=$(git rev-list --first-parent --count main)
 [ "$n" -le "$commits" ] || { echo "asv_history.sh: main has only $commits commits" >&2; exit 2; }
 range="main~$n..main"
 [ "$n" -eq "$commits" ] && range="ALL"  # every commit of main: main~N does not exist
+# a compiler cache: asv builds every commit in the same folder, so unchanged files hit
+if [ -z "${CMAKE_CXX_COMPILER_LAUNCHER:-}" ] && command -v ccache > /dev/null; then
+  export CMAKE_CXX_COMPILER_LAUNCHER=ccache
+fi
 t0=$(date +%s)
 $asv machine --yes "${machine[@]}"
 # shellcheck disable=SC2086  # ASV_ARGS is a list of options
