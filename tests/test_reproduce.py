@@ -29,6 +29,8 @@ TINY = {
                  step_scale_high=0.01, sims_high=1, width_high=8, n_mc_high=4, lrs_diff=[1.0, 0.25],
                  steps_diff=10.0, sims_diff=1, width_diff=8, batch_diff=32, n_mc_diff=4),
     "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
+    "rf-phase": dict(n_grid=12, psi_min=0.1, psi_max=10.0, d=8, seeds=1, overlay_psi_n=(0.5, 2.0),
+                     overlay_psi_p=(0.5, 2.0)),
 }
 
 
