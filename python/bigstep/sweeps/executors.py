@@ -91,8 +91,10 @@ def run_dask(ref, cells, shared, on_result, scheduler=None, max_workers=None) ->
     if isinstance(scheduler, Client):
         client = scheduler
     elif scheduler is None:
+        # loopback only, and an HTTP port of the OS's choosing: the default 8787 may be taken
+        # (another cluster on the machine), which distributed reports with a warning
         cluster = LocalCluster(n_workers=max_workers or (os.cpu_count() or 1), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, host="127.0.0.1", dashboard_address=":0")
         try:
             client = own = Client(cluster)
         except BaseException:
