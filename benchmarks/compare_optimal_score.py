@@ -576,9 +576,10 @@ def run_fgt_case(case: Case, methods, rounds: int) -> dict:
             sc = fn(y[:rows], x, MU, case.sigma)
             t = (time.perf_counter() - t0) * case.q / rows
             best[name] = min(best.get(name, np.inf), t)
-            errs[name] = rel_error(np.asarray(sc)[:REF_QUERIES], ref)
+            errs[name] = max_error(_common.score_error_units(np.asarray(sc)[:REF_QUERIES], ref, y[:REF_QUERIES], x,
+                                                             MU, case.sigma, "float64"))
             print(f"  {case.name} {name:22s} {t:9.3f} s{' (scaled from ' + str(rows) + ' queries)' if sub else ''}"
-                  f"  err {errs[name]:.1e}", flush=True)
+                  f"  err {errs[name]:.1e} float64 bounds", flush=True)
     base = best.get("bigstep cpp pairwise")
     peers = [k for k in best if not k.startswith("bigstep")]
     rows = []
@@ -622,8 +623,8 @@ def run_fgt(rounds: int, scaling: bool, only: str | None) -> dict:
     cases = [run_fgt_case(c, methods, rounds) for c in FGT_CASES if not only or only in c.name]
     payload = {"benchmark": "optimal_score_fgt", "machine": machine, "mu": MU, "rounds": rounds,
                "subset": {str(k): v for k, v in FGT_SUBSET.items()}, "cases": cases,
-               "settings": {"error": "max_j |s_j - r_j| / max(|r_j|, 1e-3 median_k |r_k|) over the first "
-                                     f"{REF_QUERIES} queries (longdouble reference)",
+               "settings": {"error": _common.ERROR_METRIC + f", at float64, over the first {REF_QUERIES} "
+                                     "queries (longdouble reference)",
                             "figtree_epsilon": 1e-12, "kdepy_grid": "2^20 (1-D), 2^10 per axis (2-D)"}}
     if scaling:
         payload["scaling_1d_sigma_0.3"] = run_scaling([10**4, 10**5, 10**6, 10**7])
