@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import math
 import time
 import warnings
@@ -457,6 +458,159 @@ def print_ceilings(c: dict) -> None:
         print(f"ceiling {dt}: exp G/s in {c['threads']} threads: {exps}; GEMM GFLOP/s: {gemm}")
 
 
+# --------------------------------------------------------------------------- fast Gauss transform
+#
+# Issue 21's cases (--fgt): n = q = 10^6, 1-D at sigma 0.1, 0.3, 1 and 2-D at sigma 0.3, 1,
+# float64.  bigstep's FGT (cpp, numba) runs every query; the pairwise kernel, torch SDPA
+# (the best peer of the cases above) run the first FGT_SUBSET queries (their cost is linear
+# in q) and their rate is scaled to q; pyfigtree (the improved FGT, absolute error epsilon
+# times the sum of the weights) and KDEpy's FFTKDE (binned onto a grid, linear interpolation
+# to the queries; positive weights, so S1 is formed with x - min x + 1) run every query.
+# Each method's error is measured as above on REF_QUERIES queries.  Methods are timed in
+# interleaved rounds, and ratios are taken within one run.  --scaling adds the cost growth
+# with n = q from 10^4 to 10^7 (1-D, sigma 0.3) of the FGT and the pairwise kernel.
+
+FGT_CASES = [Case(None, 10**6, 10**6, s) for s in (0.1, 0.3, 1.0)] + [Case(2, 10**6, 10**6, s) for s in (0.3, 1.0)]
+FGT_SUBSET = {None: 2000, 2: 400}
+FGT_ROUNDS = 2
+
+
+def _figtree_run(y, x, mu, sigma, eps=1e-12):
+    import pyfigtree
+
+    x2 = np.ascontiguousarray((mu * x).reshape(len(x), -1))
+    y2 = np.ascontiguousarray(y.reshape(len(y), -1))
+    xs = x.reshape(len(x), -1)
+    w = np.ascontiguousarray(np.vstack([np.ones(len(x))] + [xs[:, k] for k in range(xs.shape[1])]))
+    g = pyfigtree.figtree(x2, y2, w, bandwidth=np.sqrt(2) * sigma, epsilon=eps).reshape(w.shape[0], -1)
+    mean = (g[1:] / g[0]).T.reshape(y.shape)
+    return (mu * mean - y) / sigma**2
+
+
+def _kdepy_run(y, x, mu, sigma):
+    from KDEpy import FFTKDE
+
+    xs = x.reshape(len(x), -1)
+    d = xs.shape[1]
+    shift = xs.min(axis=0) - 1.0
+    if d == 1:
+        grid, f0 = FFTKDE(bw=sigma).fit(mu * x).evaluate(2**20)
+        w = x - shift[0]
+        f1 = FFTKDE(bw=sigma).fit(mu * x, weights=w).evaluate(grid)
+        mean = np.interp(y, grid, f1) * w.sum() / (np.interp(y, grid, f0) * len(x)) + shift[0]
+        return (mu * mean - y) / sigma**2
+    from scipy.interpolate import RegularGridInterpolator
+
+    m = 2**10
+    grid, f0 = FFTKDE(bw=sigma).fit(mu * xs).evaluate(m)
+    axes = [np.unique(grid[:, k]) for k in range(d)]
+    interp = lambda f: RegularGridInterpolator(axes, f.reshape([a.size for a in axes]), bounds_error=False,  # noqa: E731
+                                              fill_value=0.0)(y)
+    g0 = interp(f0) * len(x)
+    mean = np.empty_like(y)
+    for k in range(d):
+        w = xs[:, k] - shift[k]
+        mean[:, k] = interp(FFTKDE(bw=sigma).fit(mu * xs, weights=w).evaluate(grid)) * w.sum() / g0 + shift[k]
+    return (mu * mean - y) / sigma**2
+
+
+def fgt_methods():
+    """(name, run(y, x, mu, sigma), timed on a subset of the queries, unavailable reason)."""
+    import bigstep
+
+    def big(backend, method):
+        return lambda y, x, mu, sigma: bigstep.optimal_score(y, x, mu, sigma, backend=backend, method=method)
+
+    def sdpa(y, x, mu, sigma):
+        return _torch_sdpa_run(y, x, mu, sigma, 2)
+
+    out = [("bigstep cpp fgt", big("cpp", "fgt"), False, _common.bigstep_backend_error("cpp")),
+           ("bigstep numba fgt", big("numba", "fgt"), False, _common.bigstep_backend_error("numba")),
+           ("bigstep cpp pairwise", big("cpp", "pairwise"), True, _common.bigstep_backend_error("cpp")),
+           ("torch sdpa", sdpa, True, _torch_unavailable(None))]
+    for name, fn, pkg in (("pyfigtree", _figtree_run, "pyfigtree"), ("KDEpy FFTKDE", _kdepy_run, "KDEpy")):
+        try:
+            importlib.import_module(pkg)
+            reason = None
+        except Exception as exc:  # not installed or failed to build
+            reason = f"{type(exc).__name__}: {exc}"
+        out.append((name, fn, False, reason))
+    return out
+
+
+def run_fgt_case(case: Case, methods, rounds: int) -> dict:
+    """Interleaved rounds of every method on one case; seconds for all q queries (subset
+    methods scaled by q / subset), error on the first REF_QUERIES queries."""
+    x, y = _common.score_inputs(case.n, case.q, case.dims)
+    ref = reference_score(y[:REF_QUERIES], x, MU, case.sigma)
+    subset = FGT_SUBSET[case.dims]
+    best, errs, notes = {}, {}, {}
+    for _ in range(rounds):
+        for name, fn, sub, reason in methods:
+            if name == "bigstep numba fgt" and case.dims is not None:
+                reason = "the Numba mirror's generic d-D loops are timed in 1-D only (minutes at n = 10^6 in 2-D)"
+            if reason is not None:
+                notes[name] = f"skipped: {reason[:80]}"
+                continue
+            rows = subset if sub else case.q
+            t0 = time.perf_counter()
+            sc = fn(y[:rows], x, MU, case.sigma)
+            t = (time.perf_counter() - t0) * case.q / rows
+            best[name] = min(best.get(name, np.inf), t)
+            errs[name] = rel_error(np.asarray(sc)[:REF_QUERIES], ref)
+            print(f"  {case.name} {name:22s} {t:9.3f} s{' (scaled from ' + str(rows) + ' queries)' if sub else ''}"
+                  f"  err {errs[name]:.1e}", flush=True)
+    base = best.get("bigstep cpp pairwise")
+    peers = [k for k in best if not k.startswith("bigstep")]
+    rows = []
+    for name in best:
+        rows.append({"method": name, "seconds": best[name], "error": errs[name],
+                     "pairwise_over_method": base / best[name] if base else None})
+    fgt = best.get("bigstep cpp fgt")
+    summary = {"case": case.name, "rows": rows, "notes": notes,
+               "fgt_speedup_vs_pairwise": base / fgt if base and fgt else None,
+               "fgt_speedup_vs_peers": {p: best[p] / fgt for p in peers} if fgt else {},
+               "fgt_error": errs.get("bigstep cpp fgt")}
+    print(f"== {case.name}: FGT {fgt:.3f} s, pairwise {base:.1f} s (x{base / fgt:.0f}); "
+          + ", ".join(f"{p} x{best[p] / fgt:.1f} (err {errs[p]:.0e})" for p in peers), flush=True)
+    return summary
+
+
+def run_scaling(sizes, sigma=0.3) -> list[dict]:
+    """1-D cost growth with n = q: FGT on every query, pairwise on FGT_SUBSET queries scaled."""
+    import bigstep
+
+    out = []
+    for n in sizes:
+        x, y = _common.score_inputs(n, n, None)
+        t0 = time.perf_counter()
+        bigstep.optimal_score(y, x, MU, sigma, backend="cpp", method="fgt")
+        tf = time.perf_counter() - t0
+        rows = min(n, FGT_SUBSET[None])
+        t0 = time.perf_counter()
+        bigstep.optimal_score(y[:rows], x, MU, sigma, backend="cpp", method="pairwise")
+        tp = (time.perf_counter() - t0) * n / rows
+        out.append({"n": n, "fgt_seconds": tf, "pairwise_seconds": tp, "ratio": tp / tf})
+        print(f"  scaling n = q = {n:.0e}: FGT {tf:.3f} s, pairwise {tp:.1f} s (x{tp / tf:.0f})", flush=True)
+    return out
+
+
+def run_fgt(rounds: int, scaling: bool, only: str | None) -> dict:
+    machine = _common.machine_info()
+    print(f"machine: {machine['cpu']['model']}, {machine['cpu']['logical_cores']} cores (shared with other "
+          f"processes: ratios are within one run, methods interleaved)", flush=True)
+    methods = fgt_methods()
+    cases = [run_fgt_case(c, methods, rounds) for c in FGT_CASES if not only or only in c.name]
+    payload = {"benchmark": "optimal_score_fgt", "machine": machine, "mu": MU, "rounds": rounds,
+               "subset": {str(k): v for k, v in FGT_SUBSET.items()}, "cases": cases,
+               "settings": {"error": "max_j |s_j - r_j| / max(|r_j|, 1e-3 median_k |r_k|) over the first "
+                                     f"{REF_QUERIES} queries (longdouble reference)",
+                            "figtree_epsilon": 1e-12, "kdepy_grid": "2^20 (1-D), 2^10 per axis (2-D)"}}
+    if scaling:
+        payload["scaling_1d_sigma_0.3"] = run_scaling([10**4, 10**5, 10**6, 10**7])
+    return payload
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -537,7 +691,16 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path,
                     help="results JSON (default results/optimal_score_cpu[_ONLY][_quick].json, so a partial "
                          "run does not overwrite the full one)")
+    ap.add_argument("--fgt", action="store_true",
+                    help="issue 21's fast Gauss transform cases (n = q = 10^6) instead: results/optimal_score_fgt.json")
+    ap.add_argument("--scaling", action="store_true", help="with --fgt: cost growth with n = q, 10^4 .. 10^7")
     args = ap.parse_args(argv)
+    if args.fgt:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="nopython is set")
+            payload = run_fgt(FGT_ROUNDS, args.scaling, args.only)
+        print(f"\nwrote {_common.write_json(args.out or RESULTS / 'optimal_score_fgt.json', payload)}")
+        return
     seconds = args.seconds or (0.2 if args.quick else 2.0)
     only = "_" + "".join(c if c.isalnum() else "-" for c in args.only) if args.only else ""
     out = args.out or RESULTS / f"optimal_score_cpu{only}{'_quick' if args.quick else ''}.json"

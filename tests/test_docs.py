@@ -132,8 +132,8 @@ def test_the_checkers_find_what_they_look_for(tmp_path):
 
 # --------------------------------------------------------------------- API reference
 
-PUBLIC_MODULES = ["bigstep", "bigstep.rf", "bigstep.theory", "bigstep.sweeps", "bigstep.training", "bigstep.nets",
-                  "bigstep.scores", "bigstep.reproduce"]
+PUBLIC_MODULES = ["bigstep", "bigstep.fgt", "bigstep.rf", "bigstep.theory", "bigstep.sweeps", "bigstep.training",
+                  "bigstep.nets", "bigstep.scores", "bigstep.reproduce"]
 OPTIONAL_MODULES = ["bigstep.local"]  # documented once they exist
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.M)
 

@@ -31,6 +31,7 @@ MODULES = [
     "bigstep.training.sgd1d",
     "bigstep.training.problems",
     "bigstep.training.mc",
+    "bigstep.fgt",
 ]
 # modules whose examples need an optional dependency
 REQUIRES = {"bigstep.rf._fit": ("scipy",), "bigstep.rf._curve": ("scipy", "pandas"),

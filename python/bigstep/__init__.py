@@ -16,6 +16,7 @@ from .info import __version__, info
 from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neighbors
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, posterior_mean
+from .fgt import fgt_plan
 from .random import gaussian_noise, uniform
 from .nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from .relu_risk import (
@@ -62,6 +63,7 @@ __all__ = [
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
+    "fgt_plan",
     "gaussian_noise",
     "uniform",
     "ReLUNet1D",

@@ -41,6 +41,12 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
         "optimal_score_vjp_y": ("y", "x", "mu", "sigma", "lse", "g"),
         "optimal_score_vjp_x": ("y", "x", "mu", "sigma", "lse", "a", "b", "u", "e", "f"),
     },
+    "fgt": {  # the fast Gauss transform of the s* family (bigstep.fgt); mode 0 auto, 1 fgt
+        "fgt_1d": ("y", "x_sorted", "mu", "sigma", "what", "mode"),
+        "fgt_nd": ("y", "x", "mu", "sigma", "what", "mode"),
+        "sampler_empirical_fgt_1d": _SAMPLER + ("data_sorted", "mode"),
+        "sampler_empirical_fgt_nd": _SAMPLER + ("data", "mode"),
+    },
     "metrics": {
         "gaussian_kernel_sum": ("x", "y", "bandwidth", "symmetric"),
         "mmd2": ("a", "b", "bandwidth", "unbiased"),

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _streams as streams
 from . import _backend
+from . import fgt as _fgt
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
@@ -82,6 +83,8 @@ def _fused(score, backend: str):
     keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
+    if type(score) is EmpiricalScore and _fgt.sampler_kernel(score, backend) is not None:
+        return _fgt.sampler_kernel(score, backend)  # s* by the fast Gauss transform (score.method)
     k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:

@@ -139,6 +139,10 @@ class EmpiricalScore(Score):
         finite, n >= 1.
     schedule : str
         "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+    method : str
+        How ``s*`` is evaluated, here and in :func:`bigstep.sample_reverse`'s fused loop:
+        "auto" (the fast Gauss transform at the steps where its cost model prefers it,
+        d <= 3), "pairwise" or "fgt" (see :func:`bigstep.optimal_score`).
 
     Attributes
     ----------
@@ -148,6 +152,8 @@ class EmpiricalScore(Score):
         d (1 for 1-D data).
     schedule : str
         The noise schedule.
+    method : str
+        How ``s*`` is evaluated.
 
     Examples
     --------
@@ -157,13 +163,18 @@ class EmpiricalScore(Score):
     (1, 2)
     """
 
-    def __init__(self, x_train, *, schedule: str = "ou"):
+    def __init__(self, x_train, *, schedule: str = "ou", method: str = "auto"):
+        from .fgt import check_method
+
         schedule_rate(schedule)
+        self.method = check_method(method)
         xa = training_data(x_train)
         self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
         self.one_d = self.x_train.ndim == 1
         self.dim = 1 if self.one_d else self.x_train.shape[1]
         self.schedule = schedule
+        if method == "fgt" and self.dim > 3:
+            raise ValueError(f"method='fgt' needs data of dimension d <= 3, got d = {self.dim}")
 
     def _evaluate(self, x, t, mu, sigma):
         from .optimal_score import optimal_score
@@ -171,8 +182,9 @@ class EmpiricalScore(Score):
         if mu.shape[0] == 1:  # one time for every row
             mu, sigma = mu[0], sigma[0]
         if self.one_d:
-            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma).reshape(-1, 1)
-        return optimal_score(x, self.x_train, mu, sigma)
+            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma,
+                                 method=self.method).reshape(-1, 1)
+        return optimal_score(x, self.x_train, mu, sigma, method=self.method)
 
     def __repr__(self):
         return f"EmpiricalScore(n={self.x_train.shape[0]}, dim={self.dim}, schedule={self.schedule!r})"
