@@ -1,6 +1,7 @@
 // The CPU kernel registry: every entry point, declared once, by family.
 //
-// Per-instruction-set kernels.  The kernel files (csrc/cpu/*_kernels.cpp) are compiled
+// Per-instruction-set kernels.  The kernel files (BIGSTEP_KERNEL_SOURCES in CMakeLists.txt:
+// csrc/cpu/*_kernels.cpp, optimal_score_nd_flash.cpp, optimal_score_nd_screened.cpp) are compiled
 // once per instruction set, each into its own namespace (BIGSTEP_ISA_NS, set by CMake:
 // isa_baseline, isa_avx2, isa_avx512 or isa_native).  Each family lists its entry points
 // below as KERNEL(name, return type, (parameters)):
@@ -74,14 +75,14 @@ struct SgdChunk;  // bigstep/sgd.hpp
     (const SamplerSteps& st, const double* data, index_t n_data, bool one_d, int mode, double* stats))
 // optimal_score_vjp_y / optimal_score_vjp_x: the backward pass (bigstep/optimal_score.hpp,
 //   vjp): with w_qi = exp(-||y_q - mu_q x_i||^2 / (2 sigma_q^2) - lse_q), y [q, d], x [n, d],
-//   lse [q], g, a, b, u [q, d], e, f [q]:
-//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . x_i) x_i;
+//   lse [q], mean (E[W|y_q]), g, a, b, u [q, d], e, f [q]:
+//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . (x_i - mean_q)) (x_i - mean_q) = Cov(W|y_q) g_q;
 //   vjp_x: out [n, d], out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j.
 #define BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                         \
   KERNEL(optimal_score_vjp_y, void,                                                                 \
     (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
      index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \
-     const double* g, double* out))                                                                 \
+     const double* mean, const double* g, double* out))                                             \
   KERNEL(optimal_score_vjp_x, void,                                                                 \
     (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
      index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \

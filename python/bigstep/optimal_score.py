@@ -57,7 +57,7 @@ def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, 
     """(outputs, backend used, (mu, sigma) as validated float64 arrays of shape (1,) or (q,));
     ``method`` as in :func:`optimal_score` (bigstep.fgt)."""
     method = _fgt.check_method(method)
-    name = _backend.resolve(backend, y, x, mu, sigma, family="optimal_score")
+    name = _backend.resolve(backend, family="optimal_score", y=y, x=x, mu=mu, sigma=sigma)
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
     single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
