@@ -7,8 +7,8 @@
 #else
 #include <cuda_runtime.h>
 #include <mma.h>
-// Dynamic shared memory of a kernel, as bytes (16-byte aligned).
-#define BIGSTEP_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+// Dynamic shared memory of a kernel, as bytes (128-byte aligned: wmma tiles need 32).
+#define BIGSTEP_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
 #include <cmath>
@@ -68,7 +68,7 @@ inline int sm_count() {
   return v;
 }
 
-inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+BIGSTEP_HD index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
 // Carves aligned pieces out of a Workspace, in order; throws if it is too small.
 class Carver {

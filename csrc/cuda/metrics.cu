@@ -5,7 +5,7 @@
 // through shared memory in slices of KS, and each thread forms 4 x 4 squared distances in
 // difference form, sum_k (a_ik - b_jk)^2, in double, adding the coordinates in order (the
 // CPU kernels' order, so the distances agree with theirs to rounding).
-//   kernel sums: one block per pair of tiles (symmetric: only pairs u >= t, the
+//   kernel sums: one block per pair of tiles (a 1-D grid: any n, m; symmetric: only pairs u >= t, the
 //     off-diagonal ones counted twice) adds its kernel values in a fixed order and writes
 //     one partial sum; a second kernel adds the partial sums in order (the result does not
 //     depend on the schedule).
@@ -79,8 +79,9 @@ __global__ void __launch_bounds__(kThreads)
     kernel_sum_tiles(const T* __restrict__ a, index_t n, const T* __restrict__ b, index_t m, index_t d, double neg,
                      bool symmetric, double* partial) {
   __shared__ double As[TR * LDS], Bs[TC * LDS], scratch[kThreads / 32];
-  const index_t t = blockIdx.y, u = blockIdx.x;
-  const index_t slot = t * gridDim.x + u;
+  const index_t slot = blockIdx.x;  // one block per pair of tiles (t, u), row-major
+  const index_t tm = ceil_div(m, TC);
+  const index_t t = slot / tm, u = slot % tm;
   if (symmetric && u < t) {  // mirrored by (u, t); the whole block leaves together
     if (threadIdx.x == 0) partial[slot] = 0.0;
     return;
@@ -164,8 +165,8 @@ void gaussian_kernel_sum(const T* x, index_t n, const T* y, index_t m, index_t d
   const index_t tn = ceil_div(n, TR), tm = ceil_div(m, TC);
   double* partial = cv.take<double>(tn * tm);
   const double neg = -1.0 / (2.0 * bandwidth * bandwidth);
-  launch("gaussian_kernel_sum", kernel_sum_tiles<T>, dim3(static_cast<unsigned>(tm), static_cast<unsigned>(tn)),
-         dim3(kThreads), 0, stream, x, n, y, m, d, neg, symmetric, partial);
+  launch("gaussian_kernel_sum", kernel_sum_tiles<T>, dim3(static_cast<unsigned>(tn * tm)), dim3(kThreads), 0, stream,
+         x, n, y, m, d, neg, symmetric, partial);
   launch("gaussian_kernel_sum (total)", sum_partials, dim3(1), dim3(kThreads), 0, stream,
          static_cast<const double*>(partial), tn * tm, out);
 }

@@ -118,7 +118,10 @@ def tensor(a, device, dtype=None):
         arr = np.asarray(a)
         if arr.dtype == np.uint64:  # torch's uint64 support is thin: the same bits as int64
             arr = arr.view(np.int64)
-        a = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory; it only reads it here
+            arr = arr.copy()
+        a = torch.from_numpy(arr)
     if dtype is not None and a.dtype != dtype:
         a = a.to(dtype)
     if a.device != device:
@@ -162,19 +165,19 @@ class InPlace:
             self.t = t if t.is_contiguous() else t.contiguous()
         else:
             arr = np.asarray(a)
+            if not arr.flags.writeable:
+                raise ValueError("an array the kernels update in place must be writeable")
             if arr.dtype == np.uint64:
                 arr = arr.view(np.int64)
             self.t = torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=dtype)
-            if device.type == "cpu" and self.t.data_ptr() == arr.__array_interface__["data"][0]:
-                self.t = self.t.clone()  # never hand the caller's numpy memory to the kernels twice
 
     def done(self):
         torch = _torch()
         if isinstance(self.orig, torch.Tensor):
             if self.t is not self.orig:
                 self.orig.copy_(self.t)
-        else:
-            host = self.t.cpu().numpy()
-            np.copyto(self.orig, host.view(self.orig.dtype) if host.dtype.itemsize == self.orig.dtype.itemsize
-                      and host.dtype.kind != self.orig.dtype.kind and self.orig.dtype == np.uint64 else host,
-                      casting="unsafe")
+            return
+        host = self.t.cpu().numpy()
+        if self.orig.dtype == np.uint64:
+            host = host.view(np.uint64)
+        np.copyto(self.orig, host, casting="unsafe")
