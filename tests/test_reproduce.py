@@ -29,6 +29,8 @@ TINY = {
                  step_scale_high=0.01, sims_high=1, width_high=8, n_mc_high=4, lrs_diff=[1.0, 0.25],
                  steps_diff=10.0, sims_diff=1, width_diff=8, batch_diff=32, n_mc_diff=4),
     "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
+    "rf-phase": dict(n_grid=12, psi_min=0.1, psi_max=10.0, d=8, seeds=1, overlay_psi_n=(0.5, 2.0),
+                     overlay_psi_p=(0.5, 2.0)),
 }
 
 
@@ -127,7 +129,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     its own seed: sets that shared one would share X_0 and the Brownian increments."""
     from types import SimpleNamespace
 
-    import bigstep.sgd_torch
+    import bigstep.training
     from bigstep.reproduce import fig4
     from bigstep.scores import EmpiricalScore
 
@@ -139,7 +141,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     # the seeds a run really passes to the samplers (training replaced by s*: no torch needed)
     monkeypatch.setattr(fig4, "settings_for", lambda quick: dict(dims=(2, 3), steps=1, sims=2, sets=3, width=8,
                                                                  batch=8, samples=40))
-    monkeypatch.setattr(bigstep.sgd_torch, "train_diffusion",
+    monkeypatch.setattr(bigstep.training, "train_diffusion",
                         lambda x, **kw: SimpleNamespace(diverged=np.zeros(1, bool), score=EmpiricalScore(x)))
     used = {}
     for name in ("reference_samples", "sample_learned"):

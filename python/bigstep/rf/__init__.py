@@ -40,7 +40,7 @@ Random streams (Philox, bigstep.gaussian_noise): 10 = W, 11 = DSM noise xi (samp
 s = nu m + j uses gaussian_noise(seed, (n m, d), stream=11)[s]), 12 = training data in
 learning_curve, 13 = Monte Carlo evaluation noise.
 
-The d -> infinity asymptotic formulas of George, Veiga and Macris are not implemented.
+The d -> infinity limit (George, Veiga and Macris): asymptotic_errors (docs/rf_asymptotics.md).
 """
 
 try:
@@ -48,10 +48,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("bigstep.rf needs scipy: pip install 'bigstep[rf]'") from exc
 
+from ._asymptotic import AsymptoticErrors, asymptotic_errors
 from ._curve import learning_curve, regime
 from ._fit import RFModel, fit
 from ._model import ACTIVATIONS, STREAM_DATA, STREAM_MC, STREAM_NOISE, STREAM_W
 from ._sampling import RFScore, memorized_fraction
 
 __all__ = ["fit", "RFModel", "learning_curve", "regime", "RFScore", "memorized_fraction", "ACTIVATIONS",
-           "STREAM_W", "STREAM_NOISE", "STREAM_DATA", "STREAM_MC"]
+           "STREAM_W", "STREAM_NOISE", "STREAM_DATA", "STREAM_MC", "asymptotic_errors", "AsymptoticErrors"]
