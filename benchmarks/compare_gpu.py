@@ -338,6 +338,9 @@ def w1(torch, clock, size, bk, dry, mem):
         try:
             clock.time(lambda: fn(queries[0][:min(q, 64)], x, 1.0, float(sigmas[0]), mem))  # warm-up
             for yq, s, ref in zip(queries, sigmas, refs):
+                if clock.left() < 2:
+                    entry["stopped"] = "out of time: the remaining levels were not run"
+                    break
                 t, out = clock.time(lambda: fn(yq, x, 1.0, float(s), mem))
                 entry["seconds_per_level"].append(t)
                 entry["rel_l2"].append(rel_l2(out[:ref_q].float(), ref))

@@ -57,6 +57,34 @@ void optimal_score_nd(const std::string& dtype, std::uintptr_t y, pyb::ssize_t q
   });
 }
 
+void check_vjp(pyb::ssize_t q, pyb::ssize_t n, pyb::ssize_t d, pyb::ssize_t mu_stride, pyb::ssize_t sigma_stride) {
+  BIGSTEP_CHECK(q >= 0 && n >= 1 && d >= 1, "need q >= 0, n >= 1, d >= 1, got " << q << ", " << n << ", " << d);
+  check_levels(mu_stride, "mu");
+  check_levels(sigma_stride, "sigma");
+}
+
+void optimal_score_vjp_y(std::uintptr_t y, pyb::ssize_t q, std::uintptr_t x, pyb::ssize_t n, pyb::ssize_t d,
+                         std::uintptr_t mu, pyb::ssize_t mu_stride, std::uintptr_t sigma, pyb::ssize_t sigma_stride,
+                         std::uintptr_t lse, std::uintptr_t g, std::uintptr_t out, std::uintptr_t stream) {
+  check_vjp(q, n, d, mu_stride, sigma_stride);
+  pyb::gil_scoped_release release;
+  cuda::optimal_score_vjp_y(dev<const double>(y), q, dev<const double>(x), n, d, dev<const double>(mu), mu_stride,
+                            dev<const double>(sigma), sigma_stride, dev<const double>(lse), dev<const double>(g),
+                            dev<double>(out), stream_of(stream));
+}
+
+void optimal_score_vjp_x(std::uintptr_t y, pyb::ssize_t q, std::uintptr_t x, pyb::ssize_t n, pyb::ssize_t d,
+                         std::uintptr_t mu, pyb::ssize_t mu_stride, std::uintptr_t sigma, pyb::ssize_t sigma_stride,
+                         std::uintptr_t lse, std::uintptr_t a, std::uintptr_t b, std::uintptr_t u, std::uintptr_t e,
+                         std::uintptr_t f, std::uintptr_t out, std::uintptr_t stream) {
+  check_vjp(q, n, d, mu_stride, sigma_stride);
+  pyb::gil_scoped_release release;
+  cuda::optimal_score_vjp_x(dev<const double>(y), q, dev<const double>(x), n, d, dev<const double>(mu), mu_stride,
+                            dev<const double>(sigma), sigma_stride, dev<const double>(lse), dev<const double>(a),
+                            dev<const double>(b), dev<const double>(u), dev<const double>(e), dev<const double>(f),
+                            dev<double>(out), stream_of(stream));
+}
+
 void exp_ceiling(const std::string& dtype, pyb::ssize_t threads, pyb::ssize_t iters, std::uintptr_t out,
                  std::uintptr_t stream) {
   BIGSTEP_CHECK(threads >= 0 && iters >= 0, "threads and iters must be >= 0");
@@ -82,6 +110,14 @@ void register_cuda_optimal_score(pyb::module_& m) {
         pyb::arg("sigma_stride"), pyb::arg("score"), pyb::arg("log_density"), pyb::arg("mean"), pyb::arg("path"),
         pyb::arg("q_chunk"), pyb::arg("n_chunk"), pyb::arg("workspace"), pyb::arg("workspace_bytes"),
         pyb::arg("stream"), "d-D s* family with a plan from optimal_score_nd_plan (device pointers).");
+  m.def("optimal_score_vjp_y", &optimal_score_vjp_y, pyb::arg("y"), pyb::arg("q"), pyb::arg("x"), pyb::arg("n"),
+        pyb::arg("d"), pyb::arg("mu"), pyb::arg("mu_stride"), pyb::arg("sigma"), pyb::arg("sigma_stride"),
+        pyb::arg("lse"), pyb::arg("g"), pyb::arg("out"), pyb::arg("stream"),
+        "Backward pass, float64: out_q = sum_i w_qi (g_q . x_i) x_i (device pointers).");
+  m.def("optimal_score_vjp_x", &optimal_score_vjp_x, pyb::arg("y"), pyb::arg("q"), pyb::arg("x"), pyb::arg("n"),
+        pyb::arg("d"), pyb::arg("mu"), pyb::arg("mu_stride"), pyb::arg("sigma"), pyb::arg("sigma_stride"),
+        pyb::arg("lse"), pyb::arg("a"), pyb::arg("b"), pyb::arg("u"), pyb::arg("e"), pyb::arg("f"), pyb::arg("out"),
+        pyb::arg("stream"), "Backward pass, float64: out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j).");
   m.def("exp_ceiling", &exp_ceiling, pyb::arg("dtype"), pyb::arg("threads"), pyb::arg("iters"), pyb::arg("out"),
         pyb::arg("stream"), "exp-throughput ceiling: threads x iters exp_nonpos on registers, sums into out.");
 }

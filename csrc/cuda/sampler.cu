@@ -18,13 +18,13 @@
 #include "bigstep/fast_exp.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/sampler.hpp"
+#include "bigstep/streams.hpp"
 
 namespace bigstep::cuda {
 namespace {
 
 constexpr int kThreads = 128;
 constexpr int kTile = 1024;                 // data points per shared-memory tile
-constexpr std::uint64_t kStreamSteps = 1;   // the sampler's increments (DESIGN section 3)
 
 __device__ __forceinline__ std::uint64_t counter(const SamplerArgs& a, index_t k, index_t p) {
   return static_cast<std::uint64_t>(k) * static_cast<std::uint64_t>(a.n * a.d) +
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) fused_fixed(SamplerArgs a, Score sco
   const index_t p = static_cast<index_t>(blockIdx.x) * kThreads + threadIdx.x;
   const bool active = p < a.n;
   const index_t row = active ? p : 0;
-  const PhiloxStream stream = make_stream(a.seed, kStreamSteps);
+  const PhiloxStream stream = make_stream(a.seed, streams::kSamplerSteps);
   BIGSTEP_DYNAMIC_SHARED(smem);
   double* shared = reinterpret_cast<double*>(smem);
   double x[D], s[D];
@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(kThreads) fused_generic(SamplerArgs a, Eval ev
   double* s = scratch + p * d;
   double* v = scratch + (a.n + p) * d;
   double* w = scratch + (2 * a.n + p) * d;
-  const PhiloxStream stream = make_stream(a.seed, kStreamSteps);
+  const PhiloxStream stream = make_stream(a.seed, streams::kSamplerSteps);
   for (index_t k = a.k0; k < a.k1; ++k) {
     eval(x, s, v, w, a, k);
     const double h = a.h[k], r = a.r[k];
@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(256) update_kernel(SamplerArgs a, index_t k, c
   const index_t e = static_cast<index_t>(blockIdx.x) * 256 + threadIdx.x;
   if (e >= a.n * a.d) return;
   const double h = a.h[k], r = a.r[k];
-  const PhiloxStream stream = make_stream(a.seed, kStreamSteps);
+  const PhiloxStream stream = make_stream(a.seed, streams::kSamplerSteps);
   const std::uint64_t c = static_cast<std::uint64_t>(k) * static_cast<std::uint64_t>(a.n * a.d) +
                           static_cast<std::uint64_t>(e);
   const double z = r != 0.0 ? fast_normal_at(stream, c) : 0.0;

@@ -9,6 +9,11 @@ contiguous (or have another dtype) are copied first; contiguous ones, offset vie
 included, are read in place.  Arguments updated in place (the sampler state, the
 trainer's parameters) are written back to the caller's array when a copy was needed.
 
+Host inputs give host outputs: when none of the array arguments is a torch tensor (numpy
+arrays from the CPU-side plumbing of the public functions), the results come back as
+numpy arrays (computed on the current CUDA device); otherwise as tensors on the inputs'
+device.
+
 The kernels are enqueued and the launcher returns at once (torch orders later work on
 the same stream after them); functions that return Python numbers (the metrics' sums)
 wait for their result.
@@ -144,6 +149,21 @@ def float_dtype(*arrays):
     if kinds and all(k in (torch.float32, torch.float16, torch.bfloat16) for k in kinds):
         return torch.float32
     return torch.float64
+
+
+def any_tensor(*arrays) -> bool:
+    torch = _torch()
+    return any(isinstance(a, torch.Tensor) for a in arrays)
+
+
+def returned(outs, as_tensors: bool):
+    """The launcher's outputs: tensors as they are, or numpy arrays for host callers
+    (None entries stay None; tuples stay tuples)."""
+    if as_tensors:
+        return outs
+    if isinstance(outs, tuple):
+        return tuple(None if o is None else o.cpu().numpy() for o in outs)
+    return outs.cpu().numpy()
 
 
 def workspace(nbytes: int, device):

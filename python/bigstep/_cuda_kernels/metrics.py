@@ -1,6 +1,7 @@
 """CUDA launchers of the metrics family (csrc/cuda/metrics.cu): the names and parameters of
 bigstep._backend.FAMILIES, torch CUDA tensors in; sums come back as Python floats (the
-call waits for them), neighbours as tensors on the inputs' device.
+call waits for them), neighbours as tensors on the inputs' device (numpy arrays for host
+inputs).
 """
 
 from __future__ import annotations
@@ -93,4 +94,4 @@ def nearest_neighbors(samples, train, k):
             ws = c.workspace(nbytes, device)
             c.module().nearest_neighbors(c.dtype_name(xt), c.ptr(xt), n, c.ptr(yt), m, d, k, c.ptr(dist),
                                          c.ptr(idx), c.ptr(ws), nbytes, c.stream(device))
-    return dist, idx
+    return c.returned((dist, idx), c.any_tensor(samples, train))

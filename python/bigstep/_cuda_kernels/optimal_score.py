@@ -1,6 +1,6 @@
 """CUDA launchers of the optimal-score family (csrc/cuda/optimal_score_1d.cu,
-csrc/cuda/optimal_score_nd.cu): the names and parameters of bigstep._backend.FAMILIES,
-torch CUDA tensors in and out.
+csrc/cuda/optimal_score_nd.cu, csrc/cuda/optimal_score_vjp.cu): the names and parameters
+of bigstep._backend.FAMILIES, torch CUDA tensors in and out.
 
 ``what`` is the bit mask of bigstep.optimal_score (1 score, 2 log-density, 4 posterior
 mean, 8 the 1-D derivatives); the results come back as a tuple with None for what was not
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from . import _common as c
 
-__all__ = ["optimal_score_1d", "optimal_score_nd", "exp_ceiling", "nd_plan"]
+__all__ = ["optimal_score_1d", "optimal_score_nd", "optimal_score_vjp_y", "optimal_score_vjp_x", "exp_ceiling",
+           "nd_plan"]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 
@@ -59,7 +60,7 @@ def optimal_score_1d(y, x_sorted, mu, sigma, what):
             c.module().optimal_score_1d(c.dtype_name(yt), c.ptr(yt), q, c.ptr(order), c.ptr(xt), n, c.ptr(mut),
                                         mu_stride, c.ptr(sigt), sigma_stride, c.ptr(score), c.ptr(logp),
                                         c.ptr(mean), c.ptr(d1), c.ptr(d2), c.stream(device))
-    return score, logp, mean, d1, d2
+    return c.returned((score, logp, mean, d1, d2), c.any_tensor(y, x_sorted))
 
 
 def nd_plan(q, n, d, path=0, q_chunk=0, n_chunk=0):
@@ -84,7 +85,7 @@ def _nd(y, x, mu, sigma, what, path=0, q_chunk=0, n_chunk=0):
             c.module().optimal_score_nd(c.dtype_name(yt), c.ptr(yt), q, c.ptr(xt), n, d, c.ptr(mut), mu_stride,
                                         c.ptr(sigt), sigma_stride, c.ptr(score), c.ptr(logp), c.ptr(mean), p, qc,
                                         nc, c.ptr(ws), nbytes, c.stream(device))
-    return score, logp, mean
+    return c.returned((score, logp, mean), c.any_tensor(y, x))
 
 
 def optimal_score_nd(y, x, mu, sigma, what):
@@ -92,6 +93,58 @@ def optimal_score_nd(y, x, mu, sigma, what):
     d <= 256: the flash kernel (when the queries fill the device); else blocked matrix
     products on the float64 tensor cores with the small-sigma guard."""
     return _nd(y, x, mu, sigma, what)
+
+
+def _vjp_inputs(y, x, mu, sigma, lse, rows, cols):
+    """float64 device tensors of the backward pass, shapes checked: rows [q, d], cols [q]."""
+    torch = c._torch()
+    device = c.device_of(y, x, mu, sigma, lse, *rows, *cols)
+    f64 = torch.float64
+    yt, xt = c.tensor(y, device, f64), c.tensor(x, device, f64)
+    if yt.dim() != 2 or xt.dim() != 2 or yt.shape[1] != xt.shape[1] or xt.shape[0] == 0:
+        raise ValueError(f"y (q, d) and x (n >= 1, d) must share d, got y {tuple(yt.shape)} and x {tuple(xt.shape)}")
+    q, d = yt.shape
+    mut, mu_stride = _levels(mu, q, device, f64, "mu")
+    sigt, sigma_stride = _levels(sigma, q, device, f64, "sigma")
+    lset = c.tensor(lse, device, f64).reshape(-1)
+    out_rows = [c.tensor(a, device, f64) for a in rows]
+    out_cols = [c.tensor(a, device, f64).reshape(-1) for a in cols]
+    for t in [lset] + out_cols:
+        if t.shape[0] != q:
+            raise ValueError(f"per-query arrays must have {q} entries, got {t.shape[0]}")
+    for t in out_rows:
+        if tuple(t.shape) != (q, d):
+            raise ValueError(f"per-query rows must have shape ({q}, {d}), got {tuple(t.shape)}")
+    return device, yt, xt, mut, mu_stride, sigt, sigma_stride, lset, out_rows, out_cols
+
+
+def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
+    """Backward pass, float64: out_q = sum_i w_qi (g_q . x_i) x_i, (q, d) on the inputs' device."""
+    torch = c._torch()
+    device, yt, xt, mut, ms, sigt, ss, lset, (gt,), _ = _vjp_inputs(y, x, mu, sigma, lse, (g,), ())
+    q, n, d = yt.shape[0], xt.shape[0], xt.shape[1]
+    out = torch.empty((q, d), dtype=torch.float64, device=device)
+    if q:
+        with c.on(device):
+            c.module().optimal_score_vjp_y(c.ptr(yt), q, c.ptr(xt), n, d, c.ptr(mut), ms, c.ptr(sigt), ss,
+                                           c.ptr(lset), c.ptr(gt), c.ptr(out), c.stream(device))
+    return c.returned(out, c.any_tensor(y, x))
+
+
+def optimal_score_vjp_x(y, x, mu, sigma, lse, a, b, u, e, f):
+    """Backward pass, float64: out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j;
+    (n, d) on the inputs' device."""
+    torch = c._torch()
+    device, yt, xt, mut, ms, sigt, ss, lset, (at, bt, ut), (et, ft) = _vjp_inputs(y, x, mu, sigma, lse, (a, b, u),
+                                                                                  (e, f))
+    q, n, d = yt.shape[0], xt.shape[0], xt.shape[1]
+    out = torch.zeros((n, d), dtype=torch.float64, device=device)
+    if q:
+        with c.on(device):
+            c.module().optimal_score_vjp_x(c.ptr(yt), q, c.ptr(xt), n, d, c.ptr(mut), ms, c.ptr(sigt), ss,
+                                           c.ptr(lset), c.ptr(at), c.ptr(bt), c.ptr(ut), c.ptr(et), c.ptr(ft),
+                                           c.ptr(out), c.stream(device))
+    return c.returned(out, c.any_tensor(y, x))
 
 
 def exp_ceiling(threads, iters, dtype, device=None):
