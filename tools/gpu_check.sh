@@ -33,10 +33,13 @@
 # benchmarks/results/compare_gpu_<gpu>.json, and commit them.
 #
 # --dry-run: everything that needs no GPU, here: the same stages with the build reduced to
-# a CMake configure of the same options (the full build runs in CI), the CUDA tests run
-# (their device cases skip, the CPU-emulation cases run where bigstep._cuda_emu is built),
-# the record written and checked to say "passed": false, and compare_gpu.py --dry-run.
-# PYTHON selects the interpreter (default python3).
+# a CMake configure of the same options (the full build runs in CI), tests/test_cuda.py
+# (its device cases skip, its CPU-emulation cases run), the suite's cuda cases on the CPU
+# emulation (tools/pytest_cuda_emu.py; tests/test_memory.py left out: it measures in
+# subprocesses), the record written and checked to say "passed": false, and
+# compare_gpu.py --dry-run; the time limits are ten times longer (the emulation is slow).
+# It needs the installed bigstep to be a CUDA build (bigstep._cuda_emu).  PYTHON selects
+# the interpreter (default python3).
 set -uo pipefail
 
 dry=0
@@ -58,7 +61,8 @@ export PYTHONUNBUFFERED=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 start=$SECONDS
-deadline=$((start + ${GPU_CHECK_SECONDS:-470}))
+scale=$([ $dry = 1 ] && echo 10 || echo 1)  # the dry run's emulated kernels are slow
+deadline=$((start + ${GPU_CHECK_SECONDS:-$((470 * scale))}))
 status_build="not run"
 status_tests="not run"
 status_bench="not run"
@@ -67,9 +71,9 @@ stage() { echo "== $(date -u +%H:%M:%S) [$((SECONDS - start)) s] $*"; }
 
 # limit CAP RESERVE: seconds for a stage: at most CAP, and RESERVE left for the later ones
 limit() {
-  local left=$((deadline - SECONDS - $2))
+  local left=$((deadline - SECONDS - $2 * scale))
   [ $left -lt 10 ] && left=10
-  [ $left -gt $1 ] && left=$1
+  [ $left -gt $(($1 * scale)) ] && left=$(($1 * scale))
   echo $left
 }
 
@@ -164,8 +168,13 @@ if [ "$status_build" = "ok" ]; then
   run_limited "$(limit 120 180)" "$out/pytest.log" "$py" -m pytest tests/test_cuda.py -p no:cacheprovider -q -ra \
     "${timeout_opt[@]}" --junitxml="$work/junit_cuda.xml"
   status_a=$(test_status $?)
+  emu_opt=()
+  if [ $dry = 1 ]; then  # the cuda cases on the CPU emulation
+    emu_opt=(-p pytest_cuda_emu --ignore=tests/test_memory.py)
+    export PYTHONPATH="$root/tools${PYTHONPATH:+:$PYTHONPATH}"
+  fi
   run_limited "$(limit 150 100)" "$out/pytest_backend.log" "$py" -m pytest tests -k cuda --ignore=tests/test_cuda.py \
-    -p no:cacheprovider -q -ra "${timeout_opt[@]}" --junitxml="$work/junit_backend.xml"
+    "${emu_opt[@]}" -p no:cacheprovider -q -ra "${timeout_opt[@]}" --junitxml="$work/junit_backend.xml"
   status_b=$(test_status $?)
   [ "$status_b" = "no tests collected" ] && status_b="passed"  # nothing else runs on cuda: fine
   if [ "$status_a" = "passed" ] && [ "$status_b" = "passed" ]; then
@@ -231,7 +240,9 @@ else
 fi
 if [ "$status_build" = "ok" ]; then
   secs=$(limit 180 5)
-  run_limited "$secs" "$out/bench.log" "$py" benchmarks/compare_gpu.py "${bench_args[@]}" --budget $((secs - 15)) \
+  budget=$((secs - 15))
+  [ $budget -lt 1 ] && budget=1  # (0 would mean no limit)
+  run_limited "$secs" "$out/bench.log" "$py" benchmarks/compare_gpu.py "${bench_args[@]}" --budget $budget \
     --out "$out/compare_gpu.json"
   rc=$?
   case $rc in
@@ -248,7 +259,7 @@ echo "benchmarks: $status_bench"
 stage "summary"
 {
   echo "gpu_check $([ $dry = 1 ] && echo '(dry run)') $(date -u +%Y-%m-%dT%H:%M:%SZ), $((SECONDS - start)) s"
-  grep -m1 -A1 "^--- nvidia-smi" "$out/environment.txt" | tail -n 1
+  sed -n '/^--- nvidia-smi/,/^--- nvcc/p' "$out/environment.txt" | sed '1d;$d' | tail -n 1
   echo "build:      $status_build"
   echo "tests:      $status_tests"
   echo "  test_cuda.py:  $(tail -n 1 "$out/pytest.log" 2>/dev/null)"

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -117,16 +118,6 @@ inline Fiber& current() {
   return *s.cur;
 }
 
-[[noreturn]] inline void fail(const std::string& what) {
-  // Thrown from a fiber it would unwind across swapcontext: record it, stop this
-  // fiber for good, and let the scheduler raise it.
-  State& s = state();
-  if (s.failure.empty()) s.failure = what;
-  s.cur->status = Status::kDone;
-  swapcontext(&s.cur->ctx, &s.scheduler);
-  std::abort();  // never resumed
-}
-
 inline void wait(Status why) {
   State& s = state();
   s.cur->status = why;
@@ -205,8 +196,16 @@ inline void run_block() {
 }
 
 // Launch: every block in order (x fastest), the kernel bound to its arguments.
+// One launch at a time in the process (Python threads may call kernels concurrently: the
+// bindings release the GIL); the launching thread runs all of its fibers.
+inline std::mutex& launch_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 template <class... P, class... A>
 cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, A&&... args) {
+  std::lock_guard<std::mutex> lock(launch_mutex());
   State& s = state();
   const unsigned nt = block.x * block.y * block.z;
   if (nt == 0 || nt > 1024 || nt % 32 != 0 || smem > kMaxDynamicShared) return cudaErrorInvalidConfiguration;
@@ -287,13 +286,14 @@ T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
   return bigstep::emu::exchange(v, src);
 }
 inline unsigned __ballot_sync(unsigned, int pred) {
+  bigstep::emu::State& s = bigstep::emu::state();
+  const unsigned me = bigstep::emu::current().linear, base = me / 32 * 32;
+  s.exchange[me] = pred != 0;
+  __syncwarp();
   unsigned bits = 0;
-  const unsigned l = bigstep::emu::lane();
-  for (unsigned k = 0; k < 32; ++k) {
-    const int p = __shfl_sync(0xffffffffu, pred, int(k));
-    if (p) bits |= 1u << k;
-  }
-  (void)l;
+  for (unsigned k = 0; k < 32 && base + k < s.exchange.size(); ++k)
+    if (s.exchange[base + k]) bits |= 1u << k;
+  __syncwarp();
   return bits;
 }
 inline int __any_sync(unsigned m, int pred) { return __ballot_sync(m, pred) != 0; }
