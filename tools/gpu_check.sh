@@ -153,6 +153,10 @@ timeout_opt=()
 if "$py" -c "import pytest_timeout" >/dev/null 2>&1; then
   timeout_opt=(--timeout=120)
 fi
+xdist_opt=()  # the suite's cuda cases in parallel processes where pytest-xdist is there
+if [ $dry = 0 ] && "$py" -c "import xdist" >/dev/null 2>&1; then
+  xdist_opt=(-n 8)
+fi
 # pytest's status: 0 passed, 5 nothing collected, 124/137 out of time
 test_status() {
   case $1 in
@@ -174,7 +178,8 @@ if [ "$status_build" = "ok" ]; then
     export PYTHONPATH="$root/tools${PYTHONPATH:+:$PYTHONPATH}"
   fi
   run_limited "$(limit 150 100)" "$out/pytest_backend.log" "$py" -m pytest tests -k cuda --ignore=tests/test_cuda.py \
-    "${emu_opt[@]}" -p no:cacheprovider -q -ra "${timeout_opt[@]}" --junitxml="$work/junit_backend.xml"
+    "${emu_opt[@]}" "${xdist_opt[@]}" -p no:cacheprovider -q -ra "${timeout_opt[@]}" \
+    --junitxml="$work/junit_backend.xml"
   status_b=$(test_status $?)
   [ "$status_b" = "no tests collected" ] && status_b="passed"  # nothing else runs on cuda: fine
   if [ "$status_a" = "passed" ] && [ "$status_b" = "passed" ]; then
