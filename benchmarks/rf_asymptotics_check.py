@@ -67,8 +67,8 @@ def run(seeds_by_d: dict, progress=True) -> dict:
                                           n_noise=m) for m in (1, math.inf)}
         for d, n_seeds in seeds_by_d.items():
             t0 = time.perf_counter()
-            df = rf.learning_curve(d, PSI_N, list(PSI_P), [1, math.inf], case["t"], case["lam"], case["rho"],
-                                   list(range(n_seeds))).rename(columns={"n_noise": "m"})  # either column name
+            df = rf.learning_curve(d, PSI_N, list(PSI_P), case["t"], n_noise=[1, math.inf], rho=case["rho"],
+                                   lam=case["lam"], seed=list(range(n_seeds))).rename(columns={"n_noise": "m"})
             seconds = time.perf_counter() - t0
             for m in (1, math.inf):
                 for j, psi_p in enumerate(PSI_P):

@@ -49,7 +49,7 @@ def _needs(figure):
 def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkeypatch):
     _needs(figure)
     _tiny(monkeypatch, figure)
-    report = reproduce(figure, tmp_path / figure, quick=True, seed=3, progress=False)
+    report = reproduce(figure, out=tmp_path / figure, quick=True, seed=3, progress=False)
     files = [p for p in report.files]
     assert any(f.endswith(".csv") for f in files) and any(f.endswith(".png") for f in files)
     for f in files:
@@ -84,8 +84,8 @@ def test_bad_arguments():
 
 def test_same_seed_same_data(tmp_path, monkeypatch):
     _tiny(monkeypatch, "fig1")
-    a = pd.read_csv(reproduce("fig1", tmp_path / "a", seed=5, progress=False).files[0])
-    b = pd.read_csv(reproduce("fig1", tmp_path / "b", seed=5, progress=False).files[0])
+    a = pd.read_csv(reproduce("fig1", out=tmp_path / "a", seed=5, progress=False).files[0])
+    b = pd.read_csv(reproduce("fig1", out=tmp_path / "b", seed=5, progress=False).files[0])
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -99,7 +99,7 @@ def test_fig2_without_torch_runs_the_d1_panel_and_says_d10_was_skipped(tmp_path,
         raise AssertionError("the d = 10 panel ran without torch")
 
     monkeypatch.setattr(fig2, "_panel_high", no_torch)
-    report = reproduce("fig2", tmp_path, quick=True, seed=2, progress=False)
+    report = reproduce("fig2", out=tmp_path, quick=True, seed=2, progress=False)
     frame = pd.read_csv(report.files[0])
     assert set(frame["d"]) == {1} and len(frame) == 2 * 2 * 2  # times x simulations x lrs
     assert any(f"d = {fig2.D_HIGH} panel skipped: torch is not installed" in line for line in report.lines)
@@ -120,7 +120,7 @@ def test_parallel_jobs_keep_the_callers_thread_setting(tmp_path, monkeypatch, re
     inside = map_jobs(lambda job: bigstep.get_num_threads(), list(range(4)), workers=2)
     assert inside == [1, 1, 1, 1] and bigstep.get_num_threads() == mine
     _tiny(monkeypatch, "fig1")
-    reproduce("fig1", tmp_path, seed=1, progress=False)
+    reproduce("fig1", out=tmp_path, seed=1, progress=False)
     assert bigstep.get_num_threads() == mine
 
 
@@ -150,7 +150,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
             return _fn(*args)
 
         monkeypatch.setattr(fig4, name, record)
-    reproduce("fig4", tmp_path, quick=True, seed=7, progress=False)
+    reproduce("fig4", out=tmp_path, quick=True, seed=7, progress=False)
     for d in (2, 3):
         assert len(used[d]) == 2 * 2 * 3 and len(set(used[d])) == len(used[d])
 

@@ -239,7 +239,7 @@ def _finite(d, pn, pps, t, lam, rho, seeds):
     pytest.importorskip("pandas")  # learning_curve returns a DataFrame
     key = (d, pn, tuple(pps), t, lam, rho, tuple(seeds))
     if key not in _FITS:
-        fits = rf.learning_curve(d, pn, list(pps), [1, INF], t, lam, rho, list(seeds))
+        fits = rf.learning_curve(d, pn, list(pps), t, n_noise=[1, INF], rho=rho, lam=lam, seed=list(seeds))
         _FITS[key] = fits.rename(columns={"n_noise": "m"})  # the column is m or, after the rename, n_noise
     return _FITS[key]
 

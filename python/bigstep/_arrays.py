@@ -91,12 +91,13 @@ def _cai_device(a) -> int:
 
 
 def common_device(named: dict) -> str:
-    """The one device of the arrays ``{name: array}`` (None values and Python numbers are
-    ignored; a call with only those is on the CPU).  Arrays on different devices raise a
-    ValueError naming both."""
+    """The one device of the arrays ``{name: array}``.  None values, Python numbers and
+    0-d host arrays (numpy scalars, 0-d CPU tensors: torch's rule for scalars, which may
+    join arrays on any device) are ignored; a call with only those is on the CPU.  Arrays
+    on different devices raise a ValueError naming both."""
     first = None
     for name, a in named.items():
-        if a is None or kind(a) == "other":
+        if a is None or kind(a) == "other" or (getattr(a, "ndim", None) == 0 and device_of(a) == "cpu"):
             continue
         dev = device_of(a)
         if first is None:

@@ -62,7 +62,7 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
     return out.reshape(shape)
 
 
-def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def gaussian_noise(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Standard normals from the Philox stream (seed, stream), starting at counter offset.
 
     Element i (row-major) is the normal at counter offset + i, identical on every
@@ -79,7 +79,7 @@ def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend
     return _draw("gaussian_noise", seed, shape, stream, offset, dtype, backend)
 
 
-def uniform(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Uniforms in [0, 1) from the Philox stream (seed, stream), 53 random bits each.
 
     Example

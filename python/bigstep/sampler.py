@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _streams as streams
 from . import _backend
+from . import fgt as _fgt
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
@@ -82,6 +83,8 @@ def _fused(score, backend: str):
     keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
+    if type(score) is EmpiricalScore and _fgt.sampler_kernel(score, backend) is not None:
+        return _fgt.sampler_kernel(score, backend)  # s* by the fast Gauss transform (score.method)
     k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:
@@ -92,8 +95,8 @@ def _fused(score, backend: str):
     return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
-def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
-                   method="em", return_path=False, progress=False, backend="auto"):
+def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_steps=100, x0=None, seed=0,
+                   return_path=False, method="em", progress=False, backend="auto"):
     """Samples of the reverse diffusion driven by ``score`` (paper Section 3).
 
     X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k  ("em"), or
@@ -160,7 +163,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
         kernel, extra = fused
-        mu, sigma = noise_schedule(tau[:-1], score.schedule)
+        mu, sigma = noise_schedule(tau[:-1], kind=score.schedule)
         first = _first_chunk(score, n_samples, dim, n_steps)
         _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar, first)
     return wrap_like(path if return_path else x, x0)
@@ -207,7 +210,7 @@ def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
         bar.update(k + 1)
 
 
-def sample_forward(x0, t, seed=0, *, schedule="ou"):
+def sample_forward(x0, t, *, schedule="ou", seed=0):
     """Forward noising X_t = mu(t) x0 + sigma(t) xi, xi ~ N(0, I) from Philox stream 5.
 
     Parameters
@@ -233,7 +236,7 @@ def sample_forward(x0, t, seed=0, *, schedule="ou"):
     ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
     if ta.ndim != 0 and ta.shape != (xa.shape[0],):
         raise ValueError(f"t must be a scalar or have shape ({xa.shape[0]},), got shape {ta.shape}")
-    mu, sigma = noise_schedule(ta, schedule)
+    mu, sigma = noise_schedule(ta, kind=schedule)
     if ta.ndim == 1 and xa.ndim == 2:
         mu, sigma = mu[:, None], sigma[:, None]
     xi = gaussian_noise(integer(seed, "seed", minimum=0), xa.shape, stream=_STREAM_FORWARD)

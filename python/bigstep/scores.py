@@ -21,24 +21,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_numpy, wrap_like
-from ._validate import training_data
+from ._arrays import as_numpy, is_torch, result_dtype, wrap_like
+from ._validate import schedule_rate, training_data
 
 __all__ = ["Score", "EmpiricalScore", "GaussianScore", "noise_schedule"]
 
-_SCHEDULES = {"ou": 1.0, "notebook": 2.0}  # mu(t) = exp(-rate t)
+def noise_schedule(t, *, kind: str = "ou"):
+    """Noise level (mu(t), sigma(t)) of the forward process X_t = mu(t) X_0 + sigma(t) xi
+    at times t > 0 (finite), the one schedule function of bigstep:
 
+    - ``kind="ou"`` (default, the paper's text): (exp(-t), sqrt(1 - exp(-2t))), the
+      Ornstein-Uhlenbeck process;
+    - ``kind="notebook"`` (the authors' notebooks): (exp(-2t), sqrt(1 - exp(-2t))).
 
-def _schedule_rate(schedule) -> float:
-    if schedule not in _SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, _SCHEDULES))}, got {schedule!r}")
-    return _SCHEDULES[schedule]
-
-
-def noise_schedule(t, schedule: str = "ou"):
-    """(mu(t), sigma(t)) as float64 arrays of t's shape, t > 0 finite.
-
-    ``"ou"``: (exp(-t), sqrt(1 - exp(-2t))); ``"notebook"``: (exp(-2t), sqrt(1 - exp(-2t))).
+    sigma is computed as sqrt(-expm1(-2t)), accurate at tiny t.  Shape and type follow t:
+    a float32 array (or tensor) gives float32, anything else float64; a torch tensor gives
+    torch tensors, a scalar gives numpy scalars.  The scores and samplers choose the kind
+    with their ``schedule=`` argument.
 
     Example
     -------
@@ -46,13 +45,20 @@ def noise_schedule(t, schedule: str = "ou"):
     >>> mu, sigma = bigstep.noise_schedule(0.2)
     >>> round(float(mu), 4), round(float(sigma), 4)
     (0.8187, 0.5742)
+    >>> bigstep.noise_schedule(np.float32(0.2), kind="notebook")[0].dtype
+    dtype('float32')
     """
-    rate = _schedule_rate(schedule)
-    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
-    if not np.isfinite(ta).all() or (ta <= 0).any():
-        bad = ta[~(np.isfinite(ta) & (ta > 0))]
+    rate = schedule_rate(kind, "kind")
+    ta = as_numpy(t, "t")
+    tf = ta.astype(result_dtype(ta), copy=False)
+    if not np.isfinite(tf).all() or (tf <= 0).any():
+        bad = tf[~(np.isfinite(tf) & (tf > 0))]
         raise ValueError(f"t must be positive and finite, got {bad.flat[0]!r}")
-    return np.exp(-rate * ta), np.sqrt(-np.expm1(-2.0 * ta))
+    mu = np.exp(tf.dtype.type(-rate) * tf)
+    sigma = np.sqrt(-np.expm1(-2 * tf))
+    if tf.ndim == 0 and not is_torch(t):
+        return tf.dtype.type(mu), tf.dtype.type(sigma)
+    return wrap_like(mu, t), wrap_like(sigma, t)
 
 
 def _points(x, dim: int) -> np.ndarray:
@@ -81,7 +87,7 @@ class Score:
 
     @staticmethod
     def _check_schedule(schedule) -> None:
-        _schedule_rate(schedule)
+        schedule_rate(schedule)
 
     def _inputs(self, x, t):
         """x as float64 (N, dim) and t as (1,) or (N,)."""
@@ -90,7 +96,7 @@ class Score:
 
     def noise_level(self, t):
         """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
-        return noise_schedule(t, self.schedule)
+        return noise_schedule(t, kind=self.schedule)
 
     def __call__(self, x, t):
         xa, ta = self._inputs(x, t)
@@ -111,6 +117,9 @@ class EmpiricalScore(Score):
     x_train : array (n, d), or (n,) for 1-D data (then dim = 1 and x has shape (N, 1));
         finite, n >= 1.
     schedule : "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+    method : how s* is evaluated, here and in :func:`bigstep.sample_reverse`'s fused loop:
+        "auto" (the fast Gauss transform at the steps where its cost model prefers it, d <= 3),
+        "pairwise" or "fgt" (see :func:`bigstep.optimal_score`).
 
     Example
     -------
@@ -120,13 +129,18 @@ class EmpiricalScore(Score):
     (1, 2)
     """
 
-    def __init__(self, x_train, *, schedule: str = "ou"):
-        _schedule_rate(schedule)
+    def __init__(self, x_train, *, schedule: str = "ou", method: str = "auto"):
+        from .fgt import check_method
+
+        schedule_rate(schedule)
+        self.method = check_method(method)
         xa = training_data(x_train)
         self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
         self.one_d = self.x_train.ndim == 1
         self.dim = 1 if self.one_d else self.x_train.shape[1]
         self.schedule = schedule
+        if method == "fgt" and self.dim > 3:
+            raise ValueError(f"method='fgt' needs data of dimension d <= 3, got d = {self.dim}")
 
     def _evaluate(self, x, t, mu, sigma):
         from .optimal_score import optimal_score
@@ -134,8 +148,9 @@ class EmpiricalScore(Score):
         if mu.shape[0] == 1:  # one time for every row
             mu, sigma = mu[0], sigma[0]
         if self.one_d:
-            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma).reshape(-1, 1)
-        return optimal_score(x, self.x_train, mu, sigma)
+            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma,
+                                 method=self.method).reshape(-1, 1)
+        return optimal_score(x, self.x_train, mu, sigma, method=self.method)
 
     def __repr__(self):
         return f"EmpiricalScore(n={self.x_train.shape[0]}, dim={self.dim}, schedule={self.schedule!r})"
@@ -166,7 +181,7 @@ class GaussianScore(Score):
     """
 
     def __init__(self, mean, cov, *, schedule: str = "ou"):
-        _schedule_rate(schedule)
+        schedule_rate(schedule)
         m = np.array(as_numpy(mean, "mean"), dtype=np.float64)
         if m.ndim != 1 or m.shape[0] == 0:
             raise ValueError(f"mean must have shape (d,) with d >= 1, got shape {m.shape}")

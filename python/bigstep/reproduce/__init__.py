@@ -30,7 +30,7 @@ FIGURES = {
 }
 
 
-def reproduce(figure: str, out=None, *, quick: bool = False, seed: int = 0, device: str = "cpu",
+def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, device: str = "cpu",
               progress: bool = True) -> Report:
     """Run one reproduction and write its files under ``out`` (default ``./bigstep-<figure>``).
 

@@ -101,7 +101,7 @@ def _panel_1d(cfg, seed, mu, sigma, progress):
     def one(job):
         x = data_sets[job["sim"]]
         steps = job["steps"]
-        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, m=cfg["width"], inner="gaussian",
+        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, width=cfg["width"], inner="gaussian",
                         seed=seed + job["sim"], record_every=max(1, steps // cfg["readings"]),
                         record=("loss", "sharpness"), progress=False)
         h = res.history

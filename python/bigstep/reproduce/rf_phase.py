@@ -140,11 +140,11 @@ def _overlay(size, seed, progress):
     from ..rf import learning_curve
 
     seeds = list(range(seed, seed + size["seeds"]))
-    frames = [learning_curve(size["d"], pn, list(size["overlay_psi_p"]), list(MS), T, LAM, RHO, seeds,
-                             progress=progress) for pn in size["overlay_psi_n"]]
+    frames = [learning_curve(size["d"], pn, list(size["overlay_psi_p"]), T, n_noise=list(MS), rho=RHO, lam=LAM,
+                             seed=seeds, progress=progress) for pn in size["overlay_psi_n"]]
     import pandas as pd
 
-    df = pd.concat(frames, ignore_index=True).rename(columns={"n_noise": "m"})  # either name of the column
+    df = pd.concat(frames, ignore_index=True).rename(columns={"n_noise": "m"})  # m: n_noise, short here
     df["gap"] = df["test_loss"] - df["train_loss"]
     agg = df.groupby(["m", "psi_n", "psi_p"]).agg(
         d=("d", "first"), seeds=("seed", "size"), train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"),

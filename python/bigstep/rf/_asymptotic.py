@@ -235,14 +235,14 @@ def _ratios(value, name):
     return arr
 
 
-def asymptotic_errors(psi_n, psi_p, t, *, rho="relu", lam, n_noise) -> AsymptoticErrors:
+def asymptotic_errors(psi_n, psi_p, t, *, n_noise, rho="relu", lam) -> AsymptoticErrors:
     """Train loss, test loss and score error of the ridge fit of random-features DSM in the
     limit d, n, p -> infinity, n / d = psi_n, p / d = psi_p (George, Veiga and Macris' setting;
     derivation and assumptions in docs/rf_asymptotics.md).
 
     The same quantities and normalisation as :meth:`RFModel.train_loss` (the minimum of the
     objective, ridge penalty included), :meth:`RFModel.test_loss` and
-    :meth:`RFModel.score_error` of ``rf.fit(x, t, n_noise, p, rho, lam)`` on x ~ N(0, I_d)
+    :meth:`RFModel.score_error` of ``rf.fit(x, t, p=p, n_noise=n_noise, rho=rho, lam=lam)`` on x ~ N(0, I_d)
     data; for finite d those are random, and they converge to these values.
 
     What is closed form and what is solved: the activation enters through its Hermite
