@@ -65,12 +65,13 @@ void check_vjp(pyb::ssize_t q, pyb::ssize_t n, pyb::ssize_t d, pyb::ssize_t mu_s
 
 void optimal_score_vjp_y(std::uintptr_t y, pyb::ssize_t q, std::uintptr_t x, pyb::ssize_t n, pyb::ssize_t d,
                          std::uintptr_t mu, pyb::ssize_t mu_stride, std::uintptr_t sigma, pyb::ssize_t sigma_stride,
-                         std::uintptr_t lse, std::uintptr_t g, std::uintptr_t out, std::uintptr_t stream) {
+                         std::uintptr_t lse, std::uintptr_t mean, std::uintptr_t g, std::uintptr_t out,
+                         std::uintptr_t stream) {
   check_vjp(q, n, d, mu_stride, sigma_stride);
   pyb::gil_scoped_release release;
   cuda::optimal_score_vjp_y(dev<const double>(y), q, dev<const double>(x), n, d, dev<const double>(mu), mu_stride,
-                            dev<const double>(sigma), sigma_stride, dev<const double>(lse), dev<const double>(g),
-                            dev<double>(out), stream_of(stream));
+                            dev<const double>(sigma), sigma_stride, dev<const double>(lse), dev<const double>(mean),
+                            dev<const double>(g), dev<double>(out), stream_of(stream));
 }
 
 void optimal_score_vjp_x(std::uintptr_t y, pyb::ssize_t q, std::uintptr_t x, pyb::ssize_t n, pyb::ssize_t d,
@@ -112,8 +113,8 @@ void register_cuda_optimal_score(pyb::module_& m) {
         pyb::arg("stream"), "d-D s* family with a plan from optimal_score_nd_plan (device pointers).");
   m.def("optimal_score_vjp_y", &optimal_score_vjp_y, pyb::arg("y"), pyb::arg("q"), pyb::arg("x"), pyb::arg("n"),
         pyb::arg("d"), pyb::arg("mu"), pyb::arg("mu_stride"), pyb::arg("sigma"), pyb::arg("sigma_stride"),
-        pyb::arg("lse"), pyb::arg("g"), pyb::arg("out"), pyb::arg("stream"),
-        "Backward pass, float64: out_q = sum_i w_qi (g_q . x_i) x_i (device pointers).");
+        pyb::arg("lse"), pyb::arg("mean"), pyb::arg("g"), pyb::arg("out"), pyb::arg("stream"),
+        "Backward pass, float64: out_q = sum_i w_qi (g_q . (x_i - m_q)) (x_i - m_q) (device pointers).");
   m.def("optimal_score_vjp_x", &optimal_score_vjp_x, pyb::arg("y"), pyb::arg("q"), pyb::arg("x"), pyb::arg("n"),
         pyb::arg("d"), pyb::arg("mu"), pyb::arg("mu_stride"), pyb::arg("sigma"), pyb::arg("sigma_stride"),
         pyb::arg("lse"), pyb::arg("a"), pyb::arg("b"), pyb::arg("u"), pyb::arg("e"), pyb::arg("f"), pyb::arg("out"),

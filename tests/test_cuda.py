@@ -247,7 +247,7 @@ def test_views_non_contiguous_and_offset(kit):
 
 
 def test_backward_pass_matches_cpp(kit):
-    """The autograd kernels (float64): out_q = sum_i w_qi (g_q . x_i) x_i and
+    """The autograd kernels (float64): out_q = sum_i w_qi (g_q . (x_i - m_q)) (x_i - m_q) and
     out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j, with the forward
     pass's log-normaliser; per-query sigma, d not a multiple of the warp."""
     core = _core()
@@ -260,8 +260,10 @@ def test_backward_pass_matches_cpp(kit):
     lse = top + np.log(np.exp(logits - top[:, None]).sum(1))
     g, a, b, u = (rng.standard_normal((q, d)) for _ in range(4))
     e, f = rng.standard_normal(q), rng.standard_normal(q)
-    got = kscore.optimal_score_vjp_y(kit.t(y), kit.t(x), kit.t(mu), kit.t(sigma), kit.t(lse), kit.t(g))
-    assert_close(kit.np(got), core.optimal_score_vjp_y(y, x, mu, sigma, lse, g), RTOL64, "vjp_y")
+    w = np.exp(logits - lse[:, None])
+    mean = w @ x
+    got = kscore.optimal_score_vjp_y(kit.t(y), kit.t(x), kit.t(mu), kit.t(sigma), kit.t(lse), kit.t(mean), kit.t(g))
+    assert_close(kit.np(got), core.optimal_score_vjp_y(y, x, mu, sigma, lse, mean, g), RTOL64, "vjp_y")
     got = kscore.optimal_score_vjp_x(*(kit.t(v) for v in (y, x, mu, sigma, lse, a, b, u, e, f)))
     assert_close(kit.np(got), core.optimal_score_vjp_x(y, x, mu, sigma, lse, a, b, u, e, f), RTOL64, "vjp_x")
 

@@ -66,12 +66,12 @@ void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, c
 
 // Backward pass (optimal_score_vjp.cu), float64, as cpu::optimal_score_vjp_y / _x:
 // w_qi = exp(-||y_q - mu_q x_i||^2 / (2 sigma_q^2) - lse_q), y [q, d], x [n, d], lse [q];
-//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . x_i) x_i                 (g [q, d]);
+//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . (x_i - m_q)) (x_i - m_q)  (mean m, g [q, d]);
 //   vjp_x: out [n, d], out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j
 //          (a, b, u [q, d]; e, f [q]).
 void optimal_score_vjp_y(const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,
                          index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,
-                         const double* g, double* out, Stream stream);
+                         const double* mean, const double* g, double* out, Stream stream);
 void optimal_score_vjp_x(const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,
                          index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,
                          const double* a, const double* b, const double* u, const double* e, const double* f,

@@ -118,16 +118,17 @@ def _vjp_inputs(y, x, mu, sigma, lse, rows, cols):
     return device, yt, xt, mut, mu_stride, sigt, sigma_stride, lset, out_rows, out_cols
 
 
-def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
-    """Backward pass, float64: out_q = sum_i w_qi (g_q . x_i) x_i, (q, d) on the inputs' device."""
+def optimal_score_vjp_y(y, x, mu, sigma, lse, mean, g):
+    """Backward pass, float64: out_q = sum_i w_qi (g_q . (x_i - m_q)) (x_i - m_q) = Cov(W|y_q) g_q,
+    m the forward pass's posterior mean; (q, d) on the inputs' device."""
     torch = c._torch()
-    device, yt, xt, mut, ms, sigt, ss, lset, (gt,), _ = _vjp_inputs(y, x, mu, sigma, lse, (g,), ())
+    device, yt, xt, mut, ms, sigt, ss, lset, (mt, gt), _ = _vjp_inputs(y, x, mu, sigma, lse, (mean, g), ())
     q, n, d = yt.shape[0], xt.shape[0], xt.shape[1]
     out = torch.empty((q, d), dtype=torch.float64, device=device)
     if q:
         with c.on(device):
             c.module().optimal_score_vjp_y(c.ptr(yt), q, c.ptr(xt), n, d, c.ptr(mut), ms, c.ptr(sigt), ss,
-                                           c.ptr(lset), c.ptr(gt), c.ptr(out), c.stream(device))
+                                           c.ptr(lset), c.ptr(mt), c.ptr(gt), c.ptr(out), c.stream(device))
     return c.returned(out, c.any_tensor(y, x))
 
 
