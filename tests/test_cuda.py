@@ -505,9 +505,9 @@ def test_public_api_runs_the_cuda_kernels_on_host_arrays(public_cuda):
     a = bigstep.sample_reverse(score, 64, 2, n_steps=10, seed=3, backend="cuda")
     b = bigstep.sample_reverse(score, 64, 2, n_steps=10, seed=3, backend="cpp")
     assert_close(a, b, RTOL_STEPS)
-    ra = bigstep.train_sgd(x[:20, 0], 0.9, 0.5, lr=[0.05, 0.2], steps=30, m=24, seed=[1, 2], backend="cuda",
+    ra = bigstep.train_sgd(x[:20, 0], 0.9, 0.5, lr=[0.05, 0.2], steps=30, width=24, seed=[1, 2], backend="cuda",
                            record=("loss",))
-    rb = bigstep.train_sgd(x[:20, 0], 0.9, 0.5, lr=[0.05, 0.2], steps=30, m=24, seed=[1, 2], backend="cpp",
+    rb = bigstep.train_sgd(x[:20, 0], 0.9, 0.5, lr=[0.05, 0.2], steps=30, width=24, seed=[1, 2], backend="cpp",
                            record=("loss",))
     for na, nb in zip(ra.networks, rb.networks):
         assert_close(na.w2, nb.w2, RTOL_STEPS)
