@@ -510,7 +510,7 @@ def test_public_api_runs_the_cuda_kernels_on_host_arrays(public_cuda):
     rb = bigstep.train_sgd(x[:20, 0], 0.9, 0.5, lr=[0.05, 0.2], steps=30, width=24, seed=[1, 2], backend="cpp",
                            record=("loss",))
     for na, nb in zip(ra.networks, rb.networks):
-        assert_close(na.w2, nb.w2, RTOL_STEPS)
+        assert_close(na.W2, nb.W2, RTOL_STEPS)
 
 
 def test_exp_ceiling_runs(kit):
