@@ -247,6 +247,14 @@ void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t off
   BIGSTEP_DISPATCH(sampler_normals, seed, stream, offset, out, count)
 }
 
+template <class T>
+void local_posterior_mean(const T* y, index_t q, const T* x, index_t n, index_t H, index_t W, index_t C,
+                          index_t rh, index_t rw, int padding, bool equivariant, const T* mu, index_t mu_stride,
+                          const T* sigma, index_t sigma_stride, T* mean, T* score) {
+  BIGSTEP_DISPATCH(local_posterior_mean<T>, y, q, x, n, H, W, C, rh, rw, padding, equivariant, mu, mu_stride,
+                   sigma, sigma_stride, mean, score)
+}
+
 #define BIGSTEP_INSTANTIATE(T)                                                                                 \
   template void optimal_score_1d<T>(const T*, index_t, const T*, index_t, const T*, index_t, const T*, index_t, \
                                     T*, T*, T*, T*, T*);                                                       \
@@ -254,7 +262,9 @@ void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t off
                                     index_t, T*, T*, T*);                                                      \
   template void exp_nonpos_array<T>(const T*, T*, index_t);                                              \
   template double gaussian_kernel_sum<T>(const T*, index_t, const T*, index_t, index_t, double, bool);   \
-  template void nearest_neighbors<T>(const T*, index_t, const T*, index_t, index_t, int, T*, index_t*);
+  template void nearest_neighbors<T>(const T*, index_t, const T*, index_t, index_t, int, T*, index_t*);  \
+  template void local_posterior_mean<T>(const T*, index_t, const T*, index_t, index_t, index_t, index_t,  \
+                                        index_t, index_t, int, bool, const T*, index_t, const T*, index_t, T*, T*);
 BIGSTEP_INSTANTIATE(float)
 BIGSTEP_INSTANTIATE(double)
 

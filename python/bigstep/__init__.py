@@ -6,7 +6,8 @@ is built here) and :func:`gaussian_noise` (the shared Philox stream).
 
 from .info import __version__, info
 from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neighbors
-from . import theory
+from . import local, theory
+from .local import LocalScore
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
 from .random import gaussian_noise, uniform
@@ -55,6 +56,8 @@ __all__ = [
     "EmpiricalScore",
     "GaussianScore",
     "TimeReLUScore",
+    "LocalScore",
+    "local",
     "noise_schedule",
     "sample_reverse",
     "sample_forward",

@@ -18,6 +18,7 @@ bit-identical across runs and thread counts.  :func:`sample_forward` uses stream
 
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
+from .local import LocalScore
 from .random import gaussian_noise
 from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 
@@ -112,7 +114,8 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
 
     Parameters
     ----------
-    score : EmpiricalScore, GaussianScore, TimeReLUScore (fused compiled loop) or any
+    score : EmpiricalScore, GaussianScore, TimeReLUScore (fused compiled loop), LocalScore
+        (stepped: the compiled local kernels of ``backend`` once per step, same noise) or any
         callable f(x, t) -> array (N, d) for x (N, d) and scalar t (Python loop, same noise).
     n_samples, dim : number of particles and their dimension (must match the score's).
     T, delta, n_steps : uniform grid from diffusion time T down to delta > 0 (delta < T).
@@ -127,8 +130,9 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     backend : "auto" (cpp if bigstep._core is built, else numba), "cpp" (the compiled C++
         loop: SIMD Philox and Box-Muller, OpenMP over particles, GIL released) or "numba".
         Both give the same result up to rounding; each is bit-identical run to run and
-        for any thread count.  Only the built-in scores are fused; other callables run the
-        Python loop whatever the backend.
+        for any thread count.  Only the built-in scores are fused; a LocalScore runs its
+        kernels on ``backend`` step by step; other callables run the Python loop whatever
+        the backend.
 
     Returns a float64 array (n_samples, dim) at diffusion time delta (a torch tensor if
     x0 is one), or the path (n_steps + 1, n_samples, dim) with ``return_path``.
@@ -154,10 +158,11 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if not callable(score):
         raise TypeError(f"score must be a score object or a callable f(x, t), got {type(score).__name__}")
     score_dim = getattr(score, "dim", None)
-    if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
+    if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore, LocalScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
-    fused = _fused(score, _backend.resolve(backend))  # raises for unknown or unavailable backends
+    name = _backend.resolve(backend)  # raises for unknown or unavailable backends
+    fused = _fused(score, name)
     n_steps = h.shape[0]
     c = _METHODS[method]
     r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)
@@ -167,6 +172,8 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
         path[0] = x
     bar = Progress(n_steps, progress, "sample_reverse")
     if fused is None:
+        if type(score) is LocalScore:  # stepped: the local kernels of the chosen backend, once per step
+            score = functools.partial(score.evaluate, backend=name)
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
         kernel, extra = fused

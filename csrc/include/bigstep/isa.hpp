@@ -66,6 +66,11 @@ inline bool parallel_worth(double work) { return work > kParallelWork; }
                     const double* b2, index_t m);                                                \
   void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out,    \
                        index_t count);                                                           \
+  template <class T>                                                                             \
+  void local_posterior_mean(const T* y, index_t q, const T* x, index_t n, index_t H, index_t W,   \
+                            index_t C, index_t rh, index_t rw, int padding, bool equivariant,    \
+                            const T* mu, index_t mu_stride, const T* sigma, index_t sigma_stride, \
+                            T* mean, T* score);                                                  \
   }
 
 BIGSTEP_DECLARE_KERNELS(isa_baseline)

@@ -101,6 +101,14 @@ void sampler_relu(const SamplerSteps& st, const double* w1, const double* b1, co
 // stream): gaussian_noise's values up to a few ulp (fast_normal.hpp).
 void sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out, index_t count);
 
+// Local and equivariant local denoisers (bigstep/local.hpp): y [q, H, W, C], x [n, H, W, C],
+// window half-widths rh, rw (P = 2 r + 1), padding (LocalPadding); writes whichever of
+// mean (the posterior mean E[y]) and score ((mu E - y) / sigma^2) [q, H, W, C] are non-null.
+template <class T>
+void local_posterior_mean(const T* y, index_t q, const T* x, index_t n, index_t H, index_t W, index_t C,
+                          index_t rh, index_t rw, int padding, bool equivariant, const T* mu, index_t mu_stride,
+                          const T* sigma, index_t sigma_stride, T* mean, T* score);
+
 // Build and run-time facts for bigstep.info().
 std::string simd_level();     // instruction set the dispatched kernels run with
 std::string compiler();       // compiler id and version
