@@ -4,9 +4,9 @@
 
 #include <pybind11/stl.h>
 
-#include "bigstep/launch.hpp"
 #include "bigstep/local.hpp"
 #include "check.hpp"
+#include "cpu/kernels.hpp"
 
 namespace bigstep::py {
 namespace {
@@ -42,9 +42,9 @@ pyb::tuple local_posterior_mean(const carray<T>& y, const carray<T>& x, const ca
   if (what & kLocalMean) mean.emplace(shape);
   {
     pyb::gil_scoped_release release;
-    cpu::local_posterior_mean<T>(y.data(), q, x.data(), n, H, W, C, rh, rw, padding, equivariant, mu.data(),
-                                 mu.shape(0) == 1 ? 0 : 1, sigma.data(), sigma.shape(0) == 1 ? 0 : 1,
-                                 data_or_null(mean), data_or_null(score));
+    cpu::kernels<T>().local_posterior_mean(y.data(), q, x.data(), n, H, W, C, rh, rw, padding, equivariant, mu.data(),
+                                        mu.shape(0) == 1 ? 0 : 1, sigma.data(), sigma.shape(0) == 1 ? 0 : 1,
+                                        data_or_null(mean), data_or_null(score));
   }
   auto obj = [](std::optional<carray<T>>& a) -> pyb::object { return a ? pyb::object(*a) : pyb::none(); };
   return pyb::make_tuple(obj(score), obj(mean));

@@ -1,8 +1,9 @@
-// pybind11 registration of the fused batched 1-D SGD trainer (csrc/cpu/sgd.cpp).
+// pybind11 registration of the fused batched 1-D SGD trainer (csrc/cpu/sgd_kernels.cpp).
 // Same name and signature as python/bigstep/_numba/sgd.py's sgd_train.
 #include <cmath>
 
 #include "bigstep/sgd.hpp"
+#include "cpu/kernels.hpp"
 #include "check.hpp"
 
 namespace bigstep::py {
@@ -63,7 +64,7 @@ void sgd_train(const carray<double>& x, double mu, double sigma, const carray<do
   c.loss_sum = loss_sum.mutable_data();
   c.loss_count = loss_count.mutable_data();
   pyb::gil_scoped_release release;
-  cpu::sgd_train(c);
+  cpu::kernels().sgd_train(c);
 }
 
 }  // namespace

@@ -507,7 +507,8 @@ def test_torch_round_trip(backend, dtype):
     Yt = torch.from_numpy(np.ascontiguousarray(Y.T)).T
     assert not Yt.is_contiguous()
     got = bigstep.optimal_score(Yt, torch.from_numpy(X).requires_grad_(True), 0.8, 0.3, backend=backend)
-    np.testing.assert_array_equal(got.numpy(), bigstep.optimal_score(Y, X, 0.8, 0.3, backend=backend))
+    assert got.requires_grad  # a graph to x (tests/test_autograd.py checks its gradients)
+    np.testing.assert_array_equal(got.detach().numpy(), bigstep.optimal_score(Y, X, 0.8, 0.3, backend=backend))
     # integer tensors become float64
     got = bigstep.optimal_score(torch.tensor([0, 1]), torch.tensor([-1, 2]), 0.8, 0.3, backend=backend)
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64

@@ -1,5 +1,5 @@
 // Local and equivariant local empirical denoisers (compiled once per instruction set,
-// see isa.hpp; definitions and per-element math in bigstep/local.hpp).
+// see kernels.hpp; definitions and per-element math in bigstep/local.hpp).
 //
 // Vectorised across training images: the data are packed in blocks of L = SIMD width
 // images, one image per lane, pixel-major [block][Hp][Wp][C][L] (padded by the window
@@ -34,8 +34,8 @@
 #endif
 
 #include "bigstep/fast_exp.hpp"
-#include "bigstep/isa.hpp"
 #include "bigstep/local.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 
@@ -528,11 +528,6 @@ void local_posterior_mean(const T* y, index_t q, const T* x, index_t n, index_t 
   run<T, T>(y, q, x, n, g, mu, mu_stride, sigma, sigma_stride, mean, score);
 }
 
-template void local_posterior_mean<float>(const float*, index_t, const float*, index_t, index_t, index_t, index_t,
-                                          index_t, index_t, int, bool, const float*, index_t, const float*, index_t,
-                                          float*, float*);
-template void local_posterior_mean<double>(const double*, index_t, const double*, index_t, index_t, index_t,
-                                           index_t, index_t, index_t, int, bool, const double*, index_t,
-                                           const double*, index_t, double*, double*);
+BIGSTEP_EXPORT_TYPED(local_posterior_mean)
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS

@@ -89,12 +89,6 @@ def _check_scale(sigma: np.ndarray, dtype) -> None:
                          f"overflows below it), got {sigma[np.argmax(sigma < small)]!r}")
 
 
-def _numba_impl():
-    from ._numba import local as impl
-
-    return impl
-
-
 def _compute(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
     xa = _images(x, "x")
     ya = _images(y, "y")
@@ -115,13 +109,12 @@ def _compute(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
         float32_levels(mua, "mu")
         float32_levels(siga, "sigma")
     _check_scale(siga, dtype)
-    name = _backend.resolve(backend, ya, xa)
+    impl = _backend.kernels("local", _backend.resolve(backend, ya, xa, family="local"))
     image = xa.shape[1:] if xa.ndim == 4 else xa.shape[1:] + (1,)
     yk = prepare(ya, dtype).reshape((q,) + image)
     xk = prepare(xa, dtype).reshape(xa.shape[:1] + image)
     muk, sigk = prepare(mua, dtype), prepare(siga, dtype)
     r = (p - 1) // 2
-    impl = _backend.core() if name == "cpp" else _numba_impl()
     out = impl.local_posterior_mean(yk, xk, muk, sigk, r, r, PADDINGS[padding], bool(equivariant), what)
     return tuple(None if o is None else o.reshape(ya.shape) for o in out)
 

@@ -46,6 +46,7 @@ import numbers
 
 import numpy as np
 
+from . import _streams as streams
 from . import _backend
 from ._arrays import as_numpy
 from ._validate import integer, real_scalar, training_data
@@ -187,11 +188,11 @@ class ReLUNet1D:
 
         m = integer(m, "m", minimum=1)
         seed = integer(seed, "seed", minimum=0)
-        w2 = gaussian_noise(seed, m, stream=2, offset=0)
+        w2 = gaussian_noise(seed, m, stream=streams.NETWORK_INIT, offset=0)
         if inner == "sign":
-            w1 = np.where(uniform(seed, m, stream=2, offset=m) < 0.5, -1.0, 1.0)
+            w1 = np.where(uniform(seed, m, stream=streams.NETWORK_INIT, offset=m) < 0.5, -1.0, 1.0)
         elif inner == "gaussian":
-            w1 = gaussian_noise(seed, m, stream=2, offset=m)
+            w1 = gaussian_noise(seed, m, stream=streams.NETWORK_INIT, offset=m)
         else:
             raise ValueError(f"inner must be 'sign' or 'gaussian', got {inner!r}")
         if isinstance(bias, numbers.Real) and not isinstance(bias, bool):
@@ -228,12 +229,7 @@ def _data(x) -> np.ndarray:
 
 
 def _kernels(backend: str):
-    name = _backend.resolve(backend)
-    if name == "cpp":
-        return _backend.core()
-    from ._numba import relu_risk as impl
-
-    return impl
+    return _backend.kernels("relu_risk", _backend.resolve(backend, family="relu_risk"))
 
 
 # --------------------------------------------------------------- the prepared state

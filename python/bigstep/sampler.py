@@ -22,6 +22,7 @@ import functools
 
 import numpy as np
 
+from . import _streams as streams
 from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
@@ -32,7 +33,7 @@ from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 
-_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
+_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = streams.SAMPLER_INITIAL, streams.SAMPLER_STEPS, streams.FORWARD_NOISE
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 
@@ -77,31 +78,19 @@ def _initial_state(x0, n_samples, dim, seed):
 
 
 def _fused(score, backend: str):
-    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``
-    ("cpp": bigstep._core, "numba"), else None.  Both kernels take
-    (x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, *extra)."""
+    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``,
+    else None.  Every backend's kernels take (x, k0, k1, h, r, mu, sigma, tau, c, seed,
+    keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
-    if backend == "cpp":
-        core = _backend.core()
-        if type(score) is EmpiricalScore:
-            if score.one_d:
-                return core.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-            return core.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
-        if type(score) is GaussianScore:
-            return core.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-        return core.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
-
-    from ._numba import sampler as ns
-
+    k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:
-            return ns.run_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-        data = np.ascontiguousarray(score.x_train)
-        return ns.run_empirical_nd, (data, *ns.pack_empirical_nd(data))
+            return k.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
+        return k.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
     if type(score) is GaussianScore:
-        return ns.run_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-    return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
+        return k.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
+    return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
 def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
@@ -161,7 +150,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore, LocalScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
-    name = _backend.resolve(backend)  # raises for unknown or unavailable backends
+    name = _backend.resolve(backend, family="sampler")  # raises for unknown or unavailable backends
     fused = _fused(score, name)
     n_steps = h.shape[0]
     c = _METHODS[method]

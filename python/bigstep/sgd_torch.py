@@ -64,6 +64,7 @@ import time
 
 import numpy as np
 
+from . import _streams as streams
 from ._arrays import as_numpy
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, integers, positives, real_scalar, training_data, two_layer_weights, uint64
@@ -73,7 +74,8 @@ from .sgd import LOSS_LIMIT, PARAM_LIMIT
 __all__ = ["train_dsm", "train_diffusion", "excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc", "time_grid",
            "ReLUNetND", "TrainResult"]
 
-_STREAM_INIT, _STREAM_INDEX, _STREAM_NOISE, _STREAM_TIME, _STREAM_MC, _STREAM_SHARP = 2, 3, 4, 6, 7, 14
+_STREAM_INIT, _STREAM_INDEX, _STREAM_NOISE = streams.NETWORK_INIT, streams.SGD_INDEX, streams.SGD_NOISE
+_STREAM_TIME, _STREAM_MC, _STREAM_SHARP = streams.DIFFUSION_TIME, streams.EXCESS_RISK_MC, streams.SHARPNESS_MC
 _TIME_WEIGHTS = ("sigma", "inv_sigma", "uniform")
 _RECORDS = ("loss", "excess_risk")
 _BLOCK_ELEMS = 1 << 20  # CPU: hidden-layer elements per block of rows (a cache-sized block)
