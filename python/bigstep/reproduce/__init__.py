@@ -26,6 +26,8 @@ FIGURES = {
     "fig4": ("fig4", "memorization of diffusion samples vs dimension (Figure 4)"),
     "fig5": ("fig5", "sharpness at the end of training vs 2/(m lr) (Figure 5)"),
     "rf-curves": ("rf_curves", "random-features DSM learning curves vs p/d for m in {1, 4, 16, inf} (issue 8)"),
+    "local-creativity": ("local_creativity", "global s* memorizes, local and equivariant local score machines "
+                         "create: samples on scikit-learn's digits (issue 18)"),
 }
 
 
