@@ -141,6 +141,19 @@ def test_float32_sums_of_many_terms_are_folded_into_float64(backend):
     _check(m, dense, dense, y, x, float(np.float32(0.9)), float(np.float32(0.6)), 3, np.float32)
 
 
+@pytest.mark.parametrize("shape, P, equivariant, padding", [
+    ((13, 14, 2), 25, False, "zeros"), ((13, 14, 2), 27, True, "zeros"), ((26, 12, 1), 25, True, "zeros"),
+    ((26, 25, 1), 25, False, "reflect")])
+def test_long_windows_blocked_sums(backend, shape, P, equivariant, padding):
+    """Windows of 25 pixels and more along an axis are summed by prefix and suffix sums
+    within blocks (O(1) additions per pixel whatever P): within the same error model."""
+    H, W, C = shape
+    y, x = _images(17, 2, 4, H, W, C)
+    m = local.posterior_mean(y, x, 0.7, 3.0, patch=P, equivariant=equivariant, padding=padding, backend=backend)
+    dense = R.np_local(y, x, 0.7, 3.0, P, equivariant, padding)
+    _check(m, dense, dense, y, x, 0.7, 3.0, P, np.float64)
+
+
 # ------------------------------------------------------------------ identities
 
 

@@ -192,6 +192,16 @@ struct States {
   }
 };
 
+// Windows of at least this many pixels along an axis are summed by blocked_sums (O(1)
+// additions per output, so the box sums cost O(H W) per shift whatever P), shorter ones
+// directly: the direct sums need fewer memory operations, and were as fast or faster up
+// to P = 21 on AVX-512 (Zen 4), where stores cost twice loads.
+constexpr index_t kBlockedWindow = 25;
+
+inline bool blocked(const Geometry& g) {
+  return 2 * g.rh + 1 >= kBlockedWindow || 2 * g.rw + 1 >= kBlockedWindow;
+}
+
 // Scratch of one thread.
 template <class A>
 struct Work {
@@ -199,63 +209,87 @@ struct Work {
   std::vector<A> yp;                // [Qt][Hp][Wp][C] the task's queries, padded like the data
   std::vector<A> e;                 // [rows + 2 rh][W + 2 rw][L] per-pixel squared differences
   std::vector<A> v;                 // [rows][W + 2 rw][L] vertical sums
-  std::vector<A> lg;                // [W][L] logits of one row
+  std::vector<A> pre, suf;          // like e: prefix and suffix sums of the blocked window sums
+  std::vector<A> hsum;              // [W][L] horizontal sums of one row (blocked window sums)
   std::vector<double> acc;          // [C]
   std::vector<States<A>> states;    // [Qt]
   Work(const Geometry& g, index_t qt, index_t rows)
       : yp(qt * g.Hp() * g.Wp() * g.C),
         e((rows + 2 * g.rh) * (g.W + 2 * g.rw) * L, A(0)),
         v(rows * (g.W + 2 * g.rw) * L),
-        lg(g.W * L),
+        pre(blocked(g) ? e.size() : 0),
+        suf(blocked(g) ? e.size() : 0),
+        hsum(blocked(g) ? g.W * L : 0),
         acc(g.C) {
     states.reserve(qt);
     for (index_t k = 0; k < qt; ++k) states.emplace_back(rows * g.W, g.C);
   }
 };
 
-// Pushes a row of w logit vectors lg[j L .. j L + L) (one lane per image) into the
-// states st + j F L (F = C + 2), with training values at xc + (j C + c) L.  `grows`:
-// some lane's logit exceeds its running maximum somewhere in the row; those states are
-// rescaled exactly first.  Then the exps and sums run without branches, two pixels at
-// a time so that their exps overlap.  CC > 0: C known at compile time.
+// The logit vector of output pixel j of a row of vertical sums vr: -(sum_{k <= kw}
+// vr[j + k]) scale, -inf in the lanes without an image.  KW >= 0: kw known at compile time.
+template <class A, int KW>
+inline Vec<A> row_logit(const A* __restrict vr, index_t j, index_t kw_, Vec<A> scale, Vec<A> valid) {
+  constexpr index_t L = simd::width<A>;
+  const index_t kw = KW >= 0 ? KW : kw_;
+  Vec<A> d = simd::load(vr + j * L);
+  for (index_t k = 1; k <= kw; ++k) d += simd::load(vr + (j + k) * L);
+  const Vec<A> zero = Vec<A>{};
+  return valid > zero ? zero - d * scale : simd::broadcast<A>(-std::numeric_limits<A>::infinity());
+}
+
+// Rescales pixel state s (m, S, A_0 .. A_{C-1}, L lanes each) to the maximum of m and l
+// (exact: the lanes whose maximum grows are multiplied by exp(m - m_new)); returns the new m.
+template <class A>
+inline Vec<A> rescale(A* __restrict s, index_t F, Vec<A> m, Vec<A> l) {
+  constexpr index_t L = simd::width<A>;
+  const Vec<A> mn = vmax<A>(m, l);
+  const Vec<A> f = simd::Traits<A>::exp_nonpos(m - mn);
+  simd::store(s, mn);
+  for (index_t k = 1; k < F; ++k) simd::store(s + k * L, simd::load(s + k * L) * f);
+  return mn;
+}
+
+// p = exp(l - m) added to S and p x_c to A_c of state s; x: the C value vectors.
 template <class A, int CC>
-inline void push_row(A* __restrict st, index_t C_, const A* __restrict lg, index_t w, const A* __restrict xc,
-                     bool grows) {
+inline void accumulate(A* __restrict s, index_t C_, Vec<A> p, const A* __restrict x) {
+  constexpr index_t L = simd::width<A>;
+  const index_t C = CC > 0 ? CC : C_;
+  simd::store(s + L, simd::load(s + L) + p);
+  for (index_t c = 0; c < C; ++c) simd::store(s + (2 + c) * L, simd::load(s + (2 + c) * L) + p * simd::load(x + c * L));
+}
+
+// One row of output pixels: logits from the vertical sums vr (horizontal sums of 2 rw + 1
+// columns), pushed into the states st + j F L (F = C + 2) with training values at
+// xc + (j C + c) L.  Each pixel's state is rescaled exactly when a lane's logit exceeds
+// its maximum (rare after the first block), then p = exp(l - m) is added.  Two pixels at
+// a time, in registers, so that their exps overlap.  CC > 0: C known at compile time;
+// KW >= 0: 2 rw known at compile time.
+template <class A, int CC, int KW>
+inline void push_row(A* __restrict st, index_t C_, const A* __restrict vr, index_t kw, index_t w,
+                     const A* __restrict xc, Vec<A> scale, Vec<A> valid) {
   constexpr index_t L = simd::width<A>;
   const index_t C = CC > 0 ? CC : C_, F = C + 2;
-  if (grows)
-    for (index_t j = 0; j < w; ++j) {
-      A* s = st + j * F * L;
-      const Vec<A> l = simd::load(lg + j * L), m = simd::load(s);
-      if (any_greater<A>(l, m)) {
-        const Vec<A> mn = vmax<A>(m, l);
-        const Vec<A> f = simd::Traits<A>::exp_nonpos(m - mn);
-        simd::store(s, mn);
-        for (index_t k = 1; k < F; ++k) simd::store(s + k * L, simd::load(s + k * L) * f);
-      }
-    }
   index_t j = 0;
   for (; j + 2 <= w; j += 2) {
     A* s0 = st + j * F * L;
     A* s1 = s0 + F * L;
-    const Vec<A> p0 = simd::Traits<A>::exp_nonpos(simd::load(lg + j * L) - simd::load(s0));
-    const Vec<A> p1 = simd::Traits<A>::exp_nonpos(simd::load(lg + (j + 1) * L) - simd::load(s1));
-    simd::store(s0 + L, simd::load(s0 + L) + p0);
-    simd::store(s1 + L, simd::load(s1 + L) + p1);
-    const A* x0 = xc + j * C * L;
-    const A* x1 = x0 + C * L;
-    for (index_t c = 0; c < C; ++c) {
-      simd::store(s0 + (2 + c) * L, simd::load(s0 + (2 + c) * L) + p0 * simd::load(x0 + c * L));
-      simd::store(s1 + (2 + c) * L, simd::load(s1 + (2 + c) * L) + p1 * simd::load(x1 + c * L));
-    }
+    const Vec<A> l0 = row_logit<A, KW>(vr, j, kw, scale, valid);
+    const Vec<A> l1 = row_logit<A, KW>(vr, j + 1, kw, scale, valid);
+    Vec<A> m0 = simd::load(s0), m1 = simd::load(s1);
+    if (any_greater<A>(l0, m0)) m0 = rescale<A>(s0, F, m0, l0);
+    if (any_greater<A>(l1, m1)) m1 = rescale<A>(s1, F, m1, l1);
+    const Vec<A> p0 = simd::Traits<A>::exp_nonpos(l0 - m0);
+    const Vec<A> p1 = simd::Traits<A>::exp_nonpos(l1 - m1);
+    accumulate<A, CC>(s0, C, p0, xc + j * C * L);
+    accumulate<A, CC>(s1, C, p1, xc + (j + 1) * C * L);
   }
-  for (; j < w; ++j) {
-    A* s = st + j * F * L;
-    const Vec<A> p = simd::Traits<A>::exp_nonpos(simd::load(lg + j * L) - simd::load(s));
-    simd::store(s + L, simd::load(s + L) + p);
-    const A* xj = xc + j * C * L;
-    for (index_t c = 0; c < C; ++c)
-      simd::store(s + (2 + c) * L, simd::load(s + (2 + c) * L) + p * simd::load(xj + c * L));
+  if (j < w) {
+    A* s0 = st + j * F * L;
+    const Vec<A> l0 = row_logit<A, KW>(vr, j, kw, scale, valid);
+    Vec<A> m0 = simd::load(s0);
+    if (any_greater<A>(l0, m0)) m0 = rescale<A>(s0, F, m0, l0);
+    accumulate<A, CC>(s0, C, simd::Traits<A>::exp_nonpos(l0 - m0), xc + j * C * L);
   }
 }
 
@@ -288,41 +322,106 @@ inline void strided_sums(const A* __restrict in, index_t stride, index_t K, inde
   }
 }
 
+// The same sums for long windows (K + 1 >= kBlockedWindow terms), in O(1) additions per
+// output whatever K (van Herk / Gil-Werman): prefix and suffix sums within blocks of
+// B = K + 1 terms, then out[i] = suffix[i] + prefix[i + K] (suffix[i] alone when i starts a
+// block).  Sequences run along `stride`; `width` side-by-side sequences (consecutive
+// vectors) are done at once.  Every sum still has at most K + 1 nonnegative terms, so the
+// error bound is that of the direct sums.  pre, suf: scratch like in.
+template <class A>
+void blocked_sums(const A* __restrict in, index_t stride, index_t width, index_t K, index_t count,
+                  A* __restrict pre, A* __restrict suf, A* __restrict out) {
+  constexpr index_t L = simd::width<A>;
+  const index_t B = K + 1, N = count + K;
+  for (index_t s0 = 0; s0 < N; s0 += B) {
+    const index_t e0 = std::min(N, s0 + B);
+    std::memcpy(pre + s0 * stride * L, in + s0 * stride * L, width * L * sizeof(A));
+    for (index_t t = s0 + 1; t < e0; ++t)
+      for (index_t c = 0; c < width; ++c)
+        simd::store(pre + (t * stride + c) * L,
+                    simd::load(pre + ((t - 1) * stride + c) * L) + simd::load(in + (t * stride + c) * L));
+    std::memcpy(suf + (e0 - 1) * stride * L, in + (e0 - 1) * stride * L, width * L * sizeof(A));
+    for (index_t t = e0 - 2; t >= s0; --t)
+      for (index_t c = 0; c < width; ++c)
+        simd::store(suf + (t * stride + c) * L,
+                    simd::load(suf + ((t + 1) * stride + c) * L) + simd::load(in + (t * stride + c) * L));
+  }
+  for (index_t i = 0; i < count; ++i)
+    for (index_t c = 0; c < width; ++c) {
+      const Vec<A> sf = simd::load(suf + (i * stride + c) * L);
+      simd::store(out + (i * stride + c) * L, i % B == 0 ? sf : sf + simd::load(pre + ((i + K) * stride + c) * L));
+    }
+}
+
 // Box sums of e ((h + 2 rh) x (w + 2 rw), row stride Ew = w + 2 rw) and the pushes:
 // output pixel (i, j) is state st + (i W + j) F L, its training values at
 // xc + ((i xc_row + j) C + c) L (xc_row: pixels per row of the packed data).
-template <class A, int CC>
+template <class A, int CC, int KW>
 void box_and_push(Work<A>& wk, const Geometry& g, A* st, index_t h, index_t w, const A* __restrict xc,
                   index_t xc_row, Vec<A> scale, Vec<A> valid) {
   constexpr index_t L = simd::width<A>;
-  const index_t C = g.C, F = g.fields(), Ew = w + 2 * g.rw;
-  const A* __restrict e = wk.e.data();
+  const index_t F = g.fields(), Ew = w + 2 * g.rw;
   A* __restrict v = wk.v.data();
-  A* __restrict lg = wk.lg.data();
-  strided_sums<A>(e, Ew, 2 * g.rh, h * Ew, v);  // vertical: rows i .. i + 2 rh of e, for all i < h at once
-  const Vec<A> neg_inf = simd::broadcast<A>(-std::numeric_limits<A>::infinity());
-  const Vec<A> zero = Vec<A>{};
+  // vertical: rows i .. i + 2 rh of e, for all i < h
+  if (2 * g.rh + 1 >= kBlockedWindow)
+    blocked_sums<A>(wk.e.data(), Ew, Ew, 2 * g.rh, h, wk.pre.data(), wk.suf.data(), v);
+  else
+    strided_sums<A>(wk.e.data(), Ew, 2 * g.rh, h * Ew, v);
   for (index_t i = 0; i < h; ++i) {
     A* srow = st + i * g.W * F * L;
-    strided_sums<A>(v + i * Ew * L, 1, 2 * g.rw, w, lg);  // horizontal
-    Vec<A> grows = zero;
-    for (index_t j = 0; j < w; ++j) {
-      Vec<A> l = zero - simd::load(lg + j * L) * scale;
-      l = valid > zero ? l : neg_inf;  // no image in a lane: exp(-inf) = (tiny) x 0
-      simd::store(lg + j * L, l);
-      grows = l > simd::load(srow + j * F * L) ? valid : grows;
+    const A* xrow = xc + i * xc_row * g.C * L;
+    if (2 * g.rw + 1 >= kBlockedWindow) {  // horizontal sums first, then the pushes read them
+      blocked_sums<A>(v + i * Ew * L, 1, 1, 2 * g.rw, w, wk.pre.data(), wk.suf.data(), wk.hsum.data());
+      push_row<A, CC, 0>(srow, g.C, wk.hsum.data(), 0, w, xrow, scale, valid);
+    } else {
+      push_row<A, CC, KW>(srow, g.C, v + i * Ew * L, 2 * g.rw, w, xrow, scale, valid);
     }
-    push_row<A, CC>(srow, C, lg, w, xc + i * xc_row * C * L, any_greater<A>(grows, zero));
   }
 }
 
-// box_and_push with the channel count fixed at compile time for C = 1 and 3.
+// box_and_push with the channel count (1, 3) and the window width (P = 3, 5, 7) fixed at
+// compile time where they are common.
+template <class A, int CC>
+void box_and_push_c(Work<A>& wk, const Geometry& g, A* st, index_t h, index_t w, const A* __restrict xc,
+                    index_t xc_row, Vec<A> scale, Vec<A> valid) {
+  switch (g.rw) {
+    case 1: box_and_push<A, CC, 2>(wk, g, st, h, w, xc, xc_row, scale, valid); break;
+    case 2: box_and_push<A, CC, 4>(wk, g, st, h, w, xc, xc_row, scale, valid); break;
+    case 3: box_and_push<A, CC, 6>(wk, g, st, h, w, xc, xc_row, scale, valid); break;
+    default: box_and_push<A, CC, -1>(wk, g, st, h, w, xc, xc_row, scale, valid);
+  }
+}
+
 template <class A>
 void box_and_push_any(Work<A>& wk, const Geometry& g, A* st, index_t h, index_t w, const A* __restrict xc,
                       index_t xc_row, Vec<A> scale, Vec<A> valid) {
-  if (g.C == 1) box_and_push<A, 1>(wk, g, st, h, w, xc, xc_row, scale, valid);
-  else if (g.C == 3) box_and_push<A, 3>(wk, g, st, h, w, xc, xc_row, scale, valid);
-  else box_and_push<A, 0>(wk, g, st, h, w, xc, xc_row, scale, valid);
+  if (g.C == 1) box_and_push_c<A, 1>(wk, g, st, h, w, xc, xc_row, scale, valid);
+  else if (g.C == 3) box_and_push_c<A, 3>(wk, g, st, h, w, xc, xc_row, scale, valid);
+  else box_and_push_c<A, 0>(wk, g, st, h, w, xc, xc_row, scale, valid);
+}
+
+// er[j] = sum_c (yr[j C + c] - mu xr[(j C + c) L ..])^2 for j < count: the per-pixel
+// squared differences of `count` consecutive pixels (vectors of L images).  CC > 0: C
+// known at compile time.
+template <class A, int CC>
+inline void differences(A* __restrict er, const A* __restrict yr, const A* __restrict xr, index_t count, index_t C_,
+                        A mu) {
+  constexpr index_t L = simd::width<A>;
+  const index_t C = CC > 0 ? CC : C_;
+  for (index_t j = 0; j < count; ++j) {
+    Vec<A> acc = squared_difference(simd::broadcast<A>(yr[j * C]), simd::load(xr + j * C * L), mu);
+    for (index_t ch = 1; ch < C; ++ch)
+      acc += squared_difference(simd::broadcast<A>(yr[j * C + ch]), simd::load(xr + (j * C + ch) * L), mu);
+    simd::store(er + j * L, acc);
+  }
+}
+
+template <class A>
+inline void differences_any(A* __restrict er, const A* __restrict yr, const A* __restrict xr, index_t count,
+                            index_t C, A mu) {
+  if (C == 1) differences<A, 1>(er, yr, xr, count, C, mu);
+  else if (C == 3) differences<A, 3>(er, yr, xr, count, C, mu);
+  else differences<A, 0>(er, yr, xr, count, C, mu);
 }
 
 // Local machine, rows [r0, r1) of block xb for the query yp: e on the image rows
@@ -339,18 +438,7 @@ void local_rows(Work<A>& wk, const Geometry& g, const A* __restrict yp, const A*
   for (index_t r = lo; r < hi; ++r) {
     A* er = e + ((r - r0 + rh) * Ew + rw) * L;
     const A* xr = xb + r * W * C * L;
-    const A* yr = yp + r * W * C;
-    if (C == 1) {
-      for (index_t c = 0; c < W; ++c)
-        simd::store(er + c * L, squared_difference(simd::broadcast<A>(yr[c]), simd::load(xr + c * L), mu));
-    } else {
-      for (index_t c = 0; c < W; ++c) {
-        Vec<A> acc = squared_difference(simd::broadcast<A>(yr[c * C]), simd::load(xr + c * C * L), mu);
-        for (index_t ch = 1; ch < C; ++ch)
-          acc += squared_difference(simd::broadcast<A>(yr[c * C + ch]), simd::load(xr + (c * C + ch) * L), mu);
-        simd::store(er + c * L, acc);
-      }
-    }
+    differences_any<A>(er, yp + r * W * C, xr, W, C, mu);
     if (g.padding == kPadReflect)
       for (index_t k = 1; k <= rw; ++k) {
         std::memcpy(er - k * L, er + k * L, L * sizeof(A));
@@ -385,18 +473,7 @@ void equivariant_block(Work<A>& wk, const Geometry& g, const A* __restrict yp, c
       for (index_t i = 0; i < Eh; ++i) {
         const A* yr = yp + ((r0 + i) * Wp + c0) * C;
         const A* xr = xb + ((r0 + i + a) * Wp + c0 + s) * C * L;
-        A* er = e + i * Ew * L;
-        if (C == 1) {
-          for (index_t j = 0; j < Ew; ++j)
-            simd::store(er + j * L, squared_difference(simd::broadcast<A>(yr[j]), simd::load(xr + j * L), mu));
-          continue;
-        }
-        for (index_t j = 0; j < Ew; ++j) {
-          Vec<A> acc = squared_difference(simd::broadcast<A>(yr[j * C]), simd::load(xr + j * C * L), mu);
-          for (index_t ch = 1; ch < C; ++ch)
-            acc += squared_difference(simd::broadcast<A>(yr[j * C + ch]), simd::load(xr + (j * C + ch) * L), mu);
-          simd::store(er + j * L, acc);
-        }
+        differences_any<A>(e + i * Ew * L, yr, xr, Ew, C, mu);
       }
       const A* xc = xb + ((r0 + a + g.rh) * Wp + c0 + s + g.rw) * C * L;  // centre of the first window
       box_and_push_any<A>(wk, g, states.pixel(r0 * W + c0), h, w, xc, Wp, scale, valid);

@@ -39,6 +39,7 @@ _PAD_ZEROS, _PAD_REFLECT = 0, 1
 _L = 8  # training images per block, one per lane
 _FOLD_TERMS = 256  # terms per lane and pixel summed in float32 before a fold into float64
 _MIN_TASKS = 16  # (query, range of blocks) tasks: at least this many where the blocks allow
+_BLOCKED_WINDOW = 25  # windows of at least this many pixels along an axis: blocked sums (kernels' kBlockedWindow)
 
 
 def _sigs(template):
@@ -101,23 +102,63 @@ def _pack(x, ph, pw, padding, out):
                         out[b, pr, pc, c, k] = 0 if (sr < 0 or sc < 0 or i >= n) else x[i, sr, sc, c]
 
 
-@jit(_sigs("void({T}[:, :, ::1], {T}[:, ::1], int64, int64, int64, int64, {T}[:, :, ::1])"))
-def _box(e, v, h, w, kh, kw, out):
+@jit(_sigs("void({T}[:, :, ::1], {T}[:, :, ::1], int64, int64, int64, int64, {T}[:, :, ::1], {T}[:, :, ::1], "
+           "{T}[:, :, ::1])"))
+def _box(e, v, h, w, kh, kw, out, pre, suf):
     """out[i, j] = sum_{a <= kh} sum_{b <= kw} e[i + a, j + b] (vectors of lanes) for i < h,
-    j < w: vertical sums first (v), then horizontal ones, each added in order."""
+    j < w: vertical sums first (v), then horizontal ones.  Windows shorter than
+    _BLOCKED_WINDOW add their terms in order; longer ones use prefix and suffix sums within
+    blocks of the window's length (van Herk / Gil-Werman, O(1) additions per output), as
+    the C++ does (blocked_sums); pre, suf: scratch of e's shape."""
+    if kh + 1 >= _BLOCKED_WINDOW:
+        B, N = kh + 1, h + kh
+        for s0 in range(0, N, B):
+            e0 = min(N, s0 + B)
+            pre[s0, :w + kw] = e[s0, :w + kw]
+            for t in range(s0 + 1, e0):
+                for j in range(w + kw):
+                    for k in range(_L):
+                        pre[t, j, k] = pre[t - 1, j, k] + e[t, j, k]
+            suf[e0 - 1, :w + kw] = e[e0 - 1, :w + kw]
+            for t in range(e0 - 2, s0 - 1, -1):
+                for j in range(w + kw):
+                    for k in range(_L):
+                        suf[t, j, k] = suf[t + 1, j, k] + e[t, j, k]
+        for i in range(h):
+            for j in range(w + kw):
+                for k in range(_L):
+                    v[i, j, k] = suf[i, j, k] if i % B == 0 else suf[i, j, k] + pre[i + kh, j, k]
+    else:
+        for i in range(h):
+            for j in range(w + kw):
+                for k in range(_L):
+                    v[i, j, k] = e[i, j, k]
+                for a in range(1, kh + 1):
+                    for k in range(_L):
+                        v[i, j, k] += e[i + a, j, k]
     for i in range(h):
-        for j in range(w + kw):
-            for k in range(_L):
-                v[j, k] = e[i, j, k]
-            for a in range(1, kh + 1):
+        if kw + 1 >= _BLOCKED_WINDOW:
+            B, N = kw + 1, w + kw
+            for s0 in range(0, N, B):
+                e0 = min(N, s0 + B)
+                pre[0, s0] = v[i, s0]
+                for t in range(s0 + 1, e0):
+                    for k in range(_L):
+                        pre[0, t, k] = pre[0, t - 1, k] + v[i, t, k]
+                suf[0, e0 - 1] = v[i, e0 - 1]
+                for t in range(e0 - 2, s0 - 1, -1):
+                    for k in range(_L):
+                        suf[0, t, k] = suf[0, t + 1, k] + v[i, t, k]
+            for j in range(w):
                 for k in range(_L):
-                    v[j, k] += e[i + a, j, k]
-        for j in range(w):
-            for k in range(_L):
-                out[i, j, k] = v[j, k]
-            for b in range(1, kw + 1):
+                    out[i, j, k] = suf[0, j, k] if j % B == 0 else suf[0, j, k] + pre[0, j + kw, k]
+        else:
+            for j in range(w):
                 for k in range(_L):
-                    out[i, j, k] += v[j + b, k]
+                    out[i, j, k] = v[i, j, k]
+                for b in range(1, kw + 1):
+                    for k in range(_L):
+                        out[i, j, k] += v[i, j + b, k]
 
 
 @jit(_sigs("void({T}[:, :, ::1], int64, int64, int64, int64, int64, {T}, {T}[::1], {T}[:, ::1], {T}[:, ::1], "
@@ -187,7 +228,9 @@ def _task(y, j, xb, b0, b1, n, rh, rw, padding, equivariant, mu, sigma, lowest, 
                 for c in range(C):
                     yp[pr, pc, c] = y[j, sr, sc, c]
     e = np.zeros((H + 2 * rh, W + 2 * rw, _L), y.dtype)
-    v = np.empty((W + 2 * rw, _L), y.dtype)
+    v = np.empty((H, W + 2 * rw, _L), y.dtype)
+    pre = np.empty_like(e)
+    suf = np.empty_like(e)
     d = np.empty((H, W, _L), y.dtype)
     m = np.empty((H * W, _L), y.dtype)
     s = np.zeros((H * W, _L), y.dtype)
@@ -221,7 +264,7 @@ def _task(y, j, xb, b0, b1, n, rh, rw, padding, equivariant, mu, sigma, lowest, 
                 for pr in range(H + 2 * rh):
                     if pr < rh or pr >= H + rh:
                         e[pr] = e[_pad_source(pr - rh, H, _PAD_REFLECT) + rh]
-            _box(e, v, H, W, 2 * rh, 2 * rw, d)
+            _box(e, v, H, W, 2 * rh, 2 * rw, d, pre, suf)
             _push(d, 0, 0, H, W, W, scale, valid, m, s, acc, xbb, 0, 0)
             terms += 1
         else:
@@ -240,7 +283,7 @@ def _task(y, j, xb, b0, b1, n, rh, rw, padding, equivariant, mu, sigma, lowest, 
                                     dv = yp[r0 + i, c0 + jj, ch] - mu * xbb[r0 + i + a, c0 + jj + sh, ch, k]
                                     t += dv * dv
                                 e[i, jj, k] = t
-                    _box(e, v, h, w, 2 * rh, 2 * rw, d)
+                    _box(e, v, h, w, 2 * rh, 2 * rw, d, pre, suf)
                     _push(d, r0, c0, h, w, W, scale, valid, m, s, acc, xbb, r0 + a + rh, c0 + sh + rw)
             terms += H * W
         if terms >= fold_terms:
