@@ -281,7 +281,7 @@ def run_relu(quick: bool) -> list:
                 R, G = mp_risk_grad(w1, w2, b, x, MU, sigma, wrt)
                 Rf, Gf = float(R), np.array([float(g) for g in G])
                 H = mp_hessian(w1, w2, b, x, MU, sigma, wrt)
-                net = bigstep.ReLUNet1D(w1, w2, b)
+                net = bigstep.ReLUNet1D(w1, b, w2)
                 for be in backends():
                     for n in ns:
                         reps = n // x.size

@@ -1,7 +1,7 @@
 """The fused batched 1-D SGD trainer against a plain torch CPU training loop.
 
 Problem (the paper's 1-D setting, Figures 1, 2, 5): n = 20 training points x ~ N(0, 1)
-(seed 0), (mu, sigma) = bigstep.ou_schedule(0.05), s_theta(y) = (1/m) w2 . relu(w1 y + b),
+(seed 0), (mu, sigma) = bigstep.noise_schedule(0.05), s_theta(y) = (1/m) w2 . relu(w1 y + b),
 m = 1000, w1 ~ N(0, 1), w2 ~ N(0, 1), b = 0, all trained; batch B = 50 indices drawn with
 replacement and fresh noise per step; theta <- theta - m lr grad of the batch-mean loss
 (s_theta(y) + (y - mu x)/sigma^2)^2; lr = 0.01; float64.
@@ -101,11 +101,11 @@ def figure2(steps_scale: float = 1.0):
     x = np.random.default_rng(0).standard_normal(20)
     out, t0 = [], time.perf_counter()
     for t in FIG2_T:
-        mu, sigma = bigstep.ou_schedule(t)
+        mu, sigma = bigstep.noise_schedule(t)
         for lr, steps in FIG2_RUNS:
             n_steps = max(1, int(steps * steps_scale))
             res = bigstep.train_sgd(x, float(mu), float(sigma), lr=lr, seed=list(range(FIG2_SEEDS)), steps=n_steps,
-                                    m=M, batch_size=BATCH, record=("excess_risk",), record_every=n_steps,
+                                    width=M, batch_size=BATCH, record=("excess_risk",), record_every=n_steps,
                                     progress=True)
             final = res.to_frame()
             out.append({"t": t, "lr": lr, "steps": n_steps, "diverged": int(res.diverged.sum()),

@@ -20,8 +20,9 @@ from bigstep import _backend
 # control, and the benchmarks' and tests' utilities.
 _CORE_UTILITIES = {"available_isas", "compiler", "openmp_max_threads", "set_isa", "set_num_threads", "simd_level",
                    "exp_nonpos", "sampler_normals"}
-# Numba modules that are shared helpers, not families.
-_NUMBA_HELPERS = {"_fast_exp", "_intrinsics"}
+# Numba modules that are shared helpers, not families: jit intrinsics, and the jit loops
+# of bigstep.theory (tv: pure numerics with no other backend, called directly).
+_NUMBA_HELPERS = {"_fast_exp", "_intrinsics", "tv"}
 
 
 def param_names(fn) -> tuple:

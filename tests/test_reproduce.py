@@ -29,6 +29,8 @@ TINY = {
                  step_scale_high=0.01, sims_high=1, width_high=8, n_mc_high=4, lrs_diff=[1.0, 0.25],
                  steps_diff=10.0, sims_diff=1, width_diff=8, batch_diff=32, n_mc_diff=4),
     "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
+    "rf-phase": dict(n_grid=12, psi_min=0.1, psi_max=10.0, d=8, seeds=1, overlay_psi_n=(0.5, 2.0),
+                     overlay_psi_p=(0.5, 2.0)),
     "local-creativity": dict(seeds=1, samples=4, steps=4, patch=3, T=1.0, delta=0.05, n_train=64, shown=3),
 }
 
@@ -50,7 +52,7 @@ def _needs(figure):
 def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkeypatch):
     _needs(figure)
     _tiny(monkeypatch, figure)
-    report = reproduce(figure, tmp_path / figure, quick=True, seed=3, progress=False)
+    report = reproduce(figure, out=tmp_path / figure, quick=True, seed=3, progress=False)
     files = [p for p in report.files]
     assert any(f.endswith(".csv") for f in files) and any(f.endswith(".png") for f in files)
     for f in files:
@@ -85,8 +87,8 @@ def test_bad_arguments():
 
 def test_same_seed_same_data(tmp_path, monkeypatch):
     _tiny(monkeypatch, "fig1")
-    a = pd.read_csv(reproduce("fig1", tmp_path / "a", seed=5, progress=False).files[0])
-    b = pd.read_csv(reproduce("fig1", tmp_path / "b", seed=5, progress=False).files[0])
+    a = pd.read_csv(reproduce("fig1", out=tmp_path / "a", seed=5, progress=False).files[0])
+    b = pd.read_csv(reproduce("fig1", out=tmp_path / "b", seed=5, progress=False).files[0])
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -100,7 +102,7 @@ def test_fig2_without_torch_runs_the_d1_panel_and_says_d10_was_skipped(tmp_path,
         raise AssertionError("the d = 10 panel ran without torch")
 
     monkeypatch.setattr(fig2, "_panel_high", no_torch)
-    report = reproduce("fig2", tmp_path, quick=True, seed=2, progress=False)
+    report = reproduce("fig2", out=tmp_path, quick=True, seed=2, progress=False)
     frame = pd.read_csv(report.files[0])
     assert set(frame["d"]) == {1} and len(frame) == 2 * 2 * 2  # times x simulations x lrs
     assert any(f"d = {fig2.D_HIGH} panel skipped: torch is not installed" in line for line in report.lines)
@@ -121,7 +123,7 @@ def test_parallel_jobs_keep_the_callers_thread_setting(tmp_path, monkeypatch, re
     inside = map_jobs(lambda job: bigstep.get_num_threads(), list(range(4)), workers=2)
     assert inside == [1, 1, 1, 1] and bigstep.get_num_threads() == mine
     _tiny(monkeypatch, "fig1")
-    reproduce("fig1", tmp_path, seed=1, progress=False)
+    reproduce("fig1", out=tmp_path, seed=1, progress=False)
     assert bigstep.get_num_threads() == mine
 
 
@@ -130,7 +132,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     its own seed: sets that shared one would share X_0 and the Brownian increments."""
     from types import SimpleNamespace
 
-    import bigstep.sgd_torch
+    import bigstep.training
     from bigstep.reproduce import fig4
     from bigstep.scores import EmpiricalScore
 
@@ -142,7 +144,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
     # the seeds a run really passes to the samplers (training replaced by s*: no torch needed)
     monkeypatch.setattr(fig4, "settings_for", lambda quick: dict(dims=(2, 3), steps=1, sims=2, sets=3, width=8,
                                                                  batch=8, samples=40))
-    monkeypatch.setattr(bigstep.sgd_torch, "train_diffusion",
+    monkeypatch.setattr(bigstep.training, "train_diffusion",
                         lambda x, **kw: SimpleNamespace(diverged=np.zeros(1, bool), score=EmpiricalScore(x)))
     used = {}
     for name in ("reference_samples", "sample_learned"):
@@ -151,7 +153,7 @@ def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
             return _fn(*args)
 
         monkeypatch.setattr(fig4, name, record)
-    reproduce("fig4", tmp_path, quick=True, seed=7, progress=False)
+    reproduce("fig4", out=tmp_path, quick=True, seed=7, progress=False)
     for d in (2, 3):
         assert len(used[d]) == 2 * 2 * 3 and len(set(used[d])) == len(used[d])
 

@@ -44,12 +44,13 @@ def test_local_sweep_equals_direct_calls(tmp_path):
 def test_rf_cell_is_a_point_of_the_learning_curve(tmp_path):
     from bigstep import rf
 
-    grid = {"d": [10], "psi_n": [2.0], "psi_p": [0.5, 3.0], "m": [2, float("inf")], "t": [0.5], "lam": [1e-2]}
+    grid = {"d": [10], "psi_n": [2.0], "psi_p": [0.5, 3.0], "n_noise": [2, float("inf")], "t": [0.5],
+            "lam": [1e-2]}
     table = bigstep.sweep("rf_cell", grid, out=tmp_path, max_workers=1, progress=False)
     assert (table["status"] == "ok").all() and len(table) == 4
-    curve = rf.learning_curve(10, 2.0, [0.5, 3.0], [2, float("inf")], 0.5, lam=1e-2, seeds=[0])
+    curve = rf.learning_curve(10, 2.0, [0.5, 3.0], 0.5, n_noise=[2, float("inf")], lam=1e-2, seed=[0])
     for _, row in table.iterrows():
-        ref = curve[(curve["p"] == row["p"]) & (curve["m"] == row["m"])].iloc[0]
+        ref = curve[(curve["p"] == row["p"]) & (curve["n_noise"] == row["n_noise"])].iloc[0]
         assert row["test_loss"] == ref["test_loss"] and row["regime"] == ref["regime"]
 
 

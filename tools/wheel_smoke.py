@@ -70,7 +70,7 @@ samples = bigstep.sample_reverse(bigstep.EmpiricalScore(data), 500, 2, n_steps=1
 check(samples.shape == (500, 2) and np.isfinite(samples).all(), "sampler runs")
 check(bigstep.memorized_fraction(samples, data) > 0.5, "the s* sampler memorizes")
 
-net = bigstep.ReLUNet1D.init(m=50, seed=0, inner="sign")
+net = bigstep.ReLUNet1D.init(width=50, seed=0, inner="sign")
 xs = rng.standard_normal(20)
 r_c, g_c = bigstep.dsm_risk_grad(net, xs, mu, sigma, backend="cpp")
 r_n, g_n = bigstep.dsm_risk_grad(net, xs, mu, sigma, backend="numba")
@@ -78,9 +78,9 @@ check(np.isclose(r_c, r_n, rtol=1e-10) and np.allclose(g_c, g_n, rtol=1e-8, atol
       "exact risk and gradient agree between cpp and numba")
 check(bigstep.excess_risk(net, xs, mu, sigma) > 0, "excess risk over s* is positive")
 
-res = {be: bigstep.train_sgd(xs, mu, sigma, lr=[0.1, 0.01], seed=[0, 1], steps=300, m=30, record=("loss",),
+res = {be: bigstep.train_sgd(xs, mu, sigma, lr=[0.1, 0.01], seed=[0, 1], steps=300, width=30, record=("loss",),
                              backend=be) for be in ("cpp", "numba")}
 check(not res["cpp"].diverged.any(), "trainer runs")
-check(all(np.allclose(a.w2, b.w2, rtol=1e-9, atol=1e-12) for a, b in zip(res["cpp"].networks, res["numba"].networks)),
+check(all(np.allclose(a.W2, b.W2, rtol=1e-9, atol=1e-12) for a, b in zip(res["cpp"].networks, res["numba"].networks)),
       "trainer agrees between cpp and numba")
 print("wheel_smoke: all checks passed")

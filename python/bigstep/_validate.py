@@ -96,22 +96,21 @@ def integer(value, name: str, *, minimum: int = 0) -> int:
     return int(value)
 
 
-def two_layer_weights(W1, b, W2, *, names=("W1", "b", "W2"), extra_inputs: int = 0):
-    """(w1, b, w2, m, d) as finite float64 copies for a net y -> W2 relu(W1 [y; extra] + b):
-    W1 (m, d + extra_inputs), b (m,), W2 (d, m), m, d >= 1."""
-    n1, nb, n2 = names
-    w1 = np.array(as_numpy(W1, n1), dtype=np.float64)
+def two_layer_weights(W1, b1, W2, *, extra_inputs: int = 0):
+    """(W1, b1, W2, width, d) as finite float64 copies for a net y -> W2 relu(W1 [y; extra] + b1):
+    W1 (width, d + extra_inputs), b1 (width,), W2 (d, width), width, d >= 1."""
+    w1 = np.array(as_numpy(W1, "W1"), dtype=np.float64)
     if w1.ndim != 2 or w1.shape[0] == 0 or w1.shape[1] < 1 + extra_inputs:
         cols = "d" if not extra_inputs else f"d + {extra_inputs}"
-        raise ValueError(f"{n1} must have shape (m, {cols}) with m >= 1, d >= 1, got shape {w1.shape}")
+        raise ValueError(f"W1 must have shape (width, {cols}) with width >= 1, d >= 1, got shape {w1.shape}")
     m, d = w1.shape[0], w1.shape[1] - extra_inputs
-    bb = np.array(as_numpy(b, nb), dtype=np.float64)
+    bb = np.array(as_numpy(b1, "b1"), dtype=np.float64)
     if bb.shape != (m,):
-        raise ValueError(f"{nb} must have shape ({m},) to match {n1} of shape {w1.shape}, got shape {bb.shape}")
-    w2 = np.array(as_numpy(W2, n2), dtype=np.float64)
+        raise ValueError(f"b1 must have shape ({m},) to match W1 of shape {w1.shape}, got shape {bb.shape}")
+    w2 = np.array(as_numpy(W2, "W2"), dtype=np.float64)
     if w2.shape != (d, m):
-        raise ValueError(f"{n2} must have shape ({d}, {m}) to match {n1} of shape {w1.shape}, got shape {w2.shape}")
-    for name, a in ((n1, w1), (nb, bb), (n2, w2)):
+        raise ValueError(f"W2 must have shape ({d}, {m}) to match W1 of shape {w1.shape}, got shape {w2.shape}")
+    for name, a in (("W1", w1), ("b1", bb), ("W2", w2)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} must be finite, got NaN or infinity")
     return w1, bb, w2, m, d
@@ -165,3 +164,22 @@ def uint64(value, name: str, minimum: int = 0) -> int:
 def integers(value, name: str, minimum: int = 0) -> list[int]:
     """An integer or a non-empty 1-D sequence of integers in [minimum, 2**64), as ints."""
     return [uint64(v, name, minimum) for v in sequence(value, name)]
+
+
+WRT = ("outer_bias", "all")
+
+
+def check_wrt(wrt) -> None:
+    """The parameter set of a 1-D network: "outer_bias" (w2, b) or "all" (w1, w2, b)."""
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be 'outer_bias' or 'all', got {wrt!r}")
+
+
+SCHEDULES = {"ou": 1.0, "notebook": 2.0}  # mu(t) = exp(-rate t)
+
+
+def schedule_rate(value, name: str = "schedule") -> float:
+    """The rate of a noise schedule's mu(t) = exp(-rate t): "ou" 1, "notebook" 2."""
+    if not isinstance(value, str) or value not in SCHEDULES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, SCHEDULES))}, got {value!r}")
+    return SCHEDULES[value]

@@ -37,8 +37,8 @@ import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, prepare, result_dtype, wrap_like
-from ._validate import float32_levels, noise_level
-from .scores import noise_schedule
+from ._validate import float32_levels, noise_level, schedule_rate
+from .scores import Score
 
 __all__ = ["posterior_mean", "score", "LocalScore", "PADDINGS"]
 
@@ -179,7 +179,7 @@ def score(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros", backend
     return wrap_like(_compute(y, x, mu, sigma, _SCORE, patch, equivariant, padding, backend)[0], y)
 
 
-class LocalScore:
+class LocalScore(Score):
     """The local (or equivariant local) empirical score of training images, for
     :func:`bigstep.sample_reverse`:
 
@@ -215,7 +215,7 @@ class LocalScore:
 
     def __init__(self, x_train, patch=None, equivariant=False, *, patch_schedule=None, padding="zeros",
                  schedule: str = "ou"):
-        noise_schedule(1.0, schedule)  # validates the schedule's name
+        schedule_rate(schedule)  # validates the schedule's name
         xa = _images(x_train, "x_train")
         if xa.shape[0] == 0:
             raise ValueError("x_train must contain at least one training image, got an empty array")
@@ -244,10 +244,6 @@ class LocalScore:
             return self.patch
         return check_patch(self.patch_schedule(float(t)), self.image_shape, self.padding,
                            name=f"patch_schedule({float(t)!r})")
-
-    def noise_level(self, t):
-        """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
-        return noise_schedule(t, self.schedule)
 
     def __call__(self, x, t):
         return self.evaluate(x, t)

@@ -1,4 +1,4 @@
-"""Sample-quality and memorization metrics (DESIGN.md section 2, "Metrics").
+"""Sample-quality and memorization metrics (docs/design.md section 2, "Metrics").
 
 - :func:`mmd2`: squared maximum mean discrepancy with the Gaussian kernel
   k(u, v) = exp(-||u - v||^2 / (2 h^2)) (h = 1 in the paper), biased (V-statistic) or
@@ -61,7 +61,7 @@ def _impl(backend: str, *arrays):
 # --------------------------------------------------------------------------- MMD
 
 
-def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float:
+def mmd2(a, b, *, bandwidth=1.0, unbiased=False, backend: str = "auto") -> float:
     """Squared MMD between samples a and b with the Gaussian kernel
     k(u, v) = exp(-||u - v||^2 / (2 h^2)), h = ``bandwidth``.
 
@@ -127,7 +127,7 @@ def _neighbors(samples, train, k, backend):
     return impl.nearest_neighbors(prepare(sa, dtype), prepare(ta, dtype), int(k))
 
 
-def nearest_neighbors(samples, train, k=2, *, backend: str = "auto"):
+def nearest_neighbors(samples, train, *, k=2, backend: str = "auto"):
     """The k nearest training points of each sample, by Euclidean distance.
 
     distances[i, e] = ||samples_i - train_{indices[i, e]}||, ascending in e; equal
@@ -192,7 +192,7 @@ def memorization_ratio(samples, train, *, backend: str = "auto"):
     return wrap_like(ratio.astype(dist.dtype), samples)
 
 
-def memorized_fraction(samples, train, threshold=1 / 3, *, backend: str = "auto") -> float:
+def memorized_fraction(samples, train, *, threshold=1 / 3, backend: str = "auto") -> float:
     """Share of samples whose memorization ratio d1 / d2 is below ``threshold``.
 
     A sample counts as memorized when d1 / d2 < threshold (strictly), with d1, d2 the

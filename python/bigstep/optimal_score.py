@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _autograd, _backend
-from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
+from ._arrays import as_numpy, prepare, result_dtype, wrap_like
 from ._validate import float32_levels, noise_level, queries, training_data
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
-    "ou_schedule",
 ]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
@@ -170,25 +169,3 @@ def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto"):
     """
     outs = _compute(y, x, mu, sigma, _DERIV, backend, one_d_only=True)
     return wrap_like(outs[0], y), wrap_like(outs[3], y), wrap_like(outs[4], y)
-
-
-def ou_schedule(t):
-    """Noise level of the Ornstein-Uhlenbeck forward process at time t > 0:
-    (mu(t), sigma(t)) = (exp(-t), sqrt(1 - exp(-2 t))), same shape as t.
-
-    Example
-    -------
-    >>> import bigstep
-    >>> mu, sigma = bigstep.ou_schedule(0.2)
-    >>> round(float(mu), 4), round(float(sigma), 4)
-    (0.8187, 0.5742)
-    """
-    ta = as_numpy(t, "t")
-    tf = ta.astype(result_dtype(ta), copy=False)
-    if not np.isfinite(tf).all() or (tf <= 0).any():
-        raise ValueError(f"t must be positive and finite, got {tf.min() if tf.size else tf!r}")
-    mu = np.exp(-tf)
-    sigma = np.sqrt(-np.expm1(-2 * tf))
-    if tf.ndim == 0 and not is_torch(t):
-        return tf.dtype.type(mu), tf.dtype.type(sigma)
-    return wrap_like(mu, t), wrap_like(sigma, t)

@@ -16,7 +16,7 @@ Carlo noise of excess_risk_mc, 8 training sets of the reproductions and sweep ta
 9 reference samples of the reproductions and sweep tasks (fitted Gaussian, fresh data);
 bigstep.rf: 10 random-feature weights W, 11 DSM noise of the fit, 12 training data of
 rf.learning_curve, 13 Monte Carlo evaluation noise; 14 fixed Monte Carlo noise (and times)
-of sgd_torch.sharpness_mc and diffusion_sharpness_mc.
+of training.sharpness_mc and diffusion_sharpness_mc.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
     return out.reshape(shape)
 
 
-def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def gaussian_noise(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Standard normals from the Philox stream (seed, stream), starting at counter offset.
 
     Element i (row-major) is the normal at counter offset + i, identical on every
@@ -79,7 +79,7 @@ def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend
     return _draw("gaussian_noise", seed, shape, stream, offset, dtype, backend)
 
 
-def uniform(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Uniforms in [0, 1) from the Philox stream (seed, stream), 53 random bits each.
 
     Example

@@ -10,7 +10,7 @@ with the diffusion-time grid T = tau_0 > tau_1 > ... > tau_N = delta, h_k = tau_
 delta + h).  ``method="ode"`` integrates the probability-flow ODE dX = (X + s) dt with the
 same grid and no noise.
 
-Randomness (DESIGN.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
+Randomness (docs/design.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
 stream=0)[p, j] and Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim),
 stream=1)[k, p, j], so every run can be replayed outside the kernels and the result is
 bit-identical across runs and thread counts.  :func:`sample_forward` uses stream 5.
@@ -29,7 +29,8 @@ from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
 from .local import LocalScore
 from .random import gaussian_noise
-from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .nets import TimeReLUScore
+from .scores import EmpiricalScore, GaussianScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 
@@ -93,8 +94,8 @@ def _fused(score, backend: str):
     return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
-def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
-                   method="em", return_path=False, progress=False, backend="auto"):
+def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_steps=100, x0=None, seed=0,
+                   return_path=False, method="em", progress=False, backend="auto"):
     """Samples of the reverse diffusion driven by ``score`` (paper Section 3).
 
     X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k  ("em"), or
@@ -166,7 +167,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
         kernel, extra = fused
-        mu, sigma = noise_schedule(tau[:-1], score.schedule)
+        mu, sigma = noise_schedule(tau[:-1], kind=score.schedule)
         first = _first_chunk(score, n_samples, dim, n_steps)
         _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar, first)
     return wrap_like(path if return_path else x, x0)
@@ -213,7 +214,7 @@ def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
         bar.update(k + 1)
 
 
-def sample_forward(x0, t, seed=0, *, schedule="ou"):
+def sample_forward(x0, t, *, schedule="ou", seed=0):
     """Forward noising X_t = mu(t) x0 + sigma(t) xi, xi ~ N(0, I) from Philox stream 5.
 
     Parameters
@@ -239,7 +240,7 @@ def sample_forward(x0, t, seed=0, *, schedule="ou"):
     ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
     if ta.ndim != 0 and ta.shape != (xa.shape[0],):
         raise ValueError(f"t must be a scalar or have shape ({xa.shape[0]},), got shape {ta.shape}")
-    mu, sigma = noise_schedule(ta, schedule)
+    mu, sigma = noise_schedule(ta, kind=schedule)
     if ta.ndim == 1 and xa.ndim == 2:
         mu, sigma = mu[:, None], sigma[:, None]
     xi = gaussian_noise(integer(seed, "seed", minimum=0), xa.shape, stream=_STREAM_FORWARD)

@@ -1,7 +1,7 @@
 """Empirical optimal score family: Numba mirror of the C++ kernels.
 
 Mirrors csrc/include/bigstep/optimal_score.hpp (per-element math),
-csrc/cpu/optimal_score_1d_kernels.cpp and csrc/cpu/optimal_score_nd_kernels.cpp
+csrc/cpu/optimal_score_1d_kernels.cpp and csrc/cpu/optimal_score_nd_*.cpp
 (launchers), with the same outputs, dtypes and NaN handling.  Weights
 
     w_i(y) = softmax_i( -||y - mu x_i||^2 / (2 sigma^2) ),

@@ -32,7 +32,7 @@ def settings_for() -> dict:
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     start = time.perf_counter()
     cfg = settings_for()
@@ -43,7 +43,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
 
     def one(job):
         (mu, sigma), x, n_steps = pairs[job["k"]], data[job["k"]], steps[job["lr"]]
-        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=n_steps, batch_size=BATCH, m=cfg["width"],
+        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=n_steps, batch_size=BATCH, width=cfg["width"],
                         inner="gaussian", seed=seed + job["sim"], record=("excess_risk",),
                         record_every=max(1, n_steps // cfg["readings"]), progress=False)
         diverged = bool(res.diverged[0])

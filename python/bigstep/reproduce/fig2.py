@@ -65,7 +65,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
 
 
 def _panel_1d(cfg, seed, progress):
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     jobs = []
     for k, t in enumerate(TIMES_1D):
@@ -77,7 +77,7 @@ def _panel_1d(cfg, seed, progress):
 
     def one(job):
         res = train_sgd(job["x"], job["mu"], job["sigma"], lr=job["lr"], steps=job["steps"], batch_size=BATCH,
-                        m=cfg["width"], inner="gaussian", seed=seed + job["sim"], record=("excess_risk",),
+                        width=cfg["width"], inner="gaussian", seed=seed + job["sim"], record=("excess_risk",),
                         record_every=max(1, job["steps"] // 50), progress=False)
         diverged = bool(res.diverged[0])
         gap = float("nan") if diverged else late_excess_risk(res.history, job["steps"])
@@ -93,7 +93,7 @@ def _panel_high(cfg, seed, device, progress):
     (simulation s has its own data set and seed); excess risk by Monte Carlo with its SE."""
     import numpy as np
 
-    from ..sgd_torch import excess_risk_mc, train_dsm
+    from ..training import excess_risk_mc, train_dsm
 
     rows = []
     lrs, sims = list(cfg["lrs_high"]), cfg["sims_high"]

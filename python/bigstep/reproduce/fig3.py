@@ -36,7 +36,7 @@ def settings_for(quick: bool) -> dict:
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
-    from ..sgd_torch import train_diffusion
+    from ..training import train_diffusion
 
     start = time.perf_counter()
     cfg = settings_for(quick)

@@ -92,7 +92,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
 
 
 def _panel_1d(cfg, seed, mu, sigma, progress):
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     jobs = [dict(sim=sim, lr=lr, steps=int(5000 * 0.5 / lr * cfg["step_scale"]))
             for sim in range(cfg["sims"]) for lr in cfg["lrs"]]
@@ -101,7 +101,7 @@ def _panel_1d(cfg, seed, mu, sigma, progress):
     def one(job):
         x = data_sets[job["sim"]]
         steps = job["steps"]
-        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, m=cfg["width"], inner="gaussian",
+        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, width=cfg["width"], inner="gaussian",
                         seed=seed + job["sim"], record_every=max(1, steps // cfg["readings"]),
                         record=("loss", "sharpness"), progress=False)
         h = res.history
@@ -117,7 +117,7 @@ def _panel_1d(cfg, seed, mu, sigma, progress):
 def _panel_high(cfg, seed, mu, sigma, device, progress):
     """d = 10: every (lr, simulation) network trains in one batched torch call (simulation s
     has fig2's data set and seed seed + s); sharpness of the coordinate-mean loss."""
-    from ..sgd_torch import sharpness_mc, train_dsm
+    from ..training import sharpness_mc, train_dsm
 
     lrs, sims, width = list(cfg["lrs_high"]), cfg["sims_high"], cfg["width_high"]
     steps = [int(5000 * 0.5 / lr * cfg["step_scale_high"]) for lr in lrs]
@@ -139,7 +139,7 @@ def _panel_high(cfg, seed, mu, sigma, device, progress):
 
 def _panel_diffusion(cfg, seed, device, progress):
     """The Figure 3 diffusion net: all (lr, seed) networks in one batched call on fig3's data."""
-    from ..sgd_torch import diffusion_sharpness_mc, train_diffusion
+    from ..training import diffusion_sharpness_mc, train_diffusion
 
     lrs, sims, width = list(cfg["lrs_diff"]), cfg["sims_diff"], cfg["width_diff"]
     steps = [int(cfg["steps_diff"] / lr) for lr in lrs]
