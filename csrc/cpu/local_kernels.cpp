@@ -134,7 +134,7 @@ struct Blocks {
   const A* block(index_t b) const { return &data[b * stride]; }
   // 1 in the lanes of block b that hold an image, 0 in the others.
   Vec<A> valid(index_t b) const {
-    Vec<A> v;
+    Vec<A> v{};
     for (int k = 0; k < L; ++k) v[k] = b * L + k < n ? A(1) : A(0);
     return v;
   }
