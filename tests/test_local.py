@@ -347,7 +347,7 @@ def test_bindings_check_their_arguments():
 
 def test_local_score_object_evaluates_the_local_score():
     y, x = _images(1, 3, 6, 4, 5, 1)
-    s = bigstep.LocalScore(x[..., 0], 3)
+    s = bigstep.LocalScore(x[..., 0], patch=3)
     mu, sigma = bigstep.noise_schedule(0.4)
     flat = y[..., 0].reshape(3, -1)
     expect = local.score(y[..., 0], x[..., 0], mu, sigma, patch=3).reshape(3, -1)
@@ -389,7 +389,7 @@ def test_sample_reverse_runs_the_local_machines_and_replays(backend, equivariant
     documented Philox streams (X_0: stream 0; step k: stream 1 at offset k N d) and
     bigstep.local.score: the same bits on the same backend."""
     y, x = _images(3, 1, 12, 4, 4, 1)
-    score = bigstep.LocalScore(x[..., 0], 3, equivariant)
+    score = bigstep.LocalScore(x[..., 0], patch=3, equivariant=equivariant)
     N, d, steps, seed = 5, 16, 6, 11
     out = bigstep.sample_reverse(score, N, d, n_steps=steps, delta=0.05, seed=seed, backend=backend)
     h = (1.0 - 0.05) / steps  # uniform grid: tau_k = T - k h, the score read at tau_0 .. tau_{N-1}
@@ -412,7 +412,7 @@ def test_sampling_backends_agree():
     from conftest import all_backend_ids, use_backend
 
     x = np.random.default_rng(4).standard_normal((20, 5, 5))
-    score = bigstep.LocalScore(x, 3, True)
+    score = bigstep.LocalScore(x, patch=3, equivariant=True)
     outs = []
     for config in all_backend_ids():
         if config == "cuda":

@@ -38,6 +38,14 @@ check("cpp" in info["backends"] and "numba" in info["backends"], f"backends {inf
 simd, runnable = info["cpp"]["simd"], info["cpp"]["simd_available"]
 check(simd in DISPATCH and simd in runnable and "baseline" in runnable,
       f"instruction set {simd} from the dispatch list (runnable here: {runnable})")
+try:  # the dispatch sees what the CPU has (a toolchain whose cpu-model runtime reads nothing gives baseline only)
+    flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+except (OSError, StopIteration):
+    flags = None
+if flags is not None:
+    expect = {"baseline"} | ({"avx2"} if {"avx2", "fma"} <= flags else set()) | \
+        ({"avx512"} if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= flags else set())
+    check(set(runnable) == expect, f"runnable instruction sets {sorted(runnable)} match /proc/cpuinfo ({sorted(expect)})")
 out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "bigstep"), "info"], capture_output=True,
                      text=True, check=True).stdout
 check(f"SIMD {simd}" in out and "backends available: cpp" in out, "`bigstep info` says the same")

@@ -18,6 +18,7 @@ from . import local
 from .local import LocalScore
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, posterior_mean
+from .fgt import fgt_plan
 from .random import gaussian_noise, uniform
 from .nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from .relu_risk import (
@@ -64,6 +65,7 @@ __all__ = [
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
+    "fgt_plan",
     "gaussian_noise",
     "uniform",
     "ReLUNet1D",

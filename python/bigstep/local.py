@@ -206,14 +206,14 @@ class LocalScore(Score):
     -------
     >>> import numpy as np, bigstep
     >>> x = np.random.default_rng(0).standard_normal((10, 4, 4))
-    >>> s = bigstep.LocalScore(x, 3)
+    >>> s = bigstep.LocalScore(x, patch=3)
     >>> s.dim, s(np.zeros((2, 16)), 0.5).shape
     (16, (2, 16))
     >>> bigstep.sample_reverse(s, 3, s.dim, n_steps=5, seed=0).shape
     (3, 16)
     """
 
-    def __init__(self, x_train, patch=None, equivariant=False, *, patch_schedule=None, padding="zeros",
+    def __init__(self, x_train, *, patch=None, equivariant=False, patch_schedule=None, padding="zeros",
                  schedule: str = "ou"):
         schedule_rate(schedule)  # validates the schedule's name
         xa = _images(x_train, "x_train")

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _streams as streams
 from ._arrays import as_numpy, wrap_like
+from ._torch import device_route
 from ._validate import check_wrt, integer, two_layer_weights
 from .random import gaussian_noise, uniform
 from .scores import Score
@@ -258,6 +259,11 @@ class TimeReLUScore(Score):
 
     def __init__(self, W1, b1, W2, *, b2=None, schedule: str = "ou"):
         self._check_schedule(schedule)
+        dev = None
+        if device_route("auto", {"W1": W1, "b1": b1, "W2": W2, "b2": b2}):  # checked on the host, kept on the device
+            from ._torch._api import to_host
+
+            dev, (W1, b1, W2, b2) = to_host(W1=W1, b1=b1, W2=W2, b2=b2)
         w1, bb1, w2, m, d = two_layer_weights(W1, b1, W2, extra_inputs=1)
         bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
         if bb2.shape != (d,):
@@ -268,9 +274,20 @@ class TimeReLUScore(Score):
         self.width = m
         self.dim = d
         self.schedule = schedule
+        if dev is not None:
+            from ._torch._api import to_device
+
+            self._device, self._like = to_device(dev, w1=w1, b1=bb1, w2t=np.ascontiguousarray(w2.T), b2=bb2)
+
+    def _arrays(self) -> dict:
+        return {"W1": self.W1 if self._device is None else self._device["w1"]}
 
     def r(self, x, t):
         """The network output r_theta(t, x), shape (N, d)."""
+        if device_route("auto", {"x": x, "t": t, **self._arrays()}):  # device arrays: torch on their device
+            from ._torch._api import call_score
+
+            return call_score(self, x, t, raw=True)
         xa, ta = self._inputs(x, t)
         return wrap_like(self._r(xa, ta), x)
 

@@ -59,6 +59,8 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
         raise ValueError(f"offset + size must be <= 2**64, got {offset} + {count}")
     impl = _backend.kernels("random", _backend.resolve(backend, family="random"))
     out = getattr(impl, kind)(seed, stream, offset, count, dt)
+    if not isinstance(out, np.ndarray):  # a device backend's tensor: these functions return numpy arrays
+        out = out.cpu().numpy()
     return out.reshape(shape)
 
 

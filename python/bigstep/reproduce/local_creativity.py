@@ -7,9 +7,9 @@ drive the same reverse diffusion (bigstep.sample_reverse, Euler-Maruyama on a ge
 time grid from T = 2 down to delta = 1e-3, the same Philox seeds for every machine):
 
 - global: the empirical optimal score s* of the flattened images (EmpiricalScore);
-- local: LocalScore(x, P) -- every pixel's posterior mean from the P x P patches of the
+- local: LocalScore(x, patch=P) -- every pixel's posterior mean from the P x P patches of the
   training images at the same place;
-- equivariant local: LocalScore(x, P, equivariant=True) -- every position of every
+- equivariant local: LocalScore(x, patch=P, equivariant=True) -- every position of every
   training image competes.
 
 For every sample: the distance to its nearest training image d1 and the nearest-neighbour
@@ -63,8 +63,8 @@ def machines(x: np.ndarray, patch: int) -> dict:
     import bigstep
 
     return {"global": bigstep.EmpiricalScore(x.reshape(len(x), -1)),
-            "local": bigstep.LocalScore(x, patch),
-            "equivariant local": bigstep.LocalScore(x, patch, True)}
+            "local": bigstep.LocalScore(x, patch=patch),
+            "equivariant local": bigstep.LocalScore(x, patch=patch, equivariant=True)}
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:

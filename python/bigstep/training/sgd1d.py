@@ -40,6 +40,7 @@ import numpy as np
 from .. import _backend
 from .._arrays import as_numpy
 from .._progress import Progress, run_in_chunks
+from .._torch import device_route
 from .._validate import integer, integers, positives, real_scalar, training_data
 from ..nets import ReLUNet1D
 from ._args import LOSS_LIMIT, PARAM_LIMIT
@@ -52,9 +53,19 @@ _INNER = ("gaussian", "sign")
 
 
 def _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
-             backend):
-    """Validated arguments shared by train_sgd and train_gd."""
-    xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
+             backend, family):
+    """Validated arguments shared by train_sgd (``family`` "sgd") and train_gd ("relu_risk").
+
+    Device arrays (or backend "torch"/"cuda"): x is checked on its device and kept there
+    for the kernels (``x_device``); the records are computed on the host (``backend``)."""
+    name = x_device = None
+    if device_route(backend, {"x": x}):
+        from .._torch._api import training_data_1d
+
+        name, x_device = training_data_1d(x, backend, family)
+        xa = x_device.cpu().numpy()  # O(n): the exact records run on the CPU
+    else:
+        xa = np.ascontiguousarray(training_data(x, ndim=1), dtype=np.float64)
     mu_v = real_scalar(mu, "mu")
     sigma_v = real_scalar(sigma, "sigma")
     lrs = positives(lr, "lr")
@@ -72,12 +83,14 @@ def _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, see
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
     names = record_names(record)
-    name = _backend.resolve(backend, family="sgd")
+    if name is None:
+        name = _backend.resolve(backend, family=family)
     if width is not None:
         width = integer(width, "width", minimum=1)
     starts = _starts(init, width, seeds, len(lrs), inner, bias, inner_sets_default)
     return dict(x=xa, mu=mu_v, sigma=sigma_v, lrs=lrs, steps=steps, train_inner=bool(train_inner), clip=clip_v,
-                seeds=seeds, record_every=record_every, record=names, backend=name, starts=starts)
+                seeds=seeds, record_every=record_every, record=names, starts=starts, kernel_backend=name,
+                x_device=x_device, backend=name if x_device is None else "auto")
 
 
 def _starts(init, width, seeds, n_lr, inner, bias, inner_sets_default) -> list[ReLUNet1D]:
@@ -235,12 +248,16 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, width=None, inner="gaus
     """
     pandas_module()
     o = _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
-                 backend)
+                 backend, "sgd")
     B = integer(batch_size, "batch_size", minimum=1)
     run = _Run("sgd", o)
     w1, b, w2 = (np.ascontiguousarray(np.stack([getattr(n, a) for n in run.nets]), dtype=np.float64)
                  for a in ("W1", "b1", "W2"))
-    kernel = _kernel(o["backend"])
+    kernel = _kernel(o["kernel_backend"])
+    if o["x_device"] is not None:  # the state lives on the device between records
+        from .._torch._api import DeviceTrainer
+
+        kernel = DeviceTrainer(kernel, o["x_device"], run.lr_of, run.seed_of, w1, w2, b)
     current = lambda r: ReLUNet1D(w1[r], b[r], w2[r])  # noqa: E731
     run.record_at(0, current)
 
@@ -281,7 +298,7 @@ def train_gd(x, mu, sigma, *, lr, steps, width=None, inner="gaussian", train_inn
     """
     pandas_module()
     o = _options(x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, seed, record_every, record, init,
-                 backend)
+                 backend, "relu_risk")
     run = _Run("gd", o)
     width = run.nets[0].width
     wrt = "all" if o["train_inner"] else "outer_bias"
