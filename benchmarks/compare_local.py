@@ -35,7 +35,7 @@ before the call.  Rounds are interleaved (every method once per round); the best
 counts.  The machine may be shared: each row records the share of CPU time other
 processes took during it.
 
-Usage:  flock /work/bench.lock python benchmarks/compare_local.py [--quick] [--rounds 2] [--out PATH]
+Usage:  python benchmarks/compare_local.py [--quick] [--rounds 2] [--isa avx2] [--machine NAME] [--out PATH]
 """
 
 from __future__ import annotations
@@ -444,18 +444,30 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--isa", default=None,
+                        help="run bigstep's kernels under this instruction set (one of bigstep._core.available_isas(); "
+                             "a build without BIGSTEP_NATIVE has baseline, avx2 and avx512); default: the best runnable")
+    parser.add_argument("--machine", default=None, help="a name for the machine, stored in the results")
     args = parser.parse_args(argv)
     if _common.package_version("torch") is None:
         print("torch is not installed: nothing to compare with")
         return 1
+    from bigstep import _core
+
+    if args.isa is not None and not _core.set_isa(args.isa):
+        print(f"ISA {args.isa!r} is not available here (available: {_core.available_isas()})")
+        return 1
+    isa = _core.simd_level()
     start = time.perf_counter()
     rows = run_all(make_cases(args.quick), make_methods(), args.rounds)
     summary = annotate(rows)
     print(table(rows))
     print()
     print(summary_table(summary))
-    out = Path(args.out) if args.out else RESULTS / f"local_cpu{'_quick' if args.quick else ''}.json"
-    _common.write_json(out, {"machine": _common.machine_info(), "threads": THREADS, "mu": MU, "sigma": SIGMA,
+    suffix = ("_quick" if args.quick else "") + (f"_{args.isa}" if args.isa else "")
+    out = Path(args.out) if args.out else RESULTS / f"local_cpu{suffix}.json"
+    _common.write_json(out, {"machine": _common.machine_info(), "machine_name": args.machine, "isa": isa,
+                             "threads": THREADS, "mu": MU, "sigma": SIGMA,
                              "tolerance": TOL, "rounds": args.rounds, "rows": rows, "summary": summary,
                              "note": "the machine is shared with other agents: see other_load per row",
                              "seconds": time.perf_counter() - start})
