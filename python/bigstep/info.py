@@ -10,12 +10,17 @@ __version__ = "0.1.0"
 
 
 def info() -> dict:
-    """Version, backends available (with reasons for the others), compiler, the
-    instruction set the CPU kernels chose at run time, OpenMP threads, the torch backend's
-    families and devices, CUDA devices.
+    """What is built and what runs here: ``bigstep info`` on the command line prints it.
 
-    Example
+    Returns
     -------
+    dict
+        The version, the backends available (with the reasons for the others), the
+        compiler, the instruction set the CPU kernels chose at run time, OpenMP threads,
+        numba's version, the torch backend's families and devices, and the CUDA devices.
+
+    Examples
+    --------
     >>> import bigstep
     >>> "cpp" in bigstep.info()["backends"] or "numba" in bigstep.info()["backends"]
     True

@@ -44,6 +44,7 @@ __all__ = ["posterior_mean", "score", "LocalScore", "PADDINGS"]
 
 _SCORE, _MEAN = 1, 4
 PADDINGS = {"zeros": 0, "reflect": 1}
+"""The padding rules, by name, and the codes the kernels take for them."""
 
 
 # --------------------------------------------------------------------------- checks
@@ -125,34 +126,54 @@ def _compute(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
 def posterior_mean(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros", backend="auto"):
     """Local (or equivariant local) posterior mean E_u[y] at every pixel u.
 
-    local:        E_u = sum_i w_i(u) x_i(u),
-                  w_i(u) = softmax_i(-|y[Omega_u] - mu x_i[Omega_u]|^2 / (2 sigma^2));
-    equivariant:  E_u = sum_{i,v} w_{i,v}(u) x_i(v),
-                  w_{i,v}(u) = softmax_{i,v}(-|y[Omega_u] - mu x_i[Omega_v]|^2 / (2 sigma^2)),
+    ::
 
-    Omega_u the patch x patch window centred at u.  Each pixel's softmax is shifted by its
-    own maximum (exact online log-sum-exp), so float32 stays finite at small sigma.
+        local:        E_u = sum_i w_i(u) x_i(u),
+                      w_i(u) = softmax_i(-|y[Omega_u] - mu x_i[Omega_u]|^2 / (2 sigma^2))
+        equivariant:  E_u = sum_{i,v} w_{i,v}(u) x_i(v),
+                      w_{i,v}(u) = softmax_{i,v}(-|y[Omega_u] - mu x_i[Omega_v]|^2 / (2 sigma^2))
+
+    with Omega_u the patch x patch window centred at u.  Each pixel's softmax is shifted by
+    its own maximum (an exact online log-sum-exp), so float32 stays finite at small sigma.
 
     Parameters
     ----------
-    y : queries, shape (q, H, W) or (q, H, W, C), finite.
-    x : training images, shape (n, H, W) or (n, H, W, C) like y, finite, n >= 1.
-    mu, sigma : positive scalars or arrays of shape (q,) (one noise level per query).
-    patch : odd positive int, the window size P.  With zero padding a P >= 2 max(H, W) - 1
-        covers the whole image from every pixel: the result is then the global
+    y : array
+        Queries, shape (q, H, W) or (q, H, W, C), finite.
+    x : array
+        Training images, shape (n, H, W) or (n, H, W, C) like y, finite, n >= 1.
+    mu, sigma : float or array
+        Positive scalars or arrays of shape (q,) (one noise level per query).
+    patch : int
+        The odd window size P.  With zero padding a P >= 2 max(H, W) - 1 covers the whole
+        image from every pixel: the result is then the global
         :func:`bigstep.posterior_mean` of the flattened images.
-    equivariant : let every position of every training image compete (True) or only the
-        same position (False).
-    padding : "zeros" (pixels outside the image are 0, in y and in x) or "reflect"
-        (mirrored about the edge pixel, numpy's "reflect"; needs patch <= min(H, W)).
-    backend : "auto" (cpp, then numba), "cpp" or "numba".
+    equivariant : bool
+        Let every position of every training image compete (True) or only the same
+        position (False).
+    padding : str
+        "zeros" (pixels outside the image are 0, in y and in x) or "reflect" (mirrored
+        about the edge pixel, numpy's "reflect"; needs patch <= min(H, W)).
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Returns an array of y's shape: float32 for float32 inputs, float64 otherwise (a torch
-    tensor if y is one).  Cost O(q n H W (C + 2P)) local, O(q n (H W)^2 (C + 2P))
-    equivariant; memory O(inputs + outputs).
-
-    Example
+    Returns
     -------
+    array
+        E of y's shape: float32 for float32 inputs, float64 otherwise (a torch tensor if y
+        is one).  Cost O(q n H W (C + 2P)) local, O(q n (H W)^2 (C + 2P)) equivariant;
+        memory O(inputs + outputs).
+
+    Raises
+    ------
+    ValueError
+        An even or non-positive patch, a patch larger than the image with reflect padding,
+        mismatched image shapes, non-finite pixels or noise levels, an unknown padding.
+    TypeError
+        A patch or equivariant of the wrong type.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> x = np.stack([np.zeros((4, 4)), np.ones((4, 4))])       # two training images
     >>> y = np.full((1, 4, 4), 0.9)                              # close to the second
@@ -166,10 +187,18 @@ def posterior_mean(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros"
 def score(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros", backend="auto"):
     """Local (or equivariant local) score (mu E_u[y] - y_u) / sigma^2 at every pixel.
 
-    Same arguments and result shape as :func:`posterior_mean`.
+    Parameters
+    ----------
+    y, x, mu, sigma, patch, equivariant, padding, backend
+        As in :func:`posterior_mean`.
 
-    Example
+    Returns
     -------
+    array
+        The score, of y's shape and the dtype rule of :func:`posterior_mean`.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> x = np.stack([np.zeros((3, 3)), np.ones((3, 3))])
     >>> s = bigstep.local.score(np.zeros((1, 3, 3)), x, 1.0, 0.1, patch=3)
@@ -181,7 +210,7 @@ def score(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros", backend
 
 class LocalScore(Score):
     """The local (or equivariant local) empirical score of training images, for
-    :func:`bigstep.sample_reverse`:
+    :func:`bigstep.sample_reverse`::
 
         s(x, t) = (mu(t) E[x] - x) / sigma(t)^2,
 
@@ -194,16 +223,31 @@ class LocalScore(Score):
 
     Parameters
     ----------
-    x_train : training images (n, H, W) or (n, H, W, C), finite.
-    patch : odd patch size, used at every time unless ``patch_schedule`` is given.
-    equivariant : the equivariant local machine (every position competes).
-    patch_schedule : callable t -> odd patch size (t the diffusion time, a float): a patch
-        size that depends on the noise level, e.g. ``lambda t: 7 if t > 0.5 else 3``.
-    padding : "zeros" or "reflect".
-    schedule : "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+    x_train : array
+        Training images (n, H, W) or (n, H, W, C), finite.
+    patch : int or None
+        The odd patch size, used at every time unless ``patch_schedule`` is given.
+    equivariant : bool
+        The equivariant local machine (every position competes).
+    patch_schedule : callable or None
+        t -> odd patch size (t the diffusion time, a float): a patch size that depends on
+        the noise level, e.g. ``lambda t: 7 if t > 0.5 else 3``.
+    padding : str
+        "zeros" or "reflect".
+    schedule : str
+        "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
 
-    Example
-    -------
+    Attributes
+    ----------
+    x_train : numpy.ndarray
+        A float64 copy of the training images.
+    image_shape : tuple
+        (H, W) or (H, W, C).
+    dim : int
+        H W C, the particles' dimension.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> x = np.random.default_rng(0).standard_normal((10, 4, 4))
     >>> s = bigstep.LocalScore(x, patch=3)
@@ -239,7 +283,7 @@ class LocalScore(Score):
         self.schedule = schedule
 
     def patch_at(self, t: float) -> int:
-        """The patch size at diffusion time t."""
+        """The patch size at diffusion time ``t`` (a float), checked."""
         if self.patch_schedule is None:
             return self.patch
         return check_patch(self.patch_schedule(float(t)), self.image_shape, self.padding,
@@ -249,8 +293,22 @@ class LocalScore(Score):
         return self.evaluate(x, t)
 
     def evaluate(self, x, t, *, backend: str = "auto"):
-        """s(x, t) for x of shape (N, dim) or (N,) + image shape (returned in x's shape) and t
-        a scalar or one time per row; float64, computed with ``backend``."""
+        """The score s(x, t), computed with ``backend``.
+
+        Parameters
+        ----------
+        x : array
+            Shape (N, dim) or (N,) + image shape.
+        t : float or array
+            A diffusion time, or one per row.
+        backend : str
+            "auto", "cpp" or "numba".
+
+        Returns
+        -------
+        array
+            float64, x's shape and array type.
+        """
         xa = np.asarray(as_numpy(x, "x"), dtype=np.float64)
         flat = xa.ndim == 2 and xa.shape[1] == self.dim and len(self.image_shape) > 0
         if not (flat or xa.shape[1:] == self.image_shape):

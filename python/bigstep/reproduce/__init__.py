@@ -4,6 +4,8 @@ Each figure module has ``run(out, *, quick, seed, device, progress) -> Report``:
 writes its data (CSV), a PNG plot styled like the paper's figure and ``summary.md``
 (the paper's claim, whether this run supports it, with the numbers) under ``out``.
 
+Examples
+--------
 >>> from bigstep.reproduce import FIGURES
 >>> sorted(FIGURES)[:2]
 ['fig1', 'fig2']
@@ -18,7 +20,6 @@ from ._report import Report
 
 __all__ = ["FIGURES", "reproduce", "Report"]
 
-# name -> (module, one-line description)
 FIGURES = {
     "fig1": ("fig1", "learned 1-D scores s_theta vs s* at several learning rates (Figure 1)"),
     "fig2": ("fig2", "excess risk vs learning rate, d = 1 exact and d = 10 Monte Carlo (Figure 2)"),
@@ -30,15 +31,34 @@ FIGURES = {
     "local-creativity": ("local_creativity", "global s* memorizes, local and equivariant local score machines "
                          "create: samples on scikit-learn's digits (issue 18)"),
 }
+"""The reproductions: name (as ``bigstep reproduce NAME`` takes it) -> (module under
+``bigstep.reproduce``, one-line description)."""
 
 
 def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, device: str = "cpu",
               progress: bool = True) -> Report:
-    """Run one reproduction and write its files under ``out`` (default ``./bigstep-<figure>``).
+    """Run one reproduction and write its files under ``out``.
 
-    Returns the :class:`Report` (claim, verdict, numbers, paths of the files written).
-    ``quick=True`` uses sizes that finish in minutes on 2 CPU cores and still show the
-    effect; the full run uses the paper's settings (Appendix E).
+    Parameters
+    ----------
+    figure : str
+        A key of :data:`FIGURES` ("fig1" .. "fig5", "rf-curves", "rf-phase").
+    out : str or path or None
+        The folder (default ``./bigstep-FIGURE``), created if needed.
+    seed : int
+        The Philox seed, >= 0.
+    quick : bool
+        Sizes that finish in minutes on 2 CPU cores and still show the effect; the full
+        run uses the paper's settings (Appendix E).
+    device : str
+        "cpu" or "cuda" (the torch trainers).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    Report
+        The claim, the verdict, the numbers and the paths of the files written.
     """
     from .._validate import integer
 

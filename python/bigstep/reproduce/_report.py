@@ -11,10 +11,23 @@ from pathlib import Path
 class Report:
     """What a reproduction found.
 
-    figure: "fig2"; claim: the paper's claim in one sentence; supported: True/False
-    (None when the run is too small to judge); lines: the evidence, one finding per
-    line; settings: the sizes used (and which choices follow the paper's text vs the
-    authors' notebook); files: paths written (data, plot, summary).
+    Attributes
+    ----------
+    figure : str
+        The reproduction, e.g. "fig2".
+    claim : str
+        The paper's claim in one sentence.
+    supported : bool or None
+        Whether this run supports it (None when the run is too small to judge).
+    lines : list of str
+        The evidence, one finding per line.
+    settings : dict
+        The sizes used (and which choices follow the paper's text vs the authors'
+        notebook).
+    files : list of str
+        The paths written (data, plot, summary).
+    seconds : float
+        The wall time.
     """
 
     figure: str
@@ -27,9 +40,11 @@ class Report:
 
     @property
     def verdict(self) -> str:
+        """The verdict: "SUPPORTED", "NOT SUPPORTED" or "INCONCLUSIVE"."""
         return {True: "SUPPORTED", False: "NOT SUPPORTED", None: "INCONCLUSIVE"}[self.supported]
 
     def text(self) -> str:
+        """The summary as Markdown: verdict, claim, findings, settings, files, wall time."""
         out = [f"# {self.figure}: {self.verdict}", "", f"Paper's claim: {self.claim}", "", "This run:"]
         out += [f"- {line}" for line in self.lines]
         out += ["", "Settings: " + json.dumps(self.settings, default=str), ""]
@@ -39,6 +54,7 @@ class Report:
         return "\n".join(out) + "\n"
 
     def write(self, out: Path) -> None:
+        """Write :meth:`text` to ``out/summary.md`` (and list that file in ``files``)."""
         path = Path(out) / "summary.md"
         if str(path) not in self.files:
             self.files.append(str(path))
