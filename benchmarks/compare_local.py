@@ -448,6 +448,9 @@ def main(argv=None) -> int:
                         help="run bigstep's kernels under this instruction set (one of bigstep._core.available_isas(); "
                              "a build without BIGSTEP_NATIVE has baseline, avx2 and avx512); default: the best runnable")
     parser.add_argument("--machine", default=None, help="a name for the machine, stored in the results")
+    parser.add_argument("--only", action="append", default=None, metavar="TEXT",
+                        help="run only the cases whose name contains TEXT (repeatable: any of them), e.g. "
+                             "'digits', 'P=3 local'")
     args = parser.parse_args(argv)
     if _common.package_version("torch") is None:
         print("torch is not installed: nothing to compare with")
@@ -459,7 +462,11 @@ def main(argv=None) -> int:
         return 1
     isa = _core.simd_level()
     start = time.perf_counter()
-    rows = run_all(make_cases(args.quick), make_methods(), args.rounds)
+    cases = [c for c in make_cases(args.quick) if not args.only or any(t in c.name for t in args.only)]
+    if not cases:
+        print(f"no case matches {args.only}: " + "; ".join(c.name for c in make_cases(args.quick)))
+        return 1
+    rows = run_all(cases, make_methods(), args.rounds)
     summary = annotate(rows)
     print(table(rows))
     print()
@@ -468,7 +475,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"local_cpu{suffix}.json"
     _common.write_json(out, {"machine": _common.machine_info(), "machine_name": args.machine, "isa": isa,
                              "threads": THREADS, "mu": MU, "sigma": SIGMA,
-                             "tolerance": TOL, "rounds": args.rounds, "rows": rows, "summary": summary,
+                             "tolerance": TOL, "rounds": args.rounds, "only": args.only, "rows": rows, "summary": summary,
                              "note": "the machine is shared with other agents: see other_load per row",
                              "seconds": time.perf_counter() - start})
     print(f"wrote {out}")
