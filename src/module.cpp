@@ -11,6 +11,7 @@ void register_relu_risk(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
 void register_sampler(pybind11::module_& m);
 void register_fgt(pybind11::module_& m);
+void register_local(pybind11::module_& m);
 }  // namespace bigstep::py
 
 PYBIND11_MODULE(_core, m) {
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_sgd(m);
   bigstep::py::register_sampler(m);
   bigstep::py::register_fgt(m);
+  bigstep::py::register_local(m);
 }

@@ -13,6 +13,9 @@
   float32-rounded inputs.
 - O(q n) numpy versions (the q x n logit matrix, direct form, float64), for
   cross-checks at moderate sigma and for the condition numbers the tolerances use.
+- The local and equivariant local denoisers of images (bigstep.local) from their
+  definitions: mpmath at 50 digits (every window's sum of squares exact) and a dense
+  float64 version that also gives the condition quantities of tests/tolerances.py.
 - Closed forms that hold exactly: one data point, two symmetric points +-v.
 - Central finite differences.
 - A pure-Python Philox4x32-10 and bigstep's stream layout (docs/design.md section 3).
@@ -188,6 +191,108 @@ def np_nd(Y, X, mu, sigma) -> dict:
         "mean": m,
         "cov_max": np.linalg.eigvalsh(cov)[:, -1],
     }
+
+
+# ------------------------------------------------------- local denoisers (images)
+
+
+def _padded(img, r, padding):
+    """img (..., H, W, C) padded by r pixels on both sides of H and W: zeros, or numpy's
+    "reflect" (mirrored about the edge pixel), the definitions of bigstep.local."""
+    width = [(0, 0)] * (img.ndim - 3) + [(r, r), (r, r), (0, 0)]
+    return np.pad(img, width) if padding == "zeros" else np.pad(img, width, mode="reflect")
+
+
+def _local_terms(yw, xw, x, mu, sigma, equivariant, a, b):
+    """(logits, centre values) of every term of pixel (a, b), direct form in float64:
+    l = -sum (y - mu x)^2 / (2 sigma^2) over the windows; yw (H, W, C, P, P) and
+    xw (n, H, W, C, P, P) the windows of the padded query and data."""
+    if equivariant:
+        d = ((yw[a, b] - mu * xw) ** 2).sum(axis=(3, 4, 5))  # (n, H, W)
+        return (-d / (2 * sigma**2)).reshape(-1), x.reshape(-1, x.shape[-1])
+    d = ((yw[a, b] - mu * xw[:, a, b]) ** 2).sum(axis=(1, 2, 3))  # (n,)
+    return -d / (2 * sigma**2), x[:, a, b]
+
+
+def np_local(y, x, mu, sigma, patch, equivariant=False, padding="zeros") -> dict:
+    """Dense float64 reference of bigstep.local: y (q, H, W, C), x (n, H, W, C), mu and
+    sigma scalars or (q,).  Keys: mean, score (q, H, W, C); spread = sum_k w_k |x_k|,
+    cond = sum_k w_k |x_k - E| (|l_k| + sum_k w_k |l_k|) (the error of E per unit of logit
+    relative error), terms (per pixel) -- the quantities the tolerances use."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    q, H, W, C = y.shape
+    mus, sigmas = _levels(mu, q), _levels(sigma, q)
+    out = {k: np.empty(y.shape) for k in ("mean", "score", "spread", "cond")}
+    r = patch // 2
+    windows = np.lib.stride_tricks.sliding_window_view
+    xw = np.ascontiguousarray(windows(_padded(x, r, padding), (patch, patch), axis=(1, 2)))  # (n, H, W, C, P, P)
+    for j in range(q):
+        yw = windows(_padded(y[j], r, padding), (patch, patch), axis=(0, 1))  # (H, W, C, P, P)
+        for a in range(H):
+            for b in range(W):
+                l, v = _local_terms(yw, xw, x, mus[j], sigmas[j], equivariant, a, b)
+                w = np.exp(l - l.max())
+                w /= w.sum()
+                w = w[:, None]  # weighted sums without BLAS (its threads cost more than these tiny products)
+                e = (w * v).sum(axis=0)
+                out["mean"][j, a, b] = e
+                out["spread"][j, a, b] = (w * np.abs(v)).sum(axis=0)
+                out["cond"][j, a, b] = (w * np.abs(v - e) * (np.abs(l)[:, None] + (w[:, 0] * np.abs(l)).sum())).sum(axis=0)
+    out["score"] = (mus[:, None, None, None] * out["mean"] - y) / sigmas[:, None, None, None] ** 2
+    out["terms"] = x.shape[0] * (H * W if equivariant else 1)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _mp_local_cached(y: tuple, x: tuple, shape: tuple, mus: tuple, sigmas: tuple, patch: int, equivariant: bool,
+                     padding: str) -> dict:
+    q, n, H, W, C = shape
+    yf = np.array(y).reshape(q, H, W, C)
+    xf = np.array(x).reshape(n, H, W, C)
+    r = patch // 2
+    yp, xp = _padded(yf, r, padding), _padded(xf, r, padding)
+    mean = np.empty((q, H, W, C))
+    score = np.empty((q, H, W, C))
+    with mpmath.workdps(MP_DPS):
+        mp = mpmath.mpf
+        ypm = [[[[mp(float(v)) for v in px] for px in row] for row in img] for img in yp]
+        xpm = [[[[mp(float(v)) for v in px] for px in row] for row in img] for img in xp]
+        places = [(c, d) for c in range(H) for d in range(W)]
+        for j in range(q):
+            mu_, s2 = mp(mus[j]), mp(sigmas[j]) ** 2
+            for a in range(H):
+                for b in range(W):
+                    logits, values = [], []
+                    for i in range(n):
+                        for c, d in (places if equivariant else [(a, b)]):
+                            terms = [(ypm[j][a + da][b + db][k] - mu_ * xpm[i][c + da][d + db][k]) ** 2
+                                     for da in range(patch) for db in range(patch) for k in range(C)]
+                            logits.append(-mpmath.fsum(terms) / (2 * s2))
+                            values.append(xpm[i][c + r][d + r])
+                    top = max(logits)
+                    w = [mpmath.exp(lg - top) for lg in logits]
+                    total = mpmath.fsum(w)
+                    for k in range(C):
+                        e = mpmath.fsum(wi * v[k] for wi, v in zip(w, values)) / total
+                        mean[j, a, b, k] = float(e)
+                        score[j, a, b, k] = float((mu_ * e - ypm[j][a + r][b + r][k]) / s2)
+    return {"mean": mean, "score": score}
+
+
+def mp_local(y, x, mu, sigma, patch, equivariant=False, padding="zeros") -> dict:
+    """Exact (50-digit mpmath) local / equivariant local posterior mean and score, rounded
+    once to float64, from the definitions (docs/local.md): every term's logit
+    -sum_{window} (y - mu x)^2 / (2 sigma^2) summed exactly, the softmax over the n
+    training images (local) or over every image and position (equivariant).  y (q, H, W,
+    C), x (n, H, W, C) float arrays (converted exactly), mu and sigma scalars or (q,)."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    q = y.shape[0]
+    mus = tuple(float(v) for v in _levels(mu, q))
+    sigmas = tuple(float(v) for v in _levels(sigma, q))
+    return _mp_local_cached(_mpf_tuple(y), _mpf_tuple(x), (q,) + x.shape, mus, sigmas, int(patch),
+                            bool(equivariant), str(padding))
 
 
 # ------------------------------------------------------------------ closed forms

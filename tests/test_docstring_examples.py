@@ -19,6 +19,7 @@ MODULES = [
     "bigstep.metrics",
     "bigstep.scores",
     "bigstep.sampler",
+    "bigstep.local",
     "bigstep.info",
     "bigstep.reproduce",
     "bigstep.sweeps",
@@ -47,7 +48,7 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
-    if name in ("bigstep.optimal_score", "bigstep.relu_risk", "bigstep.metrics", "bigstep.sampler"):
+    if name in ("bigstep.optimal_score", "bigstep.relu_risk", "bigstep.metrics", "bigstep.sampler", "bigstep.local"):
         assert result.attempted > 0, f"{name} should have docstring examples"
 
 

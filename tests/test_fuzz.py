@@ -32,14 +32,14 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, note, settings
+from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import bigstep
 from conftest import all_backend_ids, use_backend
-from reference import np_1d, np_nd
-from tolerances import PAIR_FACTOR, bounds_1d, bounds_nd
+from reference import np_1d, np_local, np_nd
+from tolerances import PAIR_FACTOR, bounds_1d, bounds_nd, local_allowed
 
 _ENV = int(os.environ.get("BIGSTEP_FUZZ_EXAMPLES", "0") or 0)
 HANG_SECONDS = 30.0  # a single small call taking longer than this counts as a hang
@@ -645,6 +645,66 @@ def test_fuzz_sample_reverse(case):
     scale = max(1.0, float(np.abs(outs[0]).max(initial=0.0)))
     for out in outs[1:]:
         np.testing.assert_allclose(out, outs[0], rtol=1e-6, atol=1e-6 * scale)
+
+
+# ------------------------------------------------------------------ local denoisers
+
+
+@st.composite
+def local_case(draw):
+    q, n = draw(st.integers(0, 3)), draw(st.integers(1, 3)) if draw(st.integers(0, 9)) else 0
+    H, W, C = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.sampled_from((None, 1, 2)))
+    image = (H, W) if C is None else (H, W, C)
+    x = draw(arrays((n,) + image, ALL_DTYPES, elements=reals(1e3), special=draw(st.integers(0, 9)) == 0))
+    y = draw(arrays((q,) + image, ALL_DTYPES, elements=reals(1e3), special=draw(st.integers(0, 9)) == 0))
+    if draw(st.integers(0, 19)) == 0:
+        y = y[..., :1] if y.ndim == 4 and y.shape[-1] > 1 else y[:, :0]  # mismatched images
+    patch = 2 * draw(st.integers(0, 4)) + 1 if draw(st.integers(0, 9)) else draw(st.sampled_from((0, -1, 2, 4.0, True, "3")))
+    padding = draw(st.sampled_from(("zeros", "reflect"))) if draw(st.integers(0, 9)) else "wrap"
+    mu, ok_mu = level_arg(levels(-3, 1), q, draw)
+    sigma, ok_sigma = level_arg(levels(-8, 8), q, draw)
+    ok = (ok_mu and ok_sigma and y.dtype.kind in "fiub" and x.dtype.kind in "fiub" and n >= 1
+          and y.shape[1:] == x.shape[1:] and bool(np.isfinite(x.astype(np.float64)).all())
+          and bool(np.isfinite(y.astype(np.float64)).all()) and isinstance(patch, int) and not isinstance(patch, bool)
+          and patch >= 1 and patch % 2 == 1 and padding != "wrap" and (padding == "zeros" or patch <= min(H, W)))
+    return y, x, mu, sigma, patch, padding, draw(st.booleans()), ok
+
+
+@fuzz(50)
+@given(local_case())
+def test_fuzz_local(case):
+    """bigstep.local.posterior_mean / score: no crash; clean errors naming the argument;
+    inputs the API must take are taken; the posterior mean (a convex combination of
+    training pixels) is finite, and every backend is within PAIR_FACTOR times the error
+    model of the dense float64 reference at the kernel's rounded inputs."""
+    y, x, mu, sigma, patch, padding, equivariant, ok = case
+    note(f"y {y.dtype} {y.shape}, x {x.dtype} {x.shape}, patch {patch!r} {padding} eq {equivariant}, mu {mu!r}, "
+         f"sigma {sigma!r}")
+    kw = dict(patch=patch, equivariant=equivariant, padding=padding)
+    try:
+        res = on_all(lambda backend: (bigstep.local.posterior_mean(y, x, mu, sigma, backend=backend, **kw),
+                                      bigstep.local.score(y, x, mu, sigma, backend=backend, **kw)),
+                     names=("x", "y", "mu", "sigma", "patch", "padding", "equivariant"))
+    except Rejected as exc:
+        event("refused")
+        if ok and "sigma must be at least" not in str(exc) and "for float32 inputs" not in str(exc):
+            _refused(ok, str(exc))
+        return
+    event("computed")
+    dt = _kernel_dtype(y, x)
+    image = x.shape[1:] if x.ndim == 4 else x.shape[1:] + (1,)
+    yk = _at(y, dt).reshape((y.shape[0],) + image)
+    xk = _at(x, dt).reshape((x.shape[0],) + image)
+    muk, sk = _at(_finite_level(mu), dt), _at(_finite_level(sigma), dt)
+    ref = np_local(yk, xk, muk, sk, patch, equivariant, padding) if y.shape[0] else None
+    for cfg, (m, s) in res.items():
+        assert m.shape == y.shape and s.shape == y.shape and m.dtype == dt and s.dtype == dt, cfg
+        assert np.isfinite(m).all(), (cfg, m)
+        if ref is None:
+            continue
+        allowed = PAIR_FACTOR * local_allowed(dt, ref, ref["mean"], patch, image[-1], np.abs(xk).max(), ref["terms"])
+        got = np.asarray(m, dtype=np.float64).reshape(yk.shape)
+        assert (np.abs(got - ref["mean"]) <= allowed).all(), (cfg, np.abs(got - ref["mean"]).max())
 
 
 # ------------------------------------------------------------------ SGD and RF fit

@@ -68,6 +68,7 @@ _SCRIPT = textwrap.dedent("""
         ty = torch.tensor(yd[:50], requires_grad=True)
         tx = torch.tensor(xd, requires_grad=True)
         bigstep.optimal_score(ty, tx, 0.9, 0.5, backend="cpp").sum().backward()
+    img = rng.standard_normal((40, 6, 5, 2))
 
     # public function -> the _core entry points it reaches
     CASES = {
@@ -111,6 +112,9 @@ _SCRIPT = textwrap.dedent("""
         "sample_reverse Gaussian": lambda: bigstep.sample_reverse(gauss, 64, 2, n_steps=5, backend="cpp"),
         "sample_reverse ReLU": lambda: bigstep.sample_reverse(relu, 64, 2, n_steps=5, backend="cpp"),
         "sampler_normals": lambda: core.sampler_normals(1, 1, 0, 2000),
+        "local posterior_mean": lambda: bigstep.local.posterior_mean(img[:3], img, 0.9, 0.5, patch=3, backend="cpp"),
+        "local score equivariant f32": lambda: bigstep.local.score(f32(img[:1]), f32(img), 0.9, 0.5, patch=3,
+                                                                   equivariant=True, backend="cpp"),
     }
 
     # the argument lists each binding received, to replay with a refused argument

@@ -31,6 +31,7 @@ TINY = {
     "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
     "rf-phase": dict(n_grid=12, psi_min=0.1, psi_max=10.0, d=8, seeds=1, overlay_psi_n=(0.5, 2.0),
                      overlay_psi_p=(0.5, 2.0)),
+    "local-creativity": dict(seeds=1, samples=4, steps=4, patch=3, T=1.0, delta=0.05, n_train=64, shown=3),
 }
 
 
@@ -43,6 +44,8 @@ def _tiny(monkeypatch, figure):
 def _needs(figure):
     if figure in ("fig3", "fig4") or figure == "fig2":
         pytest.importorskip("torch")
+    if figure == "local-creativity":
+        pytest.importorskip("sklearn")
 
 
 @pytest.mark.parametrize("figure", sorted(FIGURES))
@@ -245,3 +248,29 @@ def test_fig3_and_fig4_verdicts():
     assert fig4._verdict(pd.DataFrame(rows))[1] is True
     rows[1]["normalised_mmd2_to_gaussian"] = 2.0
     assert fig4._verdict(pd.DataFrame(rows))[1] is False
+
+
+def test_local_creativity_verdict():
+    """SUPPORTED when the global machine's samples are memorized and the local machines'
+    are not (and are farther from the data); NOT SUPPORTED when a local machine memorizes
+    or the global one does not; INCONCLUSIVE with fewer than 10 samples per machine."""
+    from bigstep.reproduce.local_creativity import MACHINES, verdict, wilson
+
+    def frame(memorized, d1, n=40):
+        rows = []
+        for name, m, d in zip(MACHINES, memorized, d1):
+            for j in range(n):
+                rows.append(dict(machine=name, seed=j % 2, d1=d + 0.01 * j, memorized=j < m * n))
+        return pd.DataFrame(rows)
+
+    lines, ok = verdict(frame((1.0, 0.0, 0.05), (0.3, 2.5, 5.0)), 2.0)
+    assert ok is True and any("global memorizes" in line and "yes" in line for line in lines)
+    assert verdict(frame((1.0, 0.4, 0.0), (0.3, 2.5, 5.0)))[1] is False  # local memorizes 40%
+    assert verdict(frame((0.3, 0.0, 0.0), (0.3, 2.5, 5.0)))[1] is False  # global does not memorize
+    lines, ok = verdict(frame((1.0, 0.0, 0.0), (0.3, 0.3, 5.0)))  # local no farther than global
+    assert ok is False and any("NOT supported" in line for line in lines)
+    assert verdict(frame((1.0, 0.0, 0.0), (0.3, 2.5, 5.0), n=5))[1] is None
+    lo, hi = wilson(0, 48)
+    assert lo == 0.0 and abs(hi - 0.0741) < 1e-3  # the Wilson interval of 0/48
+    lo, hi = wilson(47, 48)
+    assert abs(lo - 0.891) < 1e-3 and hi < 1.0

@@ -9,6 +9,7 @@ the model and its justification).  The tolerances below are the tests' own.
 
 from __future__ import annotations
 
+import numpy as np
 
 from bigstep._errors import (  # noqa: F401  (re-exported: the tests import them from here)
     COND_ULPS,
@@ -55,3 +56,31 @@ MC_SIGMAS = 6.0
 # deterministic; the thresholds say how unlikely a false alarm would be for another seed.
 RNG_SIGMAS = 5.0
 KS_PVALUE = 1e-6
+
+
+# Local and equivariant local denoisers (bigstep.local).  The error of E_u (per channel)
+# against the exact value at the same floats is at most
+#     LOCAL_ULPS * eps * (|E| + spread + (C + 2P + 4) * cond)
+# with, from the exact weights w_k of the pixel's terms (reference.np_local):
+#   spread = sum_k w_k |x_k|: the size of the summed terms (the exps are within 2 ulps,
+#     the sums of nonnegative weights and of w_k x_k add a few more);
+#   cond = sum_k w_k |x_k - E| (|l_k| + sum_k w_k |l_k|): how much E moves per unit of
+#     relative error in the logits.  Each logit -D / (2 sigma^2) is a sum of squares of
+#     y - mu x (one rounding with FMA), C channels then P rows then P columns, all terms
+#     nonnegative: relative error <= (C + 2P) eps, plus the scale and the product.  A
+#     plain implementation rounds y - mu x too, so this is the conditioning of the
+#     problem at this precision, not a defect of the kernel; at small sigma it is what
+#     makes near-ties ill-conditioned, and it vanishes when one term dominates.
+# Measured (tests/test_local.py cases, float64 and float32, sigma 1e-3 .. 1e2, mu 1 and
+# 0.6, P 1..5, both paddings and machines, cpp and numba, at most ~200 terms per pixel):
+# at most 2.1 of that unit; 8 keeps a factor ~4 of margin, as COND_ULPS does.  The median
+# error is below 1 eps (|E| + spread): "a few ulps" where the problem is well conditioned.
+LOCAL_ULPS = 8
+
+
+def local_allowed(dtype, ref: dict, mean_ref, patch: int, channels: int, xmax: float, terms: int):
+    """Largest error allowed for the local posterior mean (see above), per pixel and channel,
+    plus the exp clamp's floor (terms * WEIGHT_FLOOR * max|x|)."""
+    dt = np.dtype(dtype)
+    unit = np.abs(mean_ref) + ref["spread"] + (channels + 2 * patch + 4) * ref["cond"]
+    return LOCAL_ULPS * eps(dt) * unit + terms * WEIGHT_FLOOR[dt] * xmax

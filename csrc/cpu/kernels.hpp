@@ -138,11 +138,23 @@ struct SgdChunk;  // bigstep/sgd.hpp
 // sgd_train: one chunk of steps of many 1-D networks trained side by side (SgdChunk).
 #define BIGSTEP_SGD_PLAIN(KERNEL) KERNEL(sgd_train, void, (const SgdChunk& c))
 
+// --- local family (local_kernels.cpp, math in bigstep/local.hpp) ----------------------
+// local_posterior_mean: the local (equivariant = false) or equivariant local posterior mean
+//   of queries y [q, H, W, C] given training images x [n, H, W, C], windows of half-widths
+//   rh, rw (P = 2 r + 1), padding (LocalPadding: zeros or reflect, r <= side - 1); writes
+//   whichever of mean (E[y]) and score ((mu E - y) / sigma^2) [q, H, W, C] are non-null.
+#define BIGSTEP_LOCAL_TYPED(KERNEL)                                                                 \
+  KERNEL(local_posterior_mean, void,                                                                \
+    (const T* y, index_t q, const T* x, index_t n, index_t H, index_t W, index_t C, index_t rh,     \
+     index_t rw, int padding, bool equivariant, const T* mu, index_t mu_stride, const T* sigma,     \
+     index_t sigma_stride, T* mean, T* score))
+
 // --- every family ----------------------------------------------------------------------
 #define BIGSTEP_TYPED_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_TYPED(KERNEL)                                                               \
   BIGSTEP_FGT_TYPED(KERNEL)                                                                         \
-  BIGSTEP_METRICS_TYPED(KERNEL)
+  BIGSTEP_METRICS_TYPED(KERNEL)                                                                     \
+  BIGSTEP_LOCAL_TYPED(KERNEL)
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \

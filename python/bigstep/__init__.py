@@ -14,6 +14,8 @@ import importlib
 
 from .info import __version__, info
 from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neighbors
+from . import local
+from .local import LocalScore
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, posterior_mean
 from .fgt import fgt_plan
@@ -91,6 +93,8 @@ __all__ = [
     "EmpiricalScore",
     "GaussianScore",
     "TimeReLUScore",
+    "LocalScore",
+    "local",
     "noise_schedule",
     "sample_reverse",
     "sample_forward",

@@ -71,6 +71,9 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
         "sampler_gaussian": _SAMPLER + ("mean", "vecs", "lam"),
         "sampler_relu": _SAMPLER + ("w1", "b1", "w2t", "b2"),
     },
+    "local": {
+        "local_posterior_mean": ("y", "x", "mu", "sigma", "rh", "rw", "padding", "equivariant", "what"),
+    },
     "sgd": {
         "sgd_train": ("x", "mu", "sigma", "lr", "seed", "w1", "w2", "b", "batch", "train_inner", "clip", "k0", "k1",
                       "diverged_step", "loss_sum", "loss_count"),

@@ -54,6 +54,16 @@ def noise_level(value, name: str, q: int, *, convert=as_numpy):
     return arr
 
 
+def float32_levels(v, name: str) -> None:
+    """float32 calls compute with float32 mu and sigma: they must round to normal numbers
+    (v: a float64 numpy array, or a torch tensor on the device-array path)."""
+    f = np.finfo(np.float32)
+    bad = (v > f.max) | (v < f.tiny)
+    if bad.any():
+        raise ValueError(f"{name} must lie in [{f.tiny:.3g}, {f.max:.3g}] for float32 inputs, "
+                         f"got {np.float64(float(v[first_true(bad)]))!r}; pass float64 arrays for a wider range")
+
+
 _NEEDS = {"positive": "a positive finite number", "nonnegative": "a non-negative finite number",
           "finite": "a finite number"}
 

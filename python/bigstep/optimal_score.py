@@ -36,7 +36,7 @@ from . import _autograd, _backend
 from . import fgt as _fgt
 from ._arrays import as_numpy, prepare, result_dtype, wrap_like
 from ._torch import device_route
-from ._validate import first_true, noise_level, queries, training_data
+from ._validate import float32_levels, noise_level, queries, training_data
 
 __all__ = [
     "optimal_score",
@@ -71,8 +71,8 @@ def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, 
     siga = noise_level(sigma, "sigma", q)
     dtype = result_dtype(ya, xa)
     if dtype == np.float32:
-        _check_float32_levels(mua, "mu")
-        _check_float32_levels(siga, "sigma")
+        float32_levels(mua, "mu")
+        float32_levels(siga, "sigma")
     impl = _backend.kernels("optimal_score", name)
     yk = prepare(ya.reshape((1,) + ya.shape) if single else ya, dtype)
     xk = prepare(xa, dtype)
@@ -98,16 +98,6 @@ def _one(kind: int, y, x, mu, sigma, backend: str, method: str = "auto"):
     if _autograd.wants_graph(y, x):
         return _autograd.apply(kind, y, x, mu, sigma, backend, functools.partial(_run, method=method))
     return wrap_like(_compute(y, x, mu, sigma, kind, backend, method=method)[{_SCORE: 0, _LOGP: 1, _MEAN: 2}[kind]], y)
-
-
-def _check_float32_levels(v, name: str) -> None:
-    """float32 calls compute with float32 mu and sigma: they must round to normal numbers
-    (v: a float64 numpy array, or a torch tensor on the device-array path)."""
-    f = np.finfo(np.float32)
-    bad = (v > f.max) | (v < f.tiny)
-    if bad.any():
-        raise ValueError(f"{name} must lie in [{f.tiny:.3g}, {f.max:.3g}] for float32 inputs, "
-                         f"got {np.float64(float(v[first_true(bad)]))!r}; pass float64 arrays for a wider range")
 
 
 def _empty(yk, what, ndim):

@@ -18,6 +18,7 @@ bit-identical across runs and thread counts.  :func:`sample_forward` uses stream
 
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._torch import device_route
 from ._validate import _all_finite, as_float64, integer, real_scalar
+from .local import LocalScore
 from .random import gaussian_noise
 from .nets import TimeReLUScore
 from .scores import EmpiricalScore, GaussianScore, noise_schedule
@@ -119,9 +121,10 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
     ----------
     score : Score or callable
         An :class:`EmpiricalScore`, :class:`GaussianScore` or
-        :class:`bigstep.TimeReLUScore` (a fused compiled loop), or any callable
-        ``f(x, t) -> array (N, d)`` for x (N, d) and a scalar t (a Python loop, the same
-        noise).
+        :class:`bigstep.TimeReLUScore` (a fused compiled loop), a
+        :class:`bigstep.LocalScore` (stepped: the compiled local kernels of ``backend`` once
+        per step, the same noise), or any callable ``f(x, t) -> array (N, d)`` for x (N, d)
+        and a scalar t (a Python loop, the same noise).
     n_samples : int
         The number of particles.
     dim : int
@@ -149,8 +152,9 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
         "auto" (cpp if bigstep._core is built, else numba), "cpp" (the compiled C++
         loop: SIMD Philox and Box-Muller, OpenMP over particles, GIL released) or
         "numba".  Both give the same result up to rounding; each is bit-identical run to
-        run and for any thread count.  Only the built-in scores are fused; other
-        callables run the Python loop whatever the backend.
+        run and for any thread count.  Only the built-in scores are fused; a LocalScore
+        runs its kernels on ``backend`` step by step; other callables run the Python loop
+        whatever the backend.
 
     Returns
     -------
@@ -180,7 +184,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
     if not callable(score):
         raise TypeError(f"score must be a score object or a callable f(x, t), got {type(score).__name__}")
     score_dim = getattr(score, "dim", None)
-    if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
+    if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore, LocalScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
     builtin = isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore))
@@ -189,7 +193,8 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
 
         return device_sample(score, n_samples, dim, tau, h, _METHODS[method], seed, x0, return_path, progress,
                              backend)
-    fused = _fused(score, _backend.resolve(backend, family="sampler"))  # raises for unknown or unavailable backends
+    name = _backend.resolve(backend, family="sampler")  # raises for unknown or unavailable backends
+    fused = _fused(score, name)
     n_steps = h.shape[0]
     c = _METHODS[method]
     r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)
@@ -199,6 +204,8 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
         path[0] = x
     bar = Progress(n_steps, progress, "sample_reverse")
     if fused is None:
+        if type(score) is LocalScore:  # stepped: the local kernels of the chosen backend, once per step
+            score = functools.partial(score.evaluate, backend=name)
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
         kernel, extra = fused

@@ -128,8 +128,7 @@ def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: b
     used, (mu, sigma) as float64 tensors of shape (1,) or (q,)).  The device backends have
     no fast Gauss transform: ``method`` "auto" and "pairwise" run the pairwise kernels,
     "fgt" is a ValueError."""
-    from .._validate import noise_level, queries, training_data
-    from ..optimal_score import _check_float32_levels
+    from .._validate import float32_levels, noise_level, queries, training_data
 
     named = {"y": y, "x": x, "mu": mu, "sigma": sigma}
     name, _, conv = start(backend, "optimal_score", named)
@@ -144,8 +143,8 @@ def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: b
         siga = noise_level(sigma, "sigma", q, convert=conv)
         dtype = result_dtype(ya, xa)
         if dtype == torch.float32:
-            _check_float32_levels(mua, "mu")
-            _check_float32_levels(siga, "sigma")
+            float32_levels(mua, "mu")
+            float32_levels(siga, "sigma")
         impl = _backend.kernels("optimal_score", name)
         yk = (ya.reshape((1,) + tuple(ya.shape)) if single else ya).to(dtype).contiguous()
         xk = xa.to(dtype).contiguous()

@@ -28,6 +28,8 @@ FIGURES = {
     "fig5": ("fig5", "sharpness at the end of training vs 2/(m lr) (Figure 5)"),
     "rf-curves": ("rf_curves", "random-features DSM learning curves vs p/d for m in {1, 4, 16, inf} (issue 8)"),
     "rf-phase": ("rf_phase", "random-features DSM phase diagram (test - train loss) in the d -> inf limit (issue 19)"),
+    "local-creativity": ("local_creativity", "global s* memorizes, local and equivariant local score machines "
+                         "create: samples on scikit-learn's digits (issue 18)"),
 }
 """The reproductions: name (as ``bigstep reproduce NAME`` takes it) -> (module under
 ``bigstep.reproduce``, one-line description)."""
