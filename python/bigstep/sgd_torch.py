@@ -730,8 +730,39 @@ class _DiffusionProblem:
 # ------------------------------------------------------------------ public trainers
 
 
-def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads):
-    torch = _torch()
+def _route(device, backend):
+    """(route, backend): "fused" with "cpp"/"numba" (CPU, no torch needed) or "torch"."""
+    if not isinstance(backend, str) or backend not in ("auto", "cpp", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'cpp', 'numba' or 'torch', got {backend!r}")
+    on_cpu = isinstance(device, str) and device == "cpu"
+    if backend == "torch" or (backend == "auto" and not on_cpu):
+        return "torch", "torch"
+    if not on_cpu:
+        raise ValueError(f"backend {backend!r} trains on the CPU only; device must be 'cpu', got {device!r} "
+                         "(backend='torch' or 'auto' for a GPU)")
+    from . import _backend
+
+    return "fused", _backend.resolve(backend)
+
+
+def _numpy_dtype(dtype):
+    """float32 / float64 from a name, a numpy dtype or a torch dtype (without importing torch)."""
+    if str(dtype) in ("float32", "torch.float32"):
+        return np.float32
+    if str(dtype) in ("float64", "torch.float64"):
+        return np.float64
+    try:
+        npd = np.dtype(dtype)
+    except TypeError:
+        npd = None
+    if npd in (np.float32, np.float64):
+        return npd.type
+    raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+
+
+def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads,
+            backend="torch"):
+    route, backend = _route(device, backend)
     lr = np.asarray(positives(lr, "lr"), dtype=np.float64)
     seeds = integers(seed, "seed")
     steps = integers(steps, "steps")
@@ -740,20 +771,44 @@ def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, pro
                          f"got length {len(steps)}")
     batch_size = integer(batch_size, "batch_size", minimum=1)
     width = integer(width, "width", minimum=1)
-    dev = _device(torch, device)
-    dt = _dtype(torch, dtype)
+    if route == "torch":
+        torch = _torch()
+        dev = _device(torch, device)
+        dt = _dtype(torch, dtype)
+    else:
+        dev, dt = "cpu", _numpy_dtype(dtype)
     record_every = _record_every(record_every)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     max_abs = real_scalar(max_abs, "max_abs")
     if num_threads is not None:
         integer(num_threads, "num_threads", minimum=1)
-    return lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs
+    return lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend
+
+
+def _run(problem, backend, **kw):
+    """The torch loop, or the fused CPU kernel of ``backend`` (:mod:`bigstep.sgd_nd`)."""
+    if backend == "torch":
+        return _train(problem, **kw)
+    from .sgd_nd import train_fused
+
+    kw.pop("device")
+    threads = kw.pop("num_threads")
+    if threads is None:
+        return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
+    from . import get_num_threads, set_num_threads
+
+    before = get_num_threads()
+    set_num_threads(threads)
+    try:
+        return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
+    finally:
+        set_num_threads(before)
 
 
 def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, device="cpu", dtype="float64",
               record_every=None, record=("loss", "excess_risk"), n_mc=1000, progress=False, max_abs=PARAM_LIMIT,
-              num_threads=None, coordinates="sum"):
+              num_threads=None, coordinates="sum", backend="auto"):
     """SGD on the DSM loss at one noise level for two-layer ReLU nets R^d -> R^d (Figure 2 right).
 
         s_theta(y) = (1/m) W2 relu(W1 y + b),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b = 0,
@@ -801,8 +856,8 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
     >>> list(res.history.columns)
     ['network', 'lr', 'seed', 'step', 'loss', 'excess_risk', 'excess_risk_se', 'diverged']
     """
-    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs = _common(
-        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads)
+    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend = _common(
+        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads, backend)
     xa = np.asarray(as_numpy(x, "x"), dtype=np.float64)
     if xa.ndim == 3:
         if xa.shape[0] != len(seeds):
@@ -824,9 +879,9 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
         raise ValueError(f"coordinates must be 'sum' or 'mean', got {coordinates!r}")
     problem = _DSMProblem(np.ascontiguousarray(data), mu, sigma, data_of_seed,
                           np.tile(np.arange(len(seeds)), lr.shape[0]), coordinates == "mean")
-    return _train(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
-                  dtype=dt, record_every=record_every, record=tuple(record), n_mc=n_mc, progress=progress,
-                  max_abs=max_abs, label="train_dsm", num_threads=num_threads)
+    return _run(problem, backend, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
+                dtype=dt, record_every=record_every, record=tuple(record), n_mc=n_mc, progress=progress,
+                max_abs=max_abs, label="train_dsm", num_threads=num_threads)
 
 
 def time_grid(n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou"):
@@ -860,7 +915,7 @@ def time_grid(n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou
 
 def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T=1.0, delta=0.01,
                     time_weights="sigma", schedule="ou", seed=0, device="cpu", dtype="float32",
-                    record_every=None, progress=False, max_abs=PARAM_LIMIT, num_threads=None):
+                    record_every=None, progress=False, max_abs=PARAM_LIMIT, num_threads=None, backend="auto"):
     """SGD for the time-conditional network of Appendix E (Figures 3 and 4).
 
         r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1),   W1 (m, d + 1) ~ N(0, 1/(d + 1)),
@@ -897,17 +952,17 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     >>> bigstep.sample_reverse(res.score, 100, 2, seed=1).shape
     (100, 2)
     """
-    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs = _common(
-        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads)
+    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend = _common(
+        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads, backend)
     xa = np.asarray(training_data(x, ndim=2), dtype=np.float64)
     times, probs = time_grid(n_times, T, delta, time_weights, schedule)
     from .scores import noise_schedule
 
     mus, sigmas = noise_schedule(times, schedule)
     problem = _DiffusionProblem(np.ascontiguousarray(xa), times, probs, mus, sigmas, schedule, time_weights)
-    return _train(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
-                  dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,
-                  max_abs=max_abs, label="train_diffusion", num_threads=num_threads)
+    return _run(problem, backend, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
+                dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,
+                max_abs=max_abs, label="train_diffusion", num_threads=num_threads)
 
 
 

@@ -1,0 +1,165 @@
+"""The fused CPU route of :func:`bigstep.train_dsm` and :func:`bigstep.train_diffusion`:
+every network's SGD steps run in one compiled call (C++ kernel, or its Numba mirror),
+no PyTorch needed.  torch stays the GPU route (``device="cuda"``, or ``backend="torch"``).
+
+The networks, loss, update and stream map are those of the torch trainers
+(:mod:`bigstep.sgd_torch`), so a fused run and a torch CPU run with the same seed draw
+the same numbers and agree up to rounding:
+
+    net(u) = (1/m) W2 relu(W1 u + b),   W1 (m, p),  b (m,),  W2 (d, m),
+    L_j = (1/norm) sum_b ||net(u_b) + c_b||^2,   theta <- theta - m lr grad L_j,
+
+with, for a network drawing from seed s, step j, slot b (flat slot e = j B + b):
+  init (stream 2):       W2 = gaussian_noise(s, (d, m), stream=2),
+                         W1 = gaussian_noise(s, (m, p), stream=2, offset=d m) / sqrt(p),  b = 0;
+  data index (stream 3): i_b = min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1);
+  noise (stream 4):      z_b = gaussian_noise(s, (steps, B, d), stream=4)[j, b, :];
+  time (stream 6):       k_b = #{k : cdf[k] <= uniform(s, (steps, B), stream=6)[j, b]} (diffusion);
+  DSM:       u_b = mu x_{i_b} + sigma z_b,  c_b = z_b / sigma,  norm = B ("sum") or B d ("mean");
+  diffusion: u_b = [mu(t) x_{i_b} + sigma(t) z_b; t],  t = times[k_b],  c_b = -z_b,  norm = B d.
+The 1-D trainer (:mod:`bigstep.sgd`) uses streams 3 and 4 the same way.  Divergence is
+handled as there: a step whose batch loss is not finite or above 1e16, or whose new
+parameters are not finite or above ``max_abs``, is refused; the network keeps the
+parameters before it, is marked diverged with diverged_step = the steps it made, and
+stops; the others go on.  Results are bit-identical on one backend and instruction set
+whatever the thread count or the chunking of the steps (records).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import _backend
+from ._progress import Progress, run_in_chunks
+from .random import gaussian_noise
+
+__all__ = ["train_fused", "kernel", "init_params", "STREAM_INIT", "STREAM_INDEX", "STREAM_NOISE", "STREAM_TIME"]
+
+# Philox streams of the d-D trainers (DESIGN.md section 3; the 1-D trainer's 3 and 4 too)
+STREAM_INIT, STREAM_INDEX, STREAM_NOISE, STREAM_TIME = 2, 3, 4, 6
+
+
+def init_params(seed: int, m: int, p: int, d: int):
+    """(W1 (m, p), b (m,), W2 (d, m)) float64 from Philox stream 2 (module docstring)."""
+    W2 = gaussian_noise(seed, (d, m), stream=STREAM_INIT, offset=0)
+    W1 = gaussian_noise(seed, (m, p), stream=STREAM_INIT, offset=d * m) / math.sqrt(p)
+    return W1, np.zeros(m), W2
+
+
+def kernel(backend: str):
+    """The compiled step function of a CPU backend ("cpp" or "numba")."""
+    if backend == "cpp":
+        return _backend.core().sgd_nd_train
+    from ._numba.sgd_nd import sgd_nd_train
+
+    return sgd_nd_train
+
+
+def _marks(steps_r, total, record_every):
+    """Steps at which the loop stops for records: every record_every, each network's end."""
+    marks = set(int(s) for s in steps_r if 0 < s <= total)
+    if record_every:
+        marks |= set(range(record_every, total + 1, record_every))
+    marks.add(total)
+    return sorted(m for m in marks if m > 0)
+
+
+def train_fused(problem, *, lr, seeds, steps, batch_size, width, dtype, record_every, record, n_mc, progress,
+                max_abs, label, backend, result_cls):
+    """Train len(lr) * len(seeds) networks of ``problem`` (a DSM or diffusion problem of
+    :mod:`bigstep.sgd_torch`: x, p, d, kind, norm(B), info(), excess_risk()) with the fused
+    kernel of ``backend`` ("cpp" or "numba"); the records and result of the torch loop."""
+    n_lr, n_seed = lr.shape[0], len(seeds)
+    R = n_lr * n_seed
+    lr_r = np.repeat(lr, n_seed)
+    seed_pos = np.tile(np.arange(n_seed), n_lr)
+    seed_r = np.array([seeds[k] for k in seed_pos], dtype=np.uint64)
+    steps_r = np.repeat(np.asarray(steps if len(steps) > 1 else steps * n_lr, dtype=np.int64), n_seed)
+    m, p, d = width, problem.p, problem.d
+    init = [init_params(s, m, p, d) for s in seeds]
+    W1t = np.ascontiguousarray(np.stack([init[k][0].T for k in seed_pos]), dtype=dtype)   # (R, p, m)
+    b = np.ascontiguousarray(np.stack([init[k][1] for k in seed_pos]), dtype=dtype)      # (R, m)
+    W2 = np.ascontiguousarray(np.stack([init[k][2] for k in seed_pos]), dtype=dtype)     # (R, d, m)
+
+    if problem.kind == "dsm":
+        x_sets = np.ascontiguousarray(problem.x, dtype=np.float64)                       # (S, n, d)
+        data_of = np.ascontiguousarray(problem.data_of, dtype=np.int64)
+        grid = (np.zeros(0),) * 4
+        mu, sigma, diffusion = float(problem.mu), float(problem.sigma), False
+    else:
+        x_sets = np.ascontiguousarray(problem.x[None], dtype=np.float64)
+        data_of = np.zeros(R, dtype=np.int64)
+        grid = tuple(np.ascontiguousarray(a, dtype=np.float64)
+                     for a in (problem.times, problem.mus, problem.sigmas, problem.cdf))
+        mu, sigma, diffusion = 1.0, 1.0, True
+    norm = float(problem.norm(batch_size))
+    step_fn = kernel(backend)
+    diverged_step = np.full(R, -1, dtype=np.int64)
+    loss_sum = np.zeros(R)
+    loss_count = np.zeros(R, dtype=np.int64)
+    closed = np.zeros(R, dtype=bool)  # finished or diverged: no more rows
+    records = []
+    rec_cols = [c for c in ("loss", "excess_risk") if c in record]
+    if "excess_risk" in rec_cols:
+        rec_cols = [c for c in rec_cols if c != "excess_risk"] + ["excess_risk", "excess_risk_se"]
+
+    def params(r):
+        return (W1t[r].T.astype(np.float64), b[r].astype(np.float64), W2[r].astype(np.float64))
+
+    def record_rows(rows, step):
+        for r in rows:
+            row = [int(r), float(lr_r[r]), int(seed_r[r]), int(step)]
+            for c in rec_cols:
+                if c == "loss":
+                    row.append(float(loss_sum[r] / loss_count[r]) if loss_count[r] else float("nan"))
+                elif c == "excess_risk":
+                    row.extend(problem.excess_risk(params(r), r, n_mc))
+            row.append(False)
+            records.append(row)
+            loss_sum[r] = 0.0
+            loss_count[r] = 0
+
+    total = int(steps_r.max()) if R else 0
+    marks = _marks(steps_r, total, record_every)
+    bar = Progress(total, progress, label)
+    t_start = time.perf_counter()
+    if record_every and rec_cols:
+        record_rows(range(R), 0)
+    idle = np.flatnonzero(steps_r == 0)
+    if idle.size:
+        if rec_cols and not record_every:
+            record_rows(idle, 0)
+        closed[idle] = True
+    state = {"next": 0}
+
+    def run(k0, k1):
+        k = k0
+        while k < k1:
+            stop = min(k1, marks[state["next"]])
+            step_fn(x_sets, data_of, diffusion, mu, sigma, *grid, norm, lr_r, seed_r, W1t, b, W2, batch_size,
+                    float(max_abs), k, stop, steps_r, diverged_step, loss_sum, loss_count)
+            k = stop
+            fresh = np.flatnonzero((diverged_step >= 0) & ~closed)
+            for r in fresh:
+                records.append([int(r), float(lr_r[r]), int(seed_r[r]), int(diverged_step[r])]
+                               + [float("nan")] * len(rec_cols) + [True])
+            closed[fresh] = True
+            if k == marks[state["next"]]:
+                live = ~closed
+                due = live & (steps_r == k)
+                periodic = bool(record_every) and k % record_every == 0
+                if rec_cols:
+                    record_rows(np.flatnonzero(live if periodic else due), k)
+                closed[due] = True
+                state["next"] += 1
+
+    run_in_chunks(run, total, bar)
+    seconds = time.perf_counter() - t_start
+    steps_done = np.where(diverged_step >= 0, diverged_step, steps_r)
+    final = (np.ascontiguousarray(W1t.transpose(0, 2, 1), dtype=np.float64), b.astype(np.float64),
+             W2.astype(np.float64))
+    return result_cls(problem.kind, final, lr_r, seed_r, steps_r, steps_done, diverged_step, records, rec_cols,
+                      seconds, problem.info())
