@@ -27,6 +27,7 @@ whatever the thread count or the chunking of the steps (records).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -56,6 +57,32 @@ def kernel(backend: str):
     from ._numba.sgd_nd import sgd_nd_train
 
     return sgd_nd_train
+
+
+@contextlib.contextmanager
+def using_threads(backend: str, threads):
+    """Run the block with the kernel of ``backend`` on ``threads`` threads (None: as set);
+    the compiled kernels' count is process-wide, numba's per calling thread."""
+    if threads is None:
+        yield
+        return
+    if backend == "cpp":
+        core = _backend.core()
+        before = core.openmp_max_threads()
+        core.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            core.set_num_threads(before)
+    else:
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
 
 
 def _marks(steps_r, total, record_every):

@@ -787,23 +787,15 @@ def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, pro
 
 
 def _run(problem, backend, **kw):
-    """The torch loop, or the fused CPU kernel of ``backend`` (:mod:`bigstep.sgd_nd`)."""
+    """The torch loop, or the fused CPU kernel of ``backend`` (:mod:`bigstep.sgd_nd`);
+    ``num_threads`` is then the kernel's thread count for the call (restored after)."""
     if backend == "torch":
         return _train(problem, **kw)
-    from .sgd_nd import train_fused
+    from .sgd_nd import train_fused, using_threads
 
     kw.pop("device")
-    threads = kw.pop("num_threads")
-    if threads is None:
+    with using_threads(backend, kw.pop("num_threads")):
         return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
-    from . import get_num_threads, set_num_threads
-
-    before = get_num_threads()
-    set_num_threads(threads)
-    try:
-        return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
-    finally:
-        set_num_threads(before)
 
 
 def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, device="cpu", dtype="float64",
