@@ -43,9 +43,9 @@ struct Scratch {
   std::vector<T> u, c, g;     // [B, p] inputs, [B, d] offsets, [B, d] G = (2 lr / norm) F
   std::vector<T> h;           // [kb, m] hidden layer of a block
   std::vector<T> acc;         // [(p + 1 + d) m]: sums of the update for W1t, b, W2
-  std::vector<T> out;         // [d] network output of one sample
+  std::vector<T> out;         // [kb, d] network outputs of a block
   Scratch(index_t m, index_t B, index_t p, index_t d, index_t kb)
-      : w1t(p * m), b(m), w2(d * m), u(B * p), c(B * d), g(B * d), h(kb * m), acc((p + 1 + d) * m), out(d) {}
+      : w1t(p * m), b(m), w2(d * m), u(B * p), c(B * d), g(B * d), h(kb * m), acc((p + 1 + d) * m), out(kb * d) {}
 };
 
 template <class T>
@@ -73,8 +73,11 @@ inline T pre_scalar(const T* w1t, const T* bias, index_t m, index_t p, const T* 
   return pre;
 }
 
-// net(u) for one sample into out[d] (the lane order of sgd_nd.hpp); h row [m] kept.
-template <class T, int PC, int DC>
+// net(u) for NS samples (inputs u [NS, p]) into out [NS, d], hidden rows h [NS, m]
+// kept (row stride m); the lane order of sgd_nd.hpp.  The fixed-size path (DC > 0)
+// computes h and every output's lanes in one pass, NS samples sharing each load of the
+// weights; the generic path writes the hidden rows, then the outputs JB at a time.
+template <class T, int PC, int DC, int NS>
 void forward(const T* w1t, const T* bias, const T* w2, index_t m, index_t p_rt, index_t d_rt, const T* u, T* hrow,
              T* out) {
   using V = simd::vec<T>;
@@ -87,28 +90,45 @@ void forward(const T* w1t, const T* bias, const T* w2, index_t m, index_t p_rt, 
   const index_t mv = m - m % L;
   const V zero = V{};
   constexpr int JB = DC > 0 ? DC : 4;  // outputs per pass over the hidden row
-  V acc[JB][LV];
-  if constexpr (DC > 0) {  // one pass: h and every output's lanes
-    for (int j = 0; j < JB; ++j)
-      for (int v = 0; v < LV; ++v) acc[j][v] = V{};
+  if constexpr (DC > 0) {
+    V acc[NS][JB][LV];
+    for (int s = 0; s < NS; ++s)
+      for (int j = 0; j < JB; ++j)
+        for (int v = 0; v < LV; ++v) acc[s][j][v] = V{};
     for (index_t l = 0; l < mv; l += L)
       for (int v = 0; v < LV; ++v) {
         const index_t o = l + v * W;
-        V pre = simd::load(bias + o);
-        for (index_t k = 0; k < p; ++k) pre += simd::load(w1t + k * m + o) * simd::broadcast(u[k]);
-        const V hv = pre > zero ? pre : zero;
-        simd::store(hrow + o, hv);
-        for (int j = 0; j < JB; ++j) acc[j][v] += simd::load(w2 + j * m + o) * hv;
+        V pre[NS];
+        const V bv = simd::load(bias + o);
+        for (int s = 0; s < NS; ++s) pre[s] = bv;
+        for (index_t k = 0; k < p; ++k) {
+          const V wk = simd::load(w1t + k * m + o);
+          for (int s = 0; s < NS; ++s) pre[s] += wk * simd::broadcast(u[s * p + k]);
+        }
+        V hv[NS];
+        for (int s = 0; s < NS; ++s) {
+          hv[s] = pre[s] > zero ? pre[s] : zero;
+          simd::store(hrow + s * m + o, hv[s]);
+        }
+        for (int j = 0; j < JB; ++j) {
+          const V wj = simd::load(w2 + j * m + o);
+          for (int s = 0; s < NS; ++s) acc[s][j][v] += wj * hv[s];
+        }
       }
-    for (index_t l = mv; l < m; ++l) hrow[l] = relu(pre_scalar(w1t, bias, m, p, u, l));
-    for (int j = 0; j < JB; ++j) {
-      T ln[L];
-      for (int v = 0; v < LV; ++v) simd::store(ln + v * W, acc[j][v]);
-      T s = tree(ln, L);
-      for (index_t l = mv; l < m; ++l) s += w2[j * m + l] * hrow[l];
-      out[j] = s / static_cast<T>(m);
+    for (int s = 0; s < NS; ++s) {
+      T* hs = hrow + s * m;
+      for (index_t l = mv; l < m; ++l) hs[l] = relu(pre_scalar(w1t, bias, m, p, u + s * p, l));
+      for (int j = 0; j < JB; ++j) {
+        T ln[L];
+        for (int v = 0; v < LV; ++v) simd::store(ln + v * W, acc[s][j][v]);
+        T t = tree(ln, L);
+        for (index_t l = mv; l < m; ++l) t += w2[j * m + l] * hs[l];
+        out[s * d + j] = t / static_cast<T>(m);
+      }
     }
-  } else {  // the hidden row first, then the outputs JB at a time
+  } else {
+    static_assert(NS == 1, "the generic path takes one sample at a time");
+    V acc[JB][LV];
     for (index_t l = 0; l < mv; l += W) {
       V pre = simd::load(bias + l);
       for (index_t k = 0; k < p; ++k) pre += simd::load(w1t + k * m + l) * simd::broadcast(u[k]);
@@ -128,12 +148,20 @@ void forward(const T* w1t, const T* bias, const T* w2, index_t m, index_t p_rt, 
       for (int j = 0; j < jn; ++j) {
         T ln[L];
         for (int v = 0; v < LV; ++v) simd::store(ln + v * W, acc[j][v]);
-        T s = tree(ln, L);
-        for (index_t l = mv; l < m; ++l) s += w2[(j0 + j) * m + l] * hrow[l];
-        out[j0 + j] = s / static_cast<T>(m);
+        T t = tree(ln, L);
+        for (index_t l = mv; l < m; ++l) t += w2[(j0 + j) * m + l] * hrow[l];
+        out[j0 + j] = t / static_cast<T>(m);
       }
     }
   }
+}
+
+// Samples per forward group: as many as keep NS x d x (lanes / W) accumulators in registers.
+template <class T, int DC>
+constexpr int forward_group() {
+  constexpr int lv = lanes<T>() / simd::width<T>;
+  constexpr int ns = DC > 0 ? 16 / (DC * lv) : 1;
+  return ns < 1 ? 1 : (ns > 4 ? 4 : ns);
 }
 
 // The update sums of neurons [o, o + W) over samples [0, ns) of a block (hidden rows
@@ -232,14 +260,18 @@ void train_one(const SgdNdChunk<T>& c, index_t r, Scratch<T>& sc) {
     double loss = 0.0;
     for (index_t s0 = 0; s0 < B; s0 += kb) {
       const index_t ns = std::min(kb, B - s0);
-      for (index_t s = 0; s < ns; ++s) {
-        const index_t b = s0 + s;
-        forward<T, PC, DC>(cur[0], cur[1], cur[2], m, p, d, sc.u.data() + b * p, sc.h.data() + s * m, sc.out.data());
-        for (index_t k = 0; k < d; ++k) {
-          const T f = sc.out[k] + sc.c[b * d + k];
-          loss += static_cast<double>(f) * static_cast<double>(f);
-          sc.g[b * d + k] = coef * f;
-        }
+      constexpr int NS = forward_group<T, DC>();
+      index_t s = 0;
+      for (; s + NS <= ns; s += NS)
+        forward<T, PC, DC, NS>(cur[0], cur[1], cur[2], m, p, d, sc.u.data() + (s0 + s) * p, sc.h.data() + s * m,
+                               sc.out.data() + s * d);
+      for (; s < ns; ++s)
+        forward<T, PC, DC, 1>(cur[0], cur[1], cur[2], m, p, d, sc.u.data() + (s0 + s) * p, sc.h.data() + s * m,
+                              sc.out.data() + s * d);
+      for (index_t k = 0; k < ns * d; ++k) {  // the loss in order b, then j
+        const T f = sc.out[k] + sc.c[s0 * d + k];
+        loss += static_cast<double>(f) * static_cast<double>(f);
+        sc.g[s0 * d + k] = coef * f;
       }
       const T* u = sc.u.data() + s0 * p;
       const T* g = sc.g.data() + s0 * d;
