@@ -304,3 +304,65 @@ def test_no_torch_needed():
             "print('ok', r.steps_done.tolist(), d.steps_done.tolist())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok [5] [5]" in out.stdout, out.stderr
+
+
+# ------------------------------------------------------------------ fixed-sample sharpness without torch
+
+
+def _fixed_sample_problem(seed=0, N=40, m=9, p=3, d=2):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((m, p)), rng.standard_normal(m), rng.standard_normal((d, m)),
+            rng.standard_normal((N, p)), rng.standard_normal((N, d)), float(N))
+
+
+def test_fixed_sample_gradient_and_hvp_match_finite_differences():
+    from bigstep._fixed_sample import FixedSampleLoss
+
+    W1, b, W2, U, Z, c = _fixed_sample_problem()
+    base = FixedSampleLoss(W1, b, W2, U, Z, c)
+    theta = np.concatenate([W1.ravel(), b, W2.ravel()])
+    v = np.random.default_rng(1).standard_normal(theta.size)
+    eps = 1e-6
+
+    def at(t):
+        return FixedSampleLoss(*base._split(t), U, Z, c)
+
+    # no pre-activation within eps |v| of a kink: the loss is smooth along v there
+    P = U @ W1.T + b
+    dP = U @ base._split(v)[0].T + base._split(v)[1]
+    assert np.abs(P).min() > 10 * eps * np.abs(dP).max()
+    fd_value = (at(theta + eps * v).value() - at(theta - eps * v).value()) / (2 * eps)
+    assert base.grad() @ v == pytest.approx(fd_value, rel=1e-7)
+    fd_grad = (at(theta + eps * v).grad() - at(theta - eps * v).grad()) / (2 * eps)
+    np.testing.assert_allclose(base.hvp(v), fd_grad, rtol=0, atol=1e-6 * np.abs(fd_grad).max())
+
+
+def test_fixed_sample_hvp_equals_torch_double_backward():
+    torch = pytest.importorskip("torch")
+    from bigstep._fixed_sample import FixedSampleLoss
+
+    W1, b, W2, U, Z, c = _fixed_sample_problem(2, N=30, m=7, p=4, d=3)
+    m, p = W1.shape
+    theta = torch.tensor(np.concatenate([W1.ravel(), b, W2.ravel()]), requires_grad=True)
+    Ut, Zt = torch.tensor(U), torch.tensor(Z)
+    H = torch.relu(Ut @ theta[:m * p].reshape(m, p).T + theta[m * p:m * p + m])
+    F = H @ theta[m * p + m:].reshape(-1, m).T / m + Zt
+    (g,) = torch.autograd.grad((F * F).sum() / c, theta, create_graph=True)
+    v = np.random.default_rng(3).standard_normal(theta.numel())
+    (hv,) = torch.autograd.grad(g, theta, grad_outputs=torch.tensor(v))
+    mine = FixedSampleLoss(W1, b, W2, U, Z, c)
+    np.testing.assert_allclose(mine.grad(), g.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mine.hvp(v), hv.numpy(), rtol=1e-11, atol=1e-13)
+
+
+def test_figure5_sharpness_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, bigstep\n"
+            "x = 2 * bigstep.gaussian_noise(0, (10, 2))\n"
+            "r = bigstep.train_diffusion(x, lr=0.5, steps=5, batch_size=32, width=16)\n"
+            "s = bigstep.diffusion_sharpness_mc(r, x, n_mc=10)\n"
+            "d = bigstep.train_dsm(x, 0.9, 0.5, lr=0.1, steps=5, width=16, record=())\n"
+            "t = bigstep.sharpness_mc(d.network(0), x, 0.9, 0.5, n_mc=10)\n"
+            "print('ok', s > 0, t > 0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok True True" in out.stdout, out.stderr
