@@ -1,6 +1,5 @@
 // pybind11 registration of build and run-time facts, and the thread/ISA switches.
-#include "bigstep/isa.hpp"
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "check.hpp"
 
 namespace bigstep::py {

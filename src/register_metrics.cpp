@@ -2,7 +2,7 @@
 // Same names and signatures as python/bigstep/_numba/metrics.py.
 #include <cmath>
 
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "bigstep/metrics.hpp"
 #include "check.hpp"
 
@@ -22,7 +22,7 @@ double gaussian_kernel_sum(const carray<T>& x, const carray<T>& y, double bandwi
                 "bandwidth must be a positive finite number, got " << bandwidth);
   BIGSTEP_CHECK(!symmetric || (n == m && x.data() == y.data()), "symmetric sums need y to be x itself");
   pyb::gil_scoped_release release;
-  return cpu::gaussian_kernel_sum<T>(x.data(), n, y.data(), m, d, bandwidth, symmetric);
+  return cpu::kernels<T>().gaussian_kernel_sum(x.data(), n, y.data(), m, d, bandwidth, symmetric);
 }
 
 // Squared MMD of a [n, d] and b [m, d] from the three kernel sums (mmd2_from_sums).
@@ -38,9 +38,9 @@ double mmd2(const carray<T>& a, const carray<T>& b, double bandwidth, bool unbia
   BIGSTEP_CHECK(bandwidth > 0 && std::isfinite(bandwidth),
                 "bandwidth must be a positive finite number, got " << bandwidth);
   pyb::gil_scoped_release release;
-  const double s_aa = cpu::gaussian_kernel_sum<T>(a.data(), n, a.data(), n, d, bandwidth, true);
-  const double s_bb = cpu::gaussian_kernel_sum<T>(b.data(), m, b.data(), m, d, bandwidth, true);
-  const double s_ab = cpu::gaussian_kernel_sum<T>(a.data(), n, b.data(), m, d, bandwidth, false);
+  const double s_aa = cpu::kernels<T>().gaussian_kernel_sum(a.data(), n, a.data(), n, d, bandwidth, true);
+  const double s_bb = cpu::kernels<T>().gaussian_kernel_sum(b.data(), m, b.data(), m, d, bandwidth, true);
+  const double s_ab = cpu::kernels<T>().gaussian_kernel_sum(a.data(), n, b.data(), m, d, bandwidth, false);
   return mmd2_from_sums(s_aa, s_bb, s_ab, double(n), double(m), unbiased);
 }
 
@@ -60,7 +60,7 @@ pyb::tuple nearest_neighbors(const carray<T>& x, const carray<T>& y, int k) {
   index_t* ip = idx.mutable_data();
   {
     pyb::gil_scoped_release release;
-    cpu::nearest_neighbors<T>(x.data(), n, y.data(), m, d, k, dp, ip);
+    cpu::kernels<T>().nearest_neighbors(x.data(), n, y.data(), m, d, k, dp, ip);
   }
   return pyb::make_tuple(dist, idx);
 }

@@ -3,7 +3,7 @@
 
 #include <pybind11/stl.h>
 
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "bigstep/optimal_score.hpp"
 #include "check.hpp"
 
@@ -35,7 +35,7 @@ pyb::tuple optimal_score_1d(const carray<T>& y, const carray<T>& x_sorted, const
   }
   {
     pyb::gil_scoped_release release;
-    cpu::optimal_score_1d<T>(y.data(), q, x_sorted.data(), n, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
+    cpu::kernels<T>().optimal_score_1d(y.data(), q, x_sorted.data(), n, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
                              sigma.shape(0) == 1 ? 0 : 1, data_or_null(score), data_or_null(logp),
                              data_or_null(mean), data_or_null(d1), data_or_null(d2));
   }
@@ -60,7 +60,7 @@ pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray
   if (what & kPosteriorMean) mean.emplace(std::vector<pyb::ssize_t>{q, d});
   {
     pyb::gil_scoped_release release;
-    cpu::optimal_score_nd<T>(y.data(), q, x.data(), n, d, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
+    cpu::kernels<T>().optimal_score_nd(y.data(), q, x.data(), n, d, mu.data(), mu.shape(0) == 1 ? 0 : 1, sigma.data(),
                              sigma.shape(0) == 1 ? 0 : 1, data_or_null(score), data_or_null(logp),
                              data_or_null(mean));
   }
@@ -80,7 +80,7 @@ carray<T> exp_nonpos(const carray<T>& x, std::optional<carray<T>> out_arg) {
   T* o = out.mutable_data();
   {
     pyb::gil_scoped_release release;
-    cpu::exp_nonpos_array<T>(x.data(), o, x.shape(0));
+    cpu::kernels<T>().exp_nonpos_array(x.data(), o, x.shape(0));
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // Same names and signatures as python/bigstep/_numba/relu_risk.py.
 #include <cmath>
 
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "check.hpp"
 
 namespace bigstep::py {

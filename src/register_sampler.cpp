@@ -3,7 +3,7 @@
 // Each fused loop takes (x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, *score
 // arrays), the signature of the Numba loops in bigstep/_numba/sampler.py, runs steps
 // k0 .. k1 - 1 with the GIL released and updates x (and path) in place.
-#include "bigstep/launch.hpp"
+#include "cpu/kernels.hpp"
 #include "bigstep/sampler.hpp"
 #include "check.hpp"
 
@@ -75,7 +75,7 @@ void run_empirical(BIGSTEP_SAMPLER_ARGS, const pyb::array& data, bool one_d) {
   BIGSTEP_CHECK(one_d ? st.d == 1 : data.shape(1) == st.d,
                 "data must have " << st.d << " columns like x, got " << (one_d ? 1 : data.shape(1)));
   pyb::gil_scoped_release release;
-  cpu::sampler_empirical(st, px, n_data, one_d);
+  cpu::kernels().sampler_empirical(st, px, n_data, one_d);
 }
 
 void run_empirical_nd(BIGSTEP_SAMPLER_ARGS, const pyb::array& data) {
@@ -94,7 +94,7 @@ void run_gaussian(BIGSTEP_SAMPLER_ARGS, const pyb::array& mean, const pyb::array
   BIGSTEP_CHECK(mean.shape(0) == st.d && lam.shape(0) == st.d && vecs.shape(0) == st.d && vecs.shape(1) == st.d,
                 "mean, vecs, lam must have shapes (d,), (d, d), (d,) with d = " << st.d);
   pyb::gil_scoped_release release;
-  cpu::sampler_gaussian(st, pm, pv, pl);
+  cpu::kernels().sampler_gaussian(st, pm, pv, pl);
 }
 
 void run_relu(BIGSTEP_SAMPLER_ARGS, const pyb::array& w1, const pyb::array& b1, const pyb::array& w2t,
@@ -111,7 +111,7 @@ void run_relu(BIGSTEP_SAMPLER_ARGS, const pyb::array& w1, const pyb::array& b1, 
                                                                                            << w1.shape(0) << " x "
                                                                                            << w1.shape(1));
   pyb::gil_scoped_release release;
-  cpu::sampler_relu(st, p1, pb1, p2, pb2, m);
+  cpu::kernels().sampler_relu(st, p1, pb1, p2, pb2, m);
 }
 
 carray<double> sampler_normals(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, pyb::ssize_t count) {
@@ -119,7 +119,7 @@ carray<double> sampler_normals(std::uint64_t seed, std::uint64_t stream, std::ui
   carray<double> out(count);
   double* p = out.mutable_data();
   pyb::gil_scoped_release release;
-  cpu::sampler_normals(seed, stream, offset, p, count);
+  cpu::kernels().sampler_normals(seed, stream, offset, p, count);
   return out;
 }
 
@@ -127,10 +127,16 @@ carray<double> sampler_normals(std::uint64_t seed, std::uint64_t stream, std::ui
 
 void register_sampler(pyb::module_& m) {
   const char* doc = "Fused sampler steps k0 .. k1 - 1 (see bigstep/_numba/sampler.py for the arguments).";
-  m.def("sampler_empirical_nd", &run_empirical_nd, doc);
-  m.def("sampler_empirical_1d", &run_empirical_1d, doc);
-  m.def("sampler_gaussian", &run_gaussian, doc);
-  m.def("sampler_relu", &run_relu, doc);
+#define BIGSTEP_SAMPLER_NAMES                                                                        \
+  pyb::arg("x"), pyb::arg("k0"), pyb::arg("k1"), pyb::arg("h"), pyb::arg("r"), pyb::arg("mu"),   \
+      pyb::arg("sigma"), pyb::arg("tau"), pyb::arg("c"), pyb::arg("seed"), pyb::arg("keep"), pyb::arg("path")
+  m.def("sampler_empirical_nd", &run_empirical_nd, BIGSTEP_SAMPLER_NAMES, pyb::arg("data"), doc);
+  m.def("sampler_empirical_1d", &run_empirical_1d, BIGSTEP_SAMPLER_NAMES, pyb::arg("data_sorted"), doc);
+  m.def("sampler_gaussian", &run_gaussian, BIGSTEP_SAMPLER_NAMES, pyb::arg("mean"), pyb::arg("vecs"), pyb::arg("lam"),
+        doc);
+  m.def("sampler_relu", &run_relu, BIGSTEP_SAMPLER_NAMES, pyb::arg("w1"), pyb::arg("b1"), pyb::arg("w2t"),
+        pyb::arg("b2"), doc);
+#undef BIGSTEP_SAMPLER_NAMES
   m.def("sampler_normals", &sampler_normals, pyb::arg("seed"), pyb::arg("stream"), pyb::arg("offset"),
         pyb::arg("count"), "The fused sampler's vectorised normals (gaussian_noise's values up to a few ulp).");
 }

@@ -1,9 +1,10 @@
-// pybind11 registration of the fused batched 1-D SGD trainer (csrc/cpu/sgd.cpp).
+// pybind11 registration of the fused batched 1-D SGD trainer (csrc/cpu/sgd_kernels.cpp).
 // Same name and signature as python/bigstep/_numba/sgd.py's sgd_train.
 #include <cmath>
 
 #include "bigstep/sgd.hpp"
 #include "bigstep/sgd_nd.hpp"
+#include "cpu/kernels.hpp"
 #include "check.hpp"
 
 namespace bigstep::py {
@@ -64,7 +65,7 @@ void sgd_train(const carray<double>& x, double mu, double sigma, const carray<do
   c.loss_sum = loss_sum.mutable_data();
   c.loss_count = loss_count.mutable_data();
   pyb::gil_scoped_release release;
-  cpu::sgd_train(c);
+  cpu::kernels().sgd_train(c);
 }
 
 // Steps [k0, k1) of R d-D networks (csrc/cpu/sgd_nd_kernels.cpp): parameters w1t [R, p, m],
@@ -169,7 +170,7 @@ void sgd_nd_typed(const carray<double>& x, const carray<std::int64_t>& data_of, 
   c.loss_sum = loss_sum.mutable_data();
   c.loss_count = loss_count.mutable_data();
   pyb::gil_scoped_release release;
-  cpu::sgd_nd_train<T>(c);
+  cpu::kernels<T>().sgd_nd_train(c);
 }
 
 void sgd_nd_train(const carray<double>& x, const carray<std::int64_t>& data_of, bool diffusion, double mu,

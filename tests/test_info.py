@@ -20,11 +20,11 @@ def test_info_keys():
     d = bigstep.info()
     assert d["version"] == bigstep.__version__
     assert isinstance(d["backends"], list) and d["backends"], "no backend available at all"
-    assert set(d["backends"]) <= {"cuda", "cpp", "numba"}
+    assert set(d["backends"]) <= {"cuda", "torch", "cpp", "numba"}
     assert "numba" in d["backends"], d["unavailable"].get("numba")
     assert isinstance(d["unavailable"], dict)
     assert set(d["backends"]).isdisjoint(d["unavailable"])
-    assert set(d["backends"]) | set(d["unavailable"]) == {"cuda", "cpp", "numba"}
+    assert set(d["backends"]) | set(d["unavailable"]) == {"cuda", "torch", "cpp", "numba"}
     for why in d["unavailable"].values():
         assert isinstance(why, str) and why
     assert d["cpu_count"] == os.cpu_count()
@@ -163,7 +163,7 @@ def test_console_script_demo():
     out = _run([_console_script(), "demo", "--n", "200", "--q", "200"], timeout=300)
     assert "n = 200" in out and "q = 200" in out
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+\.\d+\s+\d", line)]
-    backends = [b for b in bigstep.info()["backends"] if b != "cuda"]
+    backends = [b for b in _backend.backends("optimal_score") if b != "cuda"]
     assert len(rows) == 4 * len(backends), out
     assert {r[3] for r in rows} == set(backends)
     for r in rows:

@@ -373,7 +373,7 @@ def test_numba_kernel_rejects_wrapping_m():
 
     x, w = _data(n=4, d=2), np.ones((3, 2))
     for m in (2 ** 62, 2 ** 61, 0):
-        with pytest.raises(ValueError, match=r"\bm\b"):
+        with pytest.raises(ValueError, match=r"\bn_noise\b"):
             nb.rf_gram(x, w, 0.6, 0.8, m, 0, rf.STREAM_NOISE, 0)
     K, R, xi2 = nb.rf_gram(x, w, 0.6, 0.8, 2, 0, rf.STREAM_NOISE, 0)
     assert xi2 > 0 and K.shape == (3, 3)

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "bigstep/fast_exp.hpp"
-#include "bigstep/isa.hpp"
 #include "bigstep/metrics.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 
@@ -251,12 +251,8 @@ void nearest_neighbors(const T* x, index_t n, const T* y, index_t m, index_t d, 
   }
 }
 
-template double gaussian_kernel_sum<float>(const float*, index_t, const float*, index_t, index_t, double, bool);
-template double gaussian_kernel_sum<double>(const double*, index_t, const double*, index_t, index_t, double,
-                                            bool);
-template void nearest_neighbors<float>(const float*, index_t, const float*, index_t, index_t, int, float*,
-                                       index_t*);
-template void nearest_neighbors<double>(const double*, index_t, const double*, index_t, index_t, int, double*,
-                                        index_t*);
+
+BIGSTEP_EXPORT_TYPED(gaussian_kernel_sum)
+BIGSTEP_EXPORT_TYPED(nearest_neighbors)
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "bigstep/fast_exp.hpp"
-#include "bigstep/isa.hpp"
 #include "bigstep/optimal_score.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 
 namespace bigstep::cpu::BIGSTEP_ISA_NS {
@@ -194,11 +194,8 @@ void exp_nonpos_array(const T* x, T* out, index_t n) {
   for (index_t i = nv; i < n; ++i) out[i] = exp_nonpos(x[i]);
 }
 
-template void exp_nonpos_array<float>(const float*, float*, index_t);
-template void exp_nonpos_array<double>(const double*, double*, index_t);
-template void optimal_score_1d<float>(const float*, index_t, const float*, index_t, const float*, index_t,
-                                      const float*, index_t, float*, float*, float*, float*, float*);
-template void optimal_score_1d<double>(const double*, index_t, const double*, index_t, const double*, index_t,
-                                       const double*, index_t, double*, double*, double*, double*, double*);
+
+BIGSTEP_EXPORT_TYPED(optimal_score_1d)
+BIGSTEP_EXPORT_TYPED(exp_nonpos_array)
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS

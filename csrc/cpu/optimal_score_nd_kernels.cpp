@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "bigstep/fast_exp.hpp"
-#include "bigstep/isa.hpp"
 #include "bigstep/optimal_score.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 
@@ -573,9 +573,7 @@ void optimal_score_nd(const T* y, index_t q, const T* x, index_t n, index_t d, c
   run<T, double>(y, q, x, n, d, mu, mu_stride, sigma, sigma_stride, score, log_density, mean);
 }
 
-template void optimal_score_nd<float>(const float*, index_t, const float*, index_t, index_t, const float*,
-                                      index_t, const float*, index_t, float*, float*, float*);
-template void optimal_score_nd<double>(const double*, index_t, const double*, index_t, index_t, const double*,
-                                       index_t, const double*, index_t, double*, double*, double*);
+
+BIGSTEP_EXPORT_TYPED(optimal_score_nd)
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS

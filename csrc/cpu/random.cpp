@@ -1,8 +1,7 @@
 // Philox streams on the CPU: element i of (seed, stream) at counter offset + i.
 // Threads split the index range; every element depends on its counter only, so the
 // bits do not depend on the thread count.
-#include "bigstep/isa.hpp"
-#include "bigstep/launch.hpp"
+#include "kernels.hpp"
 #include "bigstep/philox.hpp"
 
 namespace bigstep::cpu {

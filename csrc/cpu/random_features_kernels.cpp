@@ -16,9 +16,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "bigstep/isa.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/random_features.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 

@@ -2,8 +2,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "bigstep/isa.hpp"
-#include "bigstep/launch.hpp"
+#include "kernels.hpp"
 #include "bigstep/relu_risk.hpp"
 
 namespace bigstep::cpu {

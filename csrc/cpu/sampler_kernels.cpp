@@ -25,9 +25,9 @@
 #include <immintrin.h>
 #endif
 #include "bigstep/fast_normal.hpp"
-#include "bigstep/isa.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/sampler.hpp"
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 

@@ -1,9 +1,6 @@
-// CPU launcher of the fused batched d-D SGD trainer (per-step math in bigstep/sgd_nd.hpp).
-//
-// This file has two roles.  Compiled as a kernel source (once per instruction set, with
-// BIGSTEP_ISA_NS set by CMake, see isa.hpp) it defines isa_<name>::sgd_nd_train<T>;
-// compiled into the module itself (no BIGSTEP_ISA_NS) it defines the dispatcher
-// cpu::sgd_nd_train<T>, which calls the active instruction set's version.
+// CPU launcher of the fused batched d-D SGD trainer (per-step math in bigstep/sgd_nd.hpp),
+// compiled once per instruction set; its entry point sgd_nd_train<T> is listed in
+// kernels.hpp (callers: cpu::kernels<T>().sgd_nd_train(chunk)).
 //
 // Threads split the networks (schedule dynamic: diverged or finished networks stop
 // early); each network's steps run in order on one thread with its own scratch, and its
@@ -24,10 +21,8 @@
 #include <cstring>
 #include <vector>
 
-#include "bigstep/isa.hpp"
 #include "bigstep/sgd_nd.hpp"
-
-#if defined(BIGSTEP_ISA_NS)
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 
@@ -349,53 +344,8 @@ void sgd_nd_train(const SgdNdChunk<T>& c) {
   train_all<T, 0, 0>(c);
 }
 
-template void sgd_nd_train<float>(const SgdNdChunk<float>&);
-template void sgd_nd_train<double>(const SgdNdChunk<double>&);
+BIGSTEP_EXPORT_TYPED(sgd_nd_train)
 
 static_assert(kRegD >= 10, "the fixed-size paths above go up to d = 10");
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS
-
-#else  // the dispatcher, compiled once into the module
-
-namespace bigstep::cpu {
-
-#define BIGSTEP_DECLARE_SGD_ND(ns)          \
-  namespace ns {                            \
-  template <class T>                        \
-  void sgd_nd_train(const SgdNdChunk<T>& c); \
-  }
-BIGSTEP_DECLARE_SGD_ND(isa_baseline)
-BIGSTEP_DECLARE_SGD_ND(isa_avx2)
-BIGSTEP_DECLARE_SGD_ND(isa_avx512)
-BIGSTEP_DECLARE_SGD_ND(isa_native)
-#undef BIGSTEP_DECLARE_SGD_ND
-
-template <class T>
-void sgd_nd_train(const SgdNdChunk<T>& c) {
-  switch (active_isa()) {
-#ifdef BIGSTEP_HAVE_NATIVE
-    case Isa::native: isa_native::sgd_nd_train<T>(c); return;
-#endif
-#ifdef BIGSTEP_HAVE_AVX512
-    case Isa::avx512: isa_avx512::sgd_nd_train<T>(c); return;
-#endif
-#ifdef BIGSTEP_HAVE_AVX2
-    case Isa::avx2: isa_avx2::sgd_nd_train<T>(c); return;
-#endif
-    default:
-#ifdef BIGSTEP_HAVE_BASELINE
-      isa_baseline::sgd_nd_train<T>(c);
-#else
-      isa_native::sgd_nd_train<T>(c);
-#endif
-      return;
-  }
-}
-
-template void sgd_nd_train<float>(const SgdNdChunk<float>&);
-template void sgd_nd_train<double>(const SgdNdChunk<double>&);
-
-}  // namespace bigstep::cpu
-
-#endif

@@ -11,6 +11,7 @@ def _demo(args) -> int:
     import numpy as np
 
     import bigstep
+    from bigstep import _backend
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.n)
@@ -21,7 +22,7 @@ def _demo(args) -> int:
     for t in (0.01, 0.05, 0.2, 1.0):
         mu, sigma = bigstep.ou_schedule(t)
         ref = bigstep.optimal_score(y, x, mu, sigma, backend="numba")
-        for backend in bigstep.info()["backends"]:
+        for backend in _backend.backends("optimal_score"):
             if backend == "cuda":
                 continue
             bigstep.optimal_score(y, x, mu, sigma, backend=backend)

@@ -54,12 +54,8 @@ def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
                          f"and {name_b} of shape {b.shape}")
 
 
-def _impl(name: str):
-    if name == "cpp":
-        return _backend.core()
-    from ._numba import metrics
-
-    return metrics
+def _impl(backend: str, *arrays):
+    return _backend.kernels("metrics", _backend.resolve(backend, *arrays, family="metrics"))
 
 
 # --------------------------------------------------------------------------- MMD
@@ -111,7 +107,7 @@ def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float
             if arr.shape[0] < 2:
                 raise ValueError(f"the unbiased MMD needs at least 2 points in {name}, got {arr.shape[0]}")
     dtype = result_dtype(aa, ba)
-    impl = _impl(_backend.resolve(backend, aa, ba))
+    impl = _impl(backend, aa, ba)
     return float(impl.mmd2(prepare(aa, dtype), prepare(ba, dtype), h, bool(unbiased)))
 
 
@@ -127,7 +123,7 @@ def _neighbors(samples, train, k, backend):
     if not 1 <= k <= ta.shape[0]:
         raise ValueError(f"k must be between 1 and the number of training points ({ta.shape[0]}), got {k}")
     dtype = result_dtype(sa, ta)
-    impl = _impl(_backend.resolve(backend, sa, ta))
+    impl = _impl(backend, sa, ta)
     return impl.nearest_neighbors(prepare(sa, dtype), prepare(ta, dtype), int(k))
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._arrays import _is_torch, as_numpy, prepare, result_dtype, wrap_like
+from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
 from ._validate import noise_level, queries, training_data
 
 __all__ = [
@@ -57,7 +57,7 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     if dtype == np.float32:
         _check_float32_levels(mua, "mu")
         _check_float32_levels(siga, "sigma")
-    name = _backend.resolve(backend, ya, xa)
+    impl = _backend.kernels("optimal_score", _backend.resolve(backend, ya, xa, family="optimal_score"))
     yk = prepare(ya.reshape((1,) + ya.shape) if single else ya, dtype)
     xk = prepare(xa, dtype)
     muk = prepare(mua, dtype)
@@ -65,11 +65,8 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     if q == 0:
         outs = _empty(yk, what, xa.ndim)
     elif xa.ndim == 1:
-        xs = np.sort(xk, kind="stable")
-        impl = _backend.core() if name == "cpp" else _numba_impl()
-        outs = impl.optimal_score_1d(yk, xs, muk, sigk, what)
+        outs = impl.optimal_score_1d(yk, np.sort(xk, kind="stable"), muk, sigk, what)
     else:
-        impl = _backend.core() if name == "cpp" else _numba_impl()
         outs = impl.optimal_score_nd(yk, xk, muk, sigk, what)
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
@@ -94,12 +91,6 @@ def _empty(yk, what, ndim):
                 z(shape_vec) if what & _MEAN else None, z(shape_vec) if d else None, z(shape_vec) if d else None)
     return (z(shape_vec) if what & _SCORE else None, z((0,)) if what & _LOGP else None,
             z(shape_vec) if what & _MEAN else None)
-
-
-def _numba_impl():
-    from ._numba import optimal_score as impl
-
-    return impl
 
 
 def optimal_score(y, x, mu, sigma, *, backend: str = "auto"):
@@ -192,6 +183,6 @@ def ou_schedule(t):
         raise ValueError(f"t must be positive and finite, got {tf.min() if tf.size else tf!r}")
     mu = np.exp(-tf)
     sigma = np.sqrt(-np.expm1(-2 * tf))
-    if tf.ndim == 0 and not _is_torch(t):
+    if tf.ndim == 0 and not is_torch(t):
         return tf.dtype.type(mu), tf.dtype.type(sigma)
     return wrap_like(mu, t), wrap_like(sigma, t)

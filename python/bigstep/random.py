@@ -57,14 +57,8 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if offset + count > _U64:
         raise ValueError(f"offset + size must be <= 2**64, got {offset} + {count}")
-    name = _backend.resolve(backend)
-    suffix = "f32" if dt == np.float32 else "f64"
-    if name == "cpp":
-        out = getattr(_backend.core(), f"{kind}_{suffix}")(seed, stream, offset, count)
-    else:
-        from ._numba import random as nrandom
-
-        out = getattr(nrandom, kind)(seed, stream, offset, count, dt)
+    impl = _backend.kernels("random", _backend.resolve(backend, family="random"))
+    out = getattr(impl, kind)(seed, stream, offset, count, dt)
     return out.reshape(shape)
 
 

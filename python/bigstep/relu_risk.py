@@ -228,12 +228,7 @@ def _data(x) -> np.ndarray:
 
 
 def _kernels(backend: str):
-    name = _backend.resolve(backend)
-    if name == "cpp":
-        return _backend.core()
-    from ._numba import relu_risk as impl
-
-    return impl
+    return _backend.kernels("relu_risk", _backend.resolve(backend, family="relu_risk"))
 
 
 # --------------------------------------------------------------- the prepared state

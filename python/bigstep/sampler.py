@@ -75,31 +75,19 @@ def _initial_state(x0, n_samples, dim, seed):
 
 
 def _fused(score, backend: str):
-    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``
-    ("cpp": bigstep._core, "numba"), else None.  Both kernels take
-    (x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, *extra)."""
+    """(kernel, extra arguments) of the fused loop for a built-in score on ``backend``,
+    else None.  Every backend's kernels take (x, k0, k1, h, r, mu, sigma, tau, c, seed,
+    keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
-    if backend == "cpp":
-        core = _backend.core()
-        if type(score) is EmpiricalScore:
-            if score.one_d:
-                return core.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-            return core.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
-        if type(score) is GaussianScore:
-            return core.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-        return core.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
-
-    from ._numba import sampler as ns
-
+    k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:
-            return ns.run_empirical_1d, (np.sort(score.x_train, kind="stable"),)
-        data = np.ascontiguousarray(score.x_train)
-        return ns.run_empirical_nd, (data, *ns.pack_empirical_nd(data))
+            return k.sampler_empirical_1d, (np.sort(score.x_train, kind="stable"),)
+        return k.sampler_empirical_nd, (np.ascontiguousarray(score.x_train),)
     if type(score) is GaussianScore:
-        return ns.run_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
-    return ns.run_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
+        return k.sampler_gaussian, (score.mean, score.eigenvectors, np.ascontiguousarray(score.eigenvalues))
+    return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
 def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
@@ -157,7 +145,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
-    fused = _fused(score, _backend.resolve(backend))  # raises for unknown or unavailable backends
+    fused = _fused(score, _backend.resolve(backend, family="sampler"))  # raises for unknown or unavailable backends
     n_steps = h.shape[0]
     c = _METHODS[method]
     r = np.sqrt(2.0 * h) if method == "em" else np.zeros(n_steps)

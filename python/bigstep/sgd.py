@@ -135,7 +135,7 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
     names = _records(record)
-    name = _backend.resolve(backend)
+    name = _backend.resolve(backend, family="sgd")
     if m is not None:
         m = integer(m, "m", minimum=1)
     starts = _starts(init, m, seeds, len(lrs), inner, bias, inner_sets_default)
@@ -251,11 +251,7 @@ def _finish(nets, lr_of, seed_of, diverged_step, recorder) -> TrainResult:
 
 
 def _kernel(backend: str):
-    if backend == "cpp":
-        return _backend.core().sgd_train
-    from ._numba.sgd import sgd_train
-
-    return sgd_train
+    return _backend.kernels("sgd", backend).sgd_train
 
 
 def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian", train_inner=None, bias=0.0,

@@ -51,12 +51,9 @@ def init_params(seed: int, m: int, p: int, d: int):
 
 
 def kernel(backend: str):
-    """The compiled step function of a CPU backend ("cpp" or "numba")."""
-    if backend == "cpp":
-        return _backend.core().sgd_nd_train
-    from ._numba.sgd_nd import sgd_nd_train
-
-    return sgd_nd_train
+    """The compiled step function of a CPU backend ("cpp" or "numba"): the "sgd_nd"
+    family of the kernel registry (bigstep._backend.FAMILIES)."""
+    return _backend.kernels("sgd_nd", backend).sgd_nd_train
 
 
 @contextlib.contextmanager

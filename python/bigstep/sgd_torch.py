@@ -746,7 +746,7 @@ def _route(device, backend):
                          "(backend='torch' or 'auto' for a GPU)")
     from . import _backend
 
-    return "fused", _backend.resolve(backend)
+    return "fused", _backend.resolve(backend, family="sgd_nd")
 
 
 def _numpy_dtype(dtype):

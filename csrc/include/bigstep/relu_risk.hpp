@@ -41,7 +41,7 @@ BIGSTEP_HD double interval_mass(const Endpoint& l, const Endpoint& h) {
   return 1.0 - l.lo - h.up;
 }
 
-// Per-segment sums over the data (see segment_moments in launch.hpp).
+// Per-segment sums over the data (see relu_segment_moments in csrc/cpu/kernels.hpp).
 struct SegmentSums {
   double s0 = 0, s1 = 0, s2 = 0;  // sum_i E_i[Y^p 1_k]
   double t0 = 0, t1 = 0;          // sum_i E_i[(Y - c_i) Y^p 1_k]

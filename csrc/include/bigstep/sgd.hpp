@@ -1,5 +1,5 @@
 // Per-step math of the fused batched 1-D SGD trainer (python/bigstep/sgd.py has the
-// user-facing description).  Shared by the CPU launcher (csrc/cpu/sgd.cpp) and, later,
+// user-facing description).  Shared by the CPU launcher (csrc/cpu/sgd_kernels.cpp) and, later,
 // a CUDA launcher; mirrored line for line in python/bigstep/_numba/sgd.py.
 //
 // Network (width m):  s(y) = (1/m) sum_l w2_l relu(w1_l y + b_l).
@@ -100,7 +100,8 @@ BIGSTEP_HD bool params_blown(double max_abs) { return !(max_abs <= kParamLimit);
 namespace bigstep::cpu {
 
 // One chunk of steps [k0, k1) for R networks of width m trained side by side (the
-// launcher in csrc/cpu/sgd.cpp, compiled once per instruction set; see isa.hpp).
+// launcher in csrc/cpu/sgd_kernels.cpp, compiled once per instruction set; its entry
+// point sgd_train is listed in csrc/cpu/kernels.hpp).
 // Network r: learning rate lr[r], Philox seed seed[r], parameters w1/w2/b[r, :]
 // (updated in place).  diverged_step[r] >= 0 marks a network that stopped (skipped);
 // a network that blows up at step j keeps the parameters before step j and gets
@@ -121,19 +122,6 @@ struct SgdChunk {
   double* loss_sum;             // [R]
   std::int64_t* loss_count;     // [R]
 };
-
-#define BIGSTEP_DECLARE_SGD(ns) \
-  namespace ns {                \
-  void sgd_train(const SgdChunk& c); \
-  }
-BIGSTEP_DECLARE_SGD(isa_baseline)
-BIGSTEP_DECLARE_SGD(isa_avx2)
-BIGSTEP_DECLARE_SGD(isa_avx512)
-BIGSTEP_DECLARE_SGD(isa_native)
-#undef BIGSTEP_DECLARE_SGD
-
-// Dispatches to the active instruction set's sgd_train (csrc/cpu/sgd.cpp).
-void sgd_train(const SgdChunk& c);
 
 }  // namespace bigstep::cpu
 #endif

@@ -119,7 +119,8 @@ BIGSTEP_HD bool loss_blown(double loss) { return !(loss <= kLossLimit); }
 namespace bigstep::cpu {
 
 // One chunk of steps [k0, k1) for R networks trained side by side (the launcher in
-// csrc/cpu/sgd_nd_kernels.cpp, compiled once per instruction set).  Network r: learning
+// csrc/cpu/sgd_nd_kernels.cpp, compiled once per instruction set; its entry point
+// sgd_nd_train is listed in csrc/cpu/kernels.hpp).  Network r: learning
 // rate lr[r], Philox seed seed[r], data set data_of[r], step count steps[r] (it trains
 // steps [k0, min(k1, steps[r]))), parameters w1t [R, p, m], b [R, m], w2 [R, d, m]
 // updated in place.  diverged_step[r] >= 0 marks a network that stopped (skipped); a
@@ -146,10 +147,3 @@ struct SgdNdChunk {
 }  // namespace bigstep::cpu
 #endif
 
-#if !defined(__CUDACC__)
-namespace bigstep::cpu {
-// Dispatches to the active instruction set's sgd_nd_train (csrc/cpu/sgd_nd_kernels.cpp).
-template <class T>
-void sgd_nd_train(const SgdNdChunk<T>& c);
-}  // namespace bigstep::cpu
-#endif

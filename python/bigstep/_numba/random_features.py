@@ -2,7 +2,7 @@
 
 Same names, arguments and results as bigstep._core:
 
-- ``rf_gram(x, w, mu, sigma, m, seed, stream, rho)`` -> (K [p, p], R [p, d], xi2): over
+- ``rf_gram(x, w, mu, sigma, n_noise, seed, stream, rho)`` -> (K [p, p], R [p, d], xi2): over
   the n m samples y_s = mu x_{s // m} + sigma xi_s, xi_s[k] = normal s d + k of the
   Philox stream (seed, stream), the sums K = sum_s f f^T, R = sum_s f xi_s^T and
   xi2 = sum_s ||xi_s||^2 with f = rho(w y_s / sqrt(d)) (rho: activation code of
@@ -79,16 +79,16 @@ def _gram(x, w, mu, sigma, m, seed, stream, rho):
     return K, R, xi2
 
 
-def rf_gram(x, w, mu, sigma, m, seed, stream, rho):
+def rf_gram(x, w, mu, sigma, n_noise, seed, stream, rho):
     """(K, R, xi2) as bigstep._core.rf_gram (module docstring).  Like the binding it
-    requires m >= 1 and n m d < 2**62: the kernel addresses the noise as s d + k in int64
-    (a wrapped product would skip every sample and return zeros silently)."""
+    requires n_noise >= 1 and n n_noise d < 2**62: the kernel addresses the noise as s d + k
+    in int64 (a wrapped product would skip every sample and return zeros silently)."""
     n, d = np.shape(x)
-    m = int(m)
+    m = int(n_noise)
     if m < 1:
-        raise ValueError(f"m must be >= 1, got {m}")
+        raise ValueError(f"n_noise must be >= 1, got {m}")
     if n * m * d >= _MAX_ENTRIES:
-        raise ValueError(f"m = {m} is too large: n m d = {n} * {m} * {d} must be below 2^62")
+        raise ValueError(f"n_noise = {m} is too large: n n_noise d = {n} * {m} * {d} must be below 2^62")
     return _gram(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(w, dtype=np.float64),
                  float(mu), float(sigma), m, np.uint64(seed), np.uint64(stream), int(rho))
 

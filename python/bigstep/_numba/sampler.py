@@ -39,7 +39,7 @@ from ._fast_exp import exp_nonpos
 from .optimal_score import _NB, _QB, _SCORE, _finish_1d, _pack, _query_tile, _setup_1d, _window_sums
 from .random import _normals
 
-__all__ = ["run_empirical_1d", "run_empirical_nd", "run_gaussian", "run_relu", "pack_empirical_nd"]
+__all__ = ["sampler_empirical_1d", "sampler_empirical_nd", "sampler_gaussian", "sampler_relu", "pack_empirical_nd"]
 
 _TILE = _QB  # particles per tile (the s* tile kernel's query tile)
 _SMALL_N = _NB  # d-D s* with at most this many points: a direct per-particle loop (no tile padding)
@@ -124,7 +124,7 @@ def _empirical_small(y, p0, pn, x, norm2, mu, sigma, s, logits, acc):
 @jit("void(float64[:, ::1], int64, int64, float64[::1], float64[::1], float64[::1], float64[::1], "
      "float64[::1], float64, uint64, boolean, float64[:, :, ::1], "
      "float64[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1])", parallel=True)
-def run_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, xt, rows, norm2):
+def _run_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, xt, rows, norm2):
     """Steps k0 .. k1 - 1 with s* of d-D data (n_data, d): the direct loop for
     n_data <= _SMALL_N, the flash-attention tile kernel otherwise."""
     n, d = x.shape
@@ -154,9 +154,15 @@ def run_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data,
 # ----------------------------------------------------------------------------- s*, 1-D
 
 
+def sampler_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data):
+    """Steps k0 .. k1 - 1 with s* of d-D data (n_data, d) (packs the data for the tile
+    kernel, O(n_data d), then runs the compiled loop)."""
+    _run_empirical_nd(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data, *pack_empirical_nd(data))
+
+
 @jit("void(float64[:, ::1], int64, int64, float64[::1], float64[::1], float64[::1], float64[::1], "
      "float64[::1], float64, uint64, boolean, float64[:, :, ::1], float64[::1])", parallel=True)
-def run_empirical_1d(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_sorted):
+def sampler_empirical_1d(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_sorted):
     """Steps k0 .. k1 - 1 with s* of 1-D data (sorted ascending), state (n, 1): per
     particle the windowed shifted-logit sums of the 1-D kernel."""
     n = x.shape[0]
@@ -187,7 +193,7 @@ def run_empirical_1d(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, data_
 @jit("void(float64[:, ::1], int64, int64, float64[::1], float64[::1], float64[::1], float64[::1], "
      "float64[::1], float64, uint64, boolean, float64[:, :, ::1], float64[::1], float64[:, ::1], float64[::1])",
      parallel=True)
-def run_gaussian(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, mean, vecs, lam):
+def sampler_gaussian(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, mean, vecs, lam):
     """Steps k0 .. k1 - 1 with the noised Gaussian score
     s = -U diag(1/(mu^2 lam + sigma^2)) U^T (x - mu m), C = U diag(lam) U^T."""
     n, d = x.shape
@@ -224,7 +230,7 @@ def run_gaussian(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, mean, vec
 @jit("void(float64[:, ::1], int64, int64, float64[::1], float64[::1], float64[::1], float64[::1], "
      "float64[::1], float64, uint64, boolean, float64[:, :, ::1], "
      "float64[:, ::1], float64[::1], float64[:, ::1], float64[::1])", parallel=True)
-def run_relu(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, w1, b1, w2t, b2):
+def sampler_relu(x, k0, k1, h, r, mu, sigma, tau, c, seed, keep, path, w1, b1, w2t, b2):
     """Steps k0 .. k1 - 1 with s = -r_theta(t, x)/sigma(t),
     r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2; w1 (m, d + 1), w2t = W2^T (m, d)."""
     n, d = x.shape

@@ -1,4 +1,4 @@
-"""Fused batched 1-D SGD trainer: Numba mirror of csrc/include/bigstep/sgd.hpp and csrc/cpu/sgd.cpp.
+"""Fused batched 1-D SGD trainer: Numba mirror of csrc/include/bigstep/sgd.hpp and csrc/cpu/sgd_kernels.cpp.
 
 ``sgd_train(x, mu, sigma, lr, seed, w1, w2, b, batch, train_inner, clip, k0, k1,
 diverged_step, loss_sum, loss_count)`` runs steps [k0, k1) of R networks (parameters

@@ -104,12 +104,7 @@ def weights(seed: int, p: int, d: int) -> np.ndarray:
 
 
 def impl(backend: str):
-    name = _backend.resolve(backend)
-    if name == "cpp":
-        return _backend.core()
-    from .._numba import random_features
-
-    return random_features
+    return _backend.kernels("random_features", _backend.resolve(backend, family="random_features"))
 
 
 # --------------------------------------------------------------------------- Gram

@@ -1,9 +1,6 @@
 // CPU launcher of the fused batched 1-D SGD trainer (per-step math in bigstep/sgd.hpp).
 //
-// This file has two roles.  Compiled as a kernel source (once per instruction set, with
-// BIGSTEP_ISA_NS set by CMake, see isa.hpp) it defines isa_<name>::sgd_train; compiled
-// into the module itself (no BIGSTEP_ISA_NS) it defines the dispatcher cpu::sgd_train,
-// which calls the active instruction set's version.
+// Compiled once per instruction set (kernels.hpp lists the entry point, sgd_train).
 //
 // Threads split the networks (schedule dynamic: diverged networks stop early); each
 // network's steps run in order on one thread with its own scratch, and its random draws
@@ -17,11 +14,10 @@
 #include <cstring>
 #include <vector>
 
-#include "bigstep/isa.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/sgd.hpp"
 
-#if defined(BIGSTEP_ISA_NS)
+#include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
 
@@ -204,32 +200,3 @@ void sgd_train(const SgdChunk& c) {
 }
 
 }  // namespace bigstep::cpu::BIGSTEP_ISA_NS
-
-#else  // the dispatcher, compiled once into the module
-
-namespace bigstep::cpu {
-
-void sgd_train(const SgdChunk& c) {
-  switch (active_isa()) {
-#ifdef BIGSTEP_HAVE_NATIVE
-    case Isa::native: isa_native::sgd_train(c); return;
-#endif
-#ifdef BIGSTEP_HAVE_AVX512
-    case Isa::avx512: isa_avx512::sgd_train(c); return;
-#endif
-#ifdef BIGSTEP_HAVE_AVX2
-    case Isa::avx2: isa_avx2::sgd_train(c); return;
-#endif
-    default:
-#ifdef BIGSTEP_HAVE_BASELINE
-      isa_baseline::sgd_train(c);
-#else
-      isa_native::sgd_train(c);
-#endif
-      return;
-  }
-}
-
-}  // namespace bigstep::cpu
-
-#endif
