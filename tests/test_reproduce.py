@@ -351,3 +351,21 @@ def test_fig5_verdict_is_the_trend_per_panel():
     div = {(fig5.PANELS[2], r, 0.5) for r in range(8)}
     lines, comps = fig5._verdict(_fig5_frame(lambda panel: -0.8, diverged=div))
     assert _stats.verdict(comps) is True and any("lr 0.5: 8 of 8" in line for line in lines)
+
+
+def test_panels_run_a_part_of_a_figure(tmp_path, monkeypatch):
+    from bigstep.cli import main
+
+    _tiny(monkeypatch, "fig2")
+    report = reproduce("fig2", tmp_path / "a", seed=1, progress=False, panels="d=1")
+    frame = pd.read_csv(report.files[0])
+    assert set(frame["d"]) == {1} and all(c.name.startswith("d = 1") for c in report.comparisons)
+    assert any("only the panel(s) d=1 ran" in line for line in report.lines)
+    _tiny(monkeypatch, "fig5")
+    assert main(["reproduce", "fig5", "--panel", "d=1", "--panel", "diffusion", "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+    assert set(pd.read_csv(tmp_path / "b" / "fig5_sharpness.csv")["panel"]) == {"d = 1", "diffusion (d = 2)"}
+    with pytest.raises(ValueError, match="panels"):
+        reproduce("fig2", tmp_path / "c", panels=["d=3"])
+    with pytest.raises(ValueError, match="panels"):
+        reproduce("fig1", tmp_path / "c", panels=["d=1"])

@@ -40,7 +40,7 @@ def _reproduce(args) -> int:
 
     try:
         report = reproduce(args.figure, args.out, quick=not args.full, seed=args.seed, device=args.device,
-                           progress=not args.no_progress, backend=args.backend)
+                           progress=not args.no_progress, backend=args.backend, panels=args.panel)
     except ImportError as exc:  # an optional package: one line saying which and how to install it
         print(f"bigstep reproduce {args.figure}: {exc}", file=sys.stderr)
         return 2
@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     size.add_argument("--full", action="store_true", help="the paper's settings (Appendix E)")
     rep.add_argument("--backend", default="auto", choices=["auto", "cpp", "numba"],
                      help="CPU kernels to run on (default: the compiled ones, else Numba)")
+    rep.add_argument("--panel", action="append", default=None,
+                     help="run only this panel (repeatable): fig2 d=1|d=10, fig5 d=1|d=10|diffusion")
     rep.add_argument("--out", default=None, help="output folder (default ./bigstep-<figure>)")
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     rep.add_argument("--seed", type=int, default=0)

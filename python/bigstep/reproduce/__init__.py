@@ -30,13 +30,15 @@ FIGURES = {
 
 
 def reproduce(figure: str, out=None, *, quick: bool = False, seed: int = 0, device: str = "cpu",
-              progress: bool = True, backend: str = "auto") -> Report:
+              progress: bool = True, backend: str = "auto", panels=None) -> Report:
     """Run one reproduction and write its files under ``out`` (default ``./bigstep-<figure>``).
 
     Returns the :class:`Report` (claim, verdict with its confidence, numbers, paths of the
     files written).  ``quick=True`` uses sizes that finish in minutes on 2 CPU cores; the
     full run uses the paper's settings (Appendix E).  ``backend`` ("auto", "cpp" or
-    "numba") runs every CPU kernel of the reproduction on that backend.
+    "numba") runs every CPU kernel of the reproduction on that backend.  ``panels``: a
+    subset of a multi-panel figure's panels (fig2: "d=1", "d=10"; fig5: "d=1", "d=10",
+    "diffusion"); the verdict then covers those panels only, and the summary says so.
     """
     from .._validate import integer
     from ._common import cpu_backend
@@ -49,8 +51,18 @@ def reproduce(figure: str, out=None, *, quick: bool = False, seed: int = 0, devi
     out = Path(out if out is not None else f"bigstep-{figure}")
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f".{FIGURES[figure][0]}", __name__)
+    extra = {}
+    if panels is not None:
+        names = getattr(module, "PANEL_NAMES", None)
+        if names is None:
+            raise ValueError(f"panels: {figure} has no panels to choose from")
+        panels = [panels] if isinstance(panels, str) else list(panels)
+        bad = [p for p in panels if p not in names]
+        if bad or not panels:
+            raise ValueError(f"panels must be a non-empty subset of {list(names)} for {figure}, got {panels!r}")
+        extra["panels"] = tuple(p for p in names if p in panels)
     with cpu_backend(backend):
-        report = module.run(out, quick=bool(quick), seed=seed, device=device, progress=bool(progress))
+        report = module.run(out, quick=bool(quick), seed=seed, device=device, progress=bool(progress), **extra)
     report.settings.setdefault("backend", backend)
     report.write(out)
     return report

@@ -48,6 +48,7 @@ T_FIG5 = 0.2
 D_HIGH = 10
 N_DIFF, D_DIFF, SCALE_DIFF = 10, 2, 2.0  # the Figure 3 data
 PANELS = ("d = 1", f"d = {D_HIGH}", f"diffusion (d = {D_DIFF})")
+PANEL_NAMES = ("d=1", f"d={D_HIGH}", "diffusion")
 
 
 def settings_for(quick: bool) -> dict:
@@ -69,19 +70,29 @@ def settings_for(quick: bool) -> dict:
                 batch_diff=5000, n_mc_diff=500)
 
 
-def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
+def run(out, *, quick: bool, seed: int, device: str, progress: bool, panels=PANEL_NAMES) -> Report:
     start = time.perf_counter()
     cfg = settings_for(quick)
     mu, sigma = noise_level(T_FIG5)
-    rows = (_panel_1d(cfg, seed, mu, sigma, progress) + _panel_high(cfg, seed, mu, sigma, device, progress)
-            + _panel_diffusion(cfg, seed, device, progress))
+    rows, seconds = [], {}
+    for name, panel in zip(PANEL_NAMES, (lambda: _panel_1d(cfg, seed, mu, sigma, progress),
+                                         lambda: _panel_high(cfg, seed, mu, sigma, device, progress),
+                                         lambda: _panel_diffusion(cfg, seed, device, progress))):
+        if name in panels:
+            t0 = time.perf_counter()
+            rows += panel()
+            seconds[name] = round(time.perf_counter() - t0, 1)
     frame = pandas().DataFrame(rows)
     data = out / "fig5_sharpness.csv"
     frame.to_csv(data, index=False)
     lines, comparisons = _verdict(frame)
+    lines.append("panel wall times: " + ", ".join(f"{k}: {v:.0f} s" for k, v in seconds.items()))
+    if tuple(panels) != PANEL_NAMES:
+        lines.append(f"only the panel(s) {', '.join(panels)} ran: the verdict covers that part of the claim only")
     plot = out / "fig5.png"
     _plot(frame, plot)
-    settings = dict(cfg, mu=mu, sigma=sigma, n=N_1D, batch=BATCH, seed=seed, quick=quick,
+    settings = dict(cfg, mu=mu, sigma=sigma, n=N_1D, batch=BATCH, seed=seed, quick=quick, panels=list(panels),
+                    panel_seconds=seconds,
                     steps="d = 1 and d = 10: int(5000 * 0.5 / lr * step_scale); diffusion: int(steps_diff / lr)",
                     sharpness_1d="exact Lanczos on the closed-form HVP, wrt (w1, w2, b), mean over the last 20%",
                     sharpness_high="Lanczos on exact HVPs of a fixed-sample MC loss (n_mc_high draws per point, "

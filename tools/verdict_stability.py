@@ -1,0 +1,115 @@
+"""Verdict stability of the quick reproductions (tools/verdict_stability.sh drives it).
+
+    python tools/verdict_stability.py run FIG SEED CONFIG DIR   # one quick reproduction
+    python tools/verdict_stability.py table OUT                 # the table of verdicts
+
+CONFIG is ``cpp-<isa>`` (the compiled kernels forced to that instruction set with
+bigstep._core.set_isa, as tests/conftest.py does) or ``numba`` (every CPU kernel on the
+Numba fallback).  ``run`` writes DIR/summary.json (verdict and comparisons) and the
+figure's files; ``table`` reads OUT/<fig>/<config>-seed<s>/summary.json and writes
+OUT/verdict_stability.md and .json: a table of verdicts per figure, base seed and
+configuration, and per figure whether they all agree (else: the claim is not resolved
+at the quick size).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def run(fig: str, seed: int, config: str, out: str) -> None:
+    import bigstep
+    from bigstep.reproduce import reproduce
+
+    if config.startswith("cpp-"):
+        core = bigstep._backend.core()
+        if core is None or not core.set_isa(config[4:]):
+            raise SystemExit(f"{config}: instruction set not runnable here")
+        backend = "cpp"
+    elif config == "numba":
+        backend = "numba"
+    else:
+        raise SystemExit(f"unknown configuration {config!r} (cpp-<isa> or numba)")
+    t0 = time.perf_counter()
+    report = reproduce(fig, out, quick=True, seed=seed, progress=False, backend=backend)
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    summary.update(config=config, base_seed=seed, wall_seconds=time.perf_counter() - t0,
+                   isa=bigstep._backend.core().simd_level() if backend == "cpp" else None)
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{fig} seed {seed} {config}: {report.verdict} ({report.confidence()}) in {summary['wall_seconds']:.0f} s")
+
+
+def table(out: str) -> int:
+    import bigstep
+
+    root = Path(out)
+    runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/summary.json"))]
+    if not runs:
+        raise SystemExit(f"no runs under {root}")
+    figs = sorted({r["figure"] for r in runs})
+    configs = sorted({r["config"] for r in runs}, key=lambda c: (c == "numba", c))
+    seeds = sorted({r["base_seed"] for r in runs})
+    by = {(r["figure"], r["base_seed"], r["config"]): r for r in runs}
+    lines = ["# Verdict stability of the quick reproductions", "",
+             f"Every quick reproduction under base seeds {seeds} and each configuration ({', '.join(configs)}: "
+             "the compiled kernels forced to each runnable instruction set, and the Numba fallback); "
+             f"bigstep {bigstep.__version__}, {bigstep.info().get('cpu', '')}.".replace(", .", "."),
+             "Cells: verdict (comparisons that hold / all; largest sign-test p).  Produced by "
+             "tools/verdict_stability.sh on a shared 2-core machine (wall times are indicative).", ""]
+    summary = {}
+    for fig in figs:
+        lines += [f"## {fig}", "", "| base seed | " + " | ".join(configs) + " |",
+                  "|---|" + "---|" * len(configs)]
+        verdicts = []
+        for s in seeds:
+            cells = []
+            for c in configs:
+                r = by.get((fig, s, c))
+                if r is None:
+                    cells.append("(not run)")
+                    continue
+                held = sum(1 for x in r["comparisons"] if x["status"] == "holds")
+                worst = max((x["p"] for x in r["comparisons"]), default=float("nan"))
+                verdicts.append(r["verdict"])
+                cells.append(f"{r['verdict']} ({held}/{len(r['comparisons'])}; p <= {worst:.2g}; "
+                             f"{r['wall_seconds']:.0f} s)")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        agree = len(set(verdicts)) == 1
+        walls = [by[k]["wall_seconds"] for k in by if k[0] == fig]
+        summary[fig] = {"verdicts": verdicts, "agree": agree, "verdict": verdicts[0] if agree else None,
+                        "runs": len(verdicts), "median_wall_seconds": sorted(walls)[len(walls) // 2]}
+        unstable = _unstable_comparisons(fig, runs)
+        lines += ["", (f"All {len(verdicts)} runs agree: **{verdicts[0]}**." if agree else
+                       f"The verdicts differ ({', '.join(f'{v}: {verdicts.count(v)}' for v in sorted(set(verdicts)))}):"
+                       " the claim is **not resolved at the quick size** (it turns on floating-point luck or on the "
+                       "seed, not on the machine alone).")]
+        if unstable:
+            lines += ["", "Comparisons whose status differs between runs: " + "; ".join(unstable) + "."]
+        lines.append("")
+    (root / "verdict_stability.md").write_text("\n".join(lines) + "\n")
+    (root / "verdict_stability.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _unstable_comparisons(fig, runs):
+    status = {}
+    for r in runs:
+        if r["figure"] != fig:
+            continue
+        for c in r["comparisons"]:
+            status.setdefault(c["name"], []).append(c["status"])
+    return [f"{name} ({', '.join(f'{s}: {v.count(s)}' for s in sorted(set(v)))})"
+            for name, v in status.items() if len(set(v)) > 1]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "run":
+        run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) == 3 and sys.argv[1] == "table":
+        raise SystemExit(table(sys.argv[2]))
+    else:
+        raise SystemExit(__doc__)
