@@ -98,16 +98,22 @@ def _tree(a, n):
 
 @jit(inline="always")
 def _forward(w1t, bias, w2, us, hrow, out, lanes, m_t, zero):
-    """net(u) of one sample into out[d], hidden row kept (forward in sgd_nd_kernels.cpp)."""
+    """net(u) of one sample into out[d], hidden row kept (forward in sgd_nd_kernels.cpp).
+    The loops over neurons are innermost (contiguous, vectorised by LLVM); each neuron's
+    pre-activation still adds b, then k = 0..p-1 in order."""
     p, m = w1t.shape
     d = w2.shape[0]
     L = lanes.shape[1]
     mv = m - m % L
     for l in range(m):
-        pre = bias[l]
-        for k in range(p):
-            pre += w1t[k, l] * us[k]
-        hrow[l] = pre if pre > zero else zero
+        hrow[l] = bias[l]
+    for k in range(p):
+        uk = us[k]
+        for l in range(m):
+            hrow[l] += w1t[k, l] * uk
+    for l in range(m):
+        if not hrow[l] > zero:
+            hrow[l] = zero
     for j in range(d):
         for k in range(L):
             lanes[0, k] = zero
@@ -121,23 +127,33 @@ def _forward(w1t, bias, w2, us, hrow, out, lanes, m_t, zero):
 
 
 @jit(inline="always")
-def _backward(w2, h, u, g, ns, a1, ab, a2, zero):
-    """Sums of the update over the ns samples of a block, added to a1 (p, m), ab (m,), a2 (d, m)."""
+def _backward(w2, h, u, g, ns, a1, ab, a2, a, zero):
+    """Sums of the update over the ns samples of a block, added to a1 (p, m), ab (m,), a2 (d, m);
+    a: scratch (m,).  Per neuron: a = g_0 w2_0 + g_1 w2_1 + ... (j in order), 0 where h <= 0."""
     d, m = w2.shape
     p = u.shape[1]
     for s in range(ns):
-        for l in range(m):  # independent per neuron: LLVM vectorises over l
-            hv = h[s, l]
-            a = g[s, 0] * w2[0, l]
-            for j in range(1, d):
-                a += g[s, j] * w2[j, l]
-            if not hv > zero:
-                a = zero
-            for j in range(d):
-                a2[j, l] += g[s, j] * hv
-            for k in range(p):
-                a1[k, l] += a * u[s, k]
-            ab[l] += a
+        hs = h[s]
+        g0 = g[s, 0]
+        for l in range(m):
+            a[l] = g0 * w2[0, l]
+        for j in range(1, d):
+            gj = g[s, j]
+            for l in range(m):
+                a[l] += gj * w2[j, l]
+        for l in range(m):
+            if not hs[l] > zero:
+                a[l] = zero
+        for j in range(d):
+            gj = g[s, j]
+            for l in range(m):
+                a2[j, l] += gj * hs[l]
+        for k in range(p):
+            uk = u[s, k]
+            for l in range(m):
+                a1[k, l] += a[l] * uk
+        for l in range(m):
+            ab[l] += a[l]
 
 
 @jit(inline="always")
@@ -155,6 +171,7 @@ def _train_one(xs, diffusion, mu, sigma, times, mus, sigmas, cdf, norm, coef, se
     g = np.empty((B, d), dtype=dt)
     h = np.empty((kb, m), dtype=dt)
     o = np.empty(d, dtype=dt)
+    ascr = np.empty(m, dtype=dt)
     lanes = np.empty((1, lanes_n), dtype=dt)
     loss_sum = out[0]
     loss_count = state[1]
@@ -173,7 +190,7 @@ def _train_one(xs, diffusion, mu, sigma, times, mus, sigmas, cdf, norm, coef, se
                     f = o[k] + c[b, k]
                     loss += np.float64(f) * np.float64(f)
                     g[b, k] = coef * f
-            _backward(c2, h, u[s0:s0 + ns], g[s0:s0 + ns], ns, a1, ab, a2, zero)
+            _backward(c2, h, u[s0:s0 + ns], g[s0:s0 + ns], ns, a1, ab, a2, ascr, zero)
         loss /= norm
         blown = not (loss <= _LOSS_LIMIT)
         if not blown:
