@@ -36,10 +36,10 @@ CLAIM = ("As the learning rate decreases, s_theta approaches s*; when sigma is s
 
 
 def settings_for(quick: bool) -> dict:
-    """The paper's sizes in both; quick: 8 replicates, full: 30 (Figure 2's count)."""
+    """The paper's sizes in both; quick: 12 replicates, full: 30 (Figure 2's count)."""
     lrs = (0.5, 0.1, 0.05)
-    return dict(lrs=lrs, steps={lr: LR_STEPS_1D[lr] for lr in lrs}, width=WIDTH, replicates=8 if quick else 30,
-                readings=25)
+    return dict(lrs=lrs, steps={lr: LR_STEPS_1D[lr] for lr in lrs}, width=WIDTH, replicates=12 if quick else 30,
+                readings=50)
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
