@@ -187,7 +187,7 @@ def nd_torch_loop_rate(case, steps, dtype_name):
 
     import torch
 
-    from bigstep.sgd_torch import time_grid
+    from bigstep.training import time_grid
     from bigstep.scores import noise_schedule
 
     name, kind, d, m, B = case[:5]

@@ -1,5 +1,7 @@
 // pybind11 registration of the optimal-score family (csrc/cpu/optimal_score_*).
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <pybind11/stl.h>
 
@@ -68,6 +70,62 @@ pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray
   return pyb::make_tuple(obj(score), obj(logp), obj(mean));
 }
 
+// Backward pass (float64): the shapes of the per-query arrays are checked against y.
+void check_rows(const carray<double>& a, const char* name, pyb::ssize_t rows, pyb::ssize_t d) {
+  check_array<double>(a, name, d < 0 ? 1 : 2);
+  BIGSTEP_CHECK(a.shape(0) == rows && (d < 0 || a.shape(1) == d),
+                name << " must have shape (" << rows << (d < 0 ? "" : ", " + std::to_string(d)) << "), got "
+                     << a.shape(0) << (a.ndim() > 1 ? " x " + std::to_string(a.shape(1)) : ""));
+}
+
+struct VjpShapes {
+  pyb::ssize_t q, n, d;
+};
+
+VjpShapes check_vjp(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
+                    const carray<double>& sigma, const carray<double>& lse) {
+  check_array<double>(y, "y", 2);
+  check_array<double>(x, "x", 2);
+  const pyb::ssize_t q = y.shape(0), n = x.shape(0), d = x.shape(1);
+  BIGSTEP_CHECK(n > 0, "x must not be empty");
+  BIGSTEP_CHECK(y.shape(1) == d, "y must have " << d << " columns like x, got " << y.shape(1));
+  check_levels<double>(mu, "mu", q);
+  check_levels<double>(sigma, "sigma", q);
+  check_rows(lse, "lse", q, -1);
+  return {q, n, d};
+}
+
+carray<double> optimal_score_vjp_y(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
+                                   const carray<double>& sigma, const carray<double>& lse, const carray<double>& g) {
+  const VjpShapes s = check_vjp(y, x, mu, sigma, lse);
+  check_rows(g, "g", s.q, s.d);
+  carray<double> out(std::vector<pyb::ssize_t>{s.q, s.d});
+  double* o = out.mutable_data();
+  pyb::gil_scoped_release release;
+  cpu::kernels().optimal_score_vjp_y(y.data(), s.q, x.data(), s.n, s.d, mu.data(), mu.shape(0) == 1 ? 0 : 1,
+                                     sigma.data(), sigma.shape(0) == 1 ? 0 : 1, lse.data(), g.data(), o);
+  return out;
+}
+
+carray<double> optimal_score_vjp_x(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
+                                   const carray<double>& sigma, const carray<double>& lse, const carray<double>& a,
+                                   const carray<double>& b, const carray<double>& u, const carray<double>& e,
+                                   const carray<double>& f) {
+  const VjpShapes s = check_vjp(y, x, mu, sigma, lse);
+  check_rows(a, "a", s.q, s.d);
+  check_rows(b, "b", s.q, s.d);
+  check_rows(u, "u", s.q, s.d);
+  check_rows(e, "e", s.q, -1);
+  check_rows(f, "f", s.q, -1);
+  carray<double> out(std::vector<pyb::ssize_t>{s.n, s.d});
+  double* o = out.mutable_data();
+  pyb::gil_scoped_release release;
+  cpu::kernels().optimal_score_vjp_x(y.data(), s.q, x.data(), s.n, s.d, mu.data(), mu.shape(0) == 1 ? 0 : 1,
+                                     sigma.data(), sigma.shape(0) == 1 ? 0 : 1, lse.data(), a.data(), b.data(),
+                                     u.data(), e.data(), f.data(), o);
+  return out;
+}
+
 template <class T>
 carray<T> exp_nonpos(const carray<T>& x, std::optional<carray<T>> out_arg) {
   check_array<T>(x, "x", 1);
@@ -102,6 +160,13 @@ void register_optimal_score(pyb::module_& m) {
         pyb::arg("sigma"), pyb::arg("what"), docn);
   m.def("optimal_score_nd", &optimal_score_nd<double>, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
         pyb::arg("sigma"), pyb::arg("what"), docn);
+  m.def("optimal_score_vjp_y", &optimal_score_vjp_y, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("lse"), pyb::arg("g"),
+        "Backward pass: out_q = sum_i w_qi (g_q . x_i) x_i, w_qi = exp(-||y_q - mu x_i||^2/(2 sigma^2) - lse_q).");
+  m.def("optimal_score_vjp_x", &optimal_score_vjp_x, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
+        pyb::arg("sigma"), pyb::arg("lse"), pyb::arg("a"), pyb::arg("b"), pyb::arg("u"), pyb::arg("e"),
+        pyb::arg("f"),
+        "Backward pass: out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j.");
   const char* doce = "exp(x) for x <= 0 with the kernels' vectorised polynomial (for x < -700 (double) or -87 "
                      "(float) a tiny positive number); the exp-throughput ceiling of the benchmarks.";
   m.def("exp_nonpos", &exp_nonpos<float>, pyb::arg("x"), pyb::arg("out") = pyb::none(), doce);

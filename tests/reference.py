@@ -3,7 +3,7 @@
 - mpmath at 50 significant digits (``MP_DPS``): the exact values, rounded once to
   float64, of s*, log p, E[W|y], s*', s*'' (and the cumulants the tolerances need) for
   1-D data, and of s*, log p, E[W|y] for small d-D cases.  The formulas are the direct
-  ones of DESIGN.md section 2 (paper eq. 6 and 9), not the kernels' shifted forms:
+  ones of docs/design.md section 2 (paper eq. 6 and 9), not the kernels' shifted forms:
       l_i = -||y - mu x_i||^2 / (2 sigma^2),  w_i = exp(l_i - max l) / sum,
       s* = (mu E[W] - y) / sigma^2,
       s*' = (1/sigma^2) (-1 + (mu^2/sigma^2) Var W),   s*'' = mu^3/sigma^6 E[(W - EW)^3],
@@ -15,7 +15,7 @@
   cross-checks at moderate sigma and for the condition numbers the tolerances use.
 - Closed forms that hold exactly: one data point, two symmetric points +-v.
 - Central finite differences.
-- A pure-Python Philox4x32-10 and bigstep's stream layout (DESIGN.md section 3).
+- A pure-Python Philox4x32-10 and bigstep's stream layout (docs/design.md section 3).
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def _words(seed, stream, i):
 
 
 def uniform_at(seed, stream, i) -> float:
-    """Element i of bigstep's uniform stream (DESIGN.md section 3, philox.hpp):
+    """Element i of bigstep's uniform stream (docs/design.md section 3, philox.hpp):
     ((hi << 21) ^ (lo >> 11)) * 2^-53 with (hi, lo) words 2(i%2), 2(i%2)+1 of block i // 2,
     counter (block lo, block hi, stream lo, stream hi), key (seed lo, seed hi)."""
     hi, lo = _words(seed, stream, i)

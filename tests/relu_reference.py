@@ -18,7 +18,7 @@ Three references, each independent of the others and of the kernels' algorithm:
   rounding.
 - :func:`risk_mc`: plain Monte Carlo with a fixed numpy seed, stratified over the data
   points (the same number of draws per point), with its standard error.
-- :func:`analytic`: the closed forms of DESIGN.md section 2 in the centred variable t,
+- :func:`analytic`: the closed forms of docs/design.md section 2 in the centred variable t,
   O(n m^2): the risk and gradient summed over the segments between sorted kinks, the
   Gauss-Newton part of the Hessian from the Gaussian mass of each pair's common active
   interval (no prefix sums), the curvature part of each neuron's (w2, b) and (w2, w1)

@@ -187,7 +187,7 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
         print("interrupted", flush=True)
 """)
 
-SIGINT_LIMIT_S = 1.0  # the contract (DESIGN.md section 3)
+SIGINT_LIMIT_S = 1.0  # the contract (docs/design.md section 3)
 SIGINT_SLACK_S = 1.0  # a loaded 2-core CI machine
 
 

@@ -1,4 +1,4 @@
-"""No O(q n) temporaries (DESIGN.md section 1): the kernels stream over the data, so a
+"""No O(q n) temporaries (docs/design.md section 1): the kernels stream over the data, so a
 call's memory is O(inputs + outputs).
 
 Each measurement runs in a fresh subprocess: import bigstep, build the inputs, warm up

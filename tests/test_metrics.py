@@ -1,4 +1,4 @@
-"""The metrics family: MMD^2, nearest neighbours, memorization ratio (DESIGN.md section 2).
+"""The metrics family: MMD^2, nearest neighbours, memorization ratio (docs/design.md section 2).
 
 Every kernel test takes the `backend` fixture (each compiled instruction set and numba).
 References are plain O(N M) numpy float64 implementations, written here from the

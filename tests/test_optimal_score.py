@@ -1,4 +1,4 @@
-"""The empirical optimal score family: s*, log p, E[W|y], s*', s*'' (DESIGN.md section 2).
+"""The empirical optimal score family: s*, log p, E[W|y], s*', s*'' (docs/design.md section 2).
 
 Every kernel test takes the `backend` fixture, so it runs on each compiled
 instruction set and on numba (and CUDA where available).  Tolerances come from
@@ -507,7 +507,8 @@ def test_torch_round_trip(backend, dtype):
     Yt = torch.from_numpy(np.ascontiguousarray(Y.T)).T
     assert not Yt.is_contiguous()
     got = bigstep.optimal_score(Yt, torch.from_numpy(X).requires_grad_(True), 0.8, 0.3, backend=backend)
-    np.testing.assert_array_equal(got.numpy(), bigstep.optimal_score(Y, X, 0.8, 0.3, backend=backend))
+    assert got.requires_grad  # a graph to x (tests/test_autograd.py checks its gradients)
+    np.testing.assert_array_equal(got.detach().numpy(), bigstep.optimal_score(Y, X, 0.8, 0.3, backend=backend))
     # integer tensors become float64
     got = bigstep.optimal_score(torch.tensor([0, 1]), torch.tensor([-1, 2]), 0.8, 0.3, backend=backend)
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
@@ -716,7 +717,7 @@ def test_bad_data_or_queries(backend, x, y, exc, match):
 
 def test_scalar_query_for_1d_data(backend):
     """A Python scalar query for 1-D data is a query of shape (): the result has the shape
-    of y (DESIGN.md: inputs may be Python scalars; docstring: an array of the shape of y)."""
+    of y (docs/design.md: inputs may be Python scalars; docstring: an array of the shape of y)."""
     x = np.array([0.0, 1.0, 2.5])
     for fn in (bigstep.optimal_score, bigstep.log_density, bigstep.posterior_mean):
         out = fn(0.5, x, 0.9, 0.5, backend=backend)
@@ -971,7 +972,7 @@ def test_ou_schedule():
 
 
 def test_ou_schedule_torch():
-    """torch in, torch out (DESIGN.md section 1), also for a 0-d tensor; same dtype."""
+    """torch in, torch out (docs/design.md section 1), also for a 0-d tensor; same dtype."""
     torch = pytest.importorskip("torch")
     for t in (torch.tensor([0.2, 0.5], dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64),
               torch.tensor(0.2, dtype=torch.float32)):

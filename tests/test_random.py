@@ -1,4 +1,4 @@
-"""Philox4x32-10 and the shared random streams (DESIGN.md section 3).
+"""Philox4x32-10 and the shared random streams (docs/design.md section 3).
 
 Known-answer vectors are Random123's published kat_vectors for philox4x32 with 10
 rounds.  The stream layout is checked against the pure-Python reference in

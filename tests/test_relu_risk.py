@@ -1,5 +1,5 @@
 """The exact DSM risk of two-layer ReLU networks, its gradient, Hessian, HVP and sharpness
-(DESIGN.md section 2, paper eq. 5 and the corrected eq. 15).
+(docs/design.md section 2, paper eq. 5 and the corrected eq. 15).
 
 References (tests/relu_reference.py, nothing there imports bigstep): scipy quad split at
 the kinks, Monte Carlo with 10^6 draws, finite differences, and an O(n m^2) closed form
@@ -328,7 +328,7 @@ def check_matrix_rel(name, got, ref, rtol, floor, context=""):
 
 
 def dirac_term(w1, w2, b, x, mu, sigma, l):
-    """The corrected (b_l, b_l) Dirac entry of DESIGN.md section 2, from the direct formula:
+    """The corrected (b_l, b_l) Dirac entry of docs/design.md section 2, from the direct formula:
     +(2/(m n)) (w2_l/|w1_l|) sum_i f_i(tau_l) p_i(tau_l)."""
     m, n = len(w1), len(x)
     tau = -b[l] / w1[l]

@@ -69,6 +69,7 @@ def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkey
         assert report.comparisons and "Confidence (" in text and "sign test p =" in text
         summary = json.loads((tmp_path / figure / "summary.json").read_text())
         assert summary["verdict"] == report.verdict and len(summary["comparisons"]) == len(report.comparisons)
+        assert summary["cpu_seconds"] > 0 and "CPU time" in text
         assert report.supported is _stats.verdict(report.comparisons)
 
 

@@ -405,7 +405,7 @@ def test_relu_score_weight_errors(args, match):
 ])
 def test_relu_net_nd_weight_errors(args, match):
     """ReLUNetND and TimeReLUScore share _validate.two_layer_weights."""
-    from bigstep.sgd_torch import ReLUNetND
+    from bigstep.nets import ReLUNetND
 
     with pytest.raises(ValueError, match=match):
         ReLUNetND(*args)

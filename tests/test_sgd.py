@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import bigstep
-import bigstep.sgd as sgd_mod
+import bigstep.training.sgd1d as sgd_mod
 from bigstep import gaussian_noise, uniform
 
 MU, SIGMA = (float(v) for v in bigstep.ou_schedule(0.05))
@@ -29,7 +29,7 @@ X = np.random.default_rng(0).standard_normal(20)
 
 
 def reference_sgd(x, mu, sigma, net, lr, seed, steps, batch, train_inner, clip=None):
-    """Plain numpy SGD, the update of DESIGN.md section 2 with the trainer's draws."""
+    """Plain numpy SGD, the update of docs/design.md section 2 with the trainer's draws."""
     w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
     m, n = w1.shape[0], x.shape[0]
     u = uniform(seed, (steps, batch), stream=3)
@@ -193,7 +193,7 @@ def test_large_learning_rate_has_larger_excess_risk(backend):
 
 def test_final_sharpness_respects_linear_stability(backend):
     # A run that has settled at lr = eta sits near a linearly stable point, where
-    # lambda_max <= 2 / (m eta) (DESIGN.md eq. 8).  SGD's iterate fluctuates around it, so
+    # lambda_max <= 2 / (m eta) (docs/design.md eq. 8).  SGD's iterate fluctuates around it, so
     # the Hessian at the final iterate is not exactly the one at the minimum: we allow a
     # factor 1.5.  Observed: lambda_max m eta / 2 = 0.15-0.35 at the end here, <= 0.52 over
     # 6 other seeds; at lr = 0.5 the mid-run values swing up to ~3, so a larger rate would

@@ -139,7 +139,7 @@ def bounds_nd(ref: dict, Y, X, mu, sigma, dtype) -> dict:
     return {
         "score": allowed(dtype, snorm, (1 + mu**2 * lam / s2) / s2, scale, unit=scale / s2, n=n),
         "mean": allowed(dtype, xmax, mu * lam / s2, scale, unit=xmax, n=n),
-        # d-D log p is formed in the attention (GEMM) form of DESIGN.md section 2: the
+        # d-D log p is formed in the attention (GEMM) form of docs/design.md section 2: the
         # logits a <y, x_j> - c ||x_j||^2 and the -||y||^2/(2 sigma^2) added back are
         # each of size (||y||^2 + mu^2 ||x||^2)/(2 sigma^2) and cancel to log p, so
         # those terms are part of its magnitude (a plain attention implementation has

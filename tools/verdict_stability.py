@@ -53,10 +53,14 @@ def table(out: str) -> int:
     configs = sorted({r["config"] for r in runs}, key=lambda c: (c == "numba", c))
     seeds = sorted({r["base_seed"] for r in runs})
     by = {(r["figure"], r["base_seed"], r["config"]): r for r in runs}
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     lines = ["# Verdict stability of the quick reproductions", "",
              f"Every quick reproduction under base seeds {seeds} and each configuration ({', '.join(configs)}: "
              "the compiled kernels forced to each runnable instruction set, and the Numba fallback); "
-             f"bigstep {bigstep.__version__}, {bigstep.info().get('cpu', '')}.".replace(", .", "."),
+             f"bigstep {bigstep.__version__} on {cpu} ({bigstep.info()['cpu_count']} cores).",
              "Cells: verdict (comparisons that hold / all; largest sign-test p).  Produced by "
              "tools/verdict_stability.sh on a shared 2-core machine (wall times are indicative).", ""]
     summary = {}

@@ -9,7 +9,8 @@
 #
 # Needs the multi-ISA build (the default `pip install .`; a BIGSTEP_NATIVE=ON build has
 # only "native", which is then the one compiled configuration).  Resumable: a run whose
-# summary.json exists is skipped.  Heavy (hours on 2 shared cores): runs niced.
+# summary.json exists is skipped.  Heavy (hours on 2 shared cores): runs niced, JOBS runs
+# at a time (default 2, each on one thread: results do not depend on the thread count).
 # PYTHON picks the interpreter (default: python).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +18,7 @@ out=${1:-benchmarks/results/verdict_stability}
 shift || true
 figs=${*:-fig1 fig2 fig3 fig4 fig5}
 py=${PYTHON:-python}
+jobs=${JOBS:-2}
 isas=$("$py" -c "import bigstep._core as c; print(' '.join(s for s in c.available_isas().split(',') if s))" \
        2>/dev/null || true)
 configs=""
@@ -25,16 +27,17 @@ for isa in $isas; do
   configs="$configs cpp-$isa"
 done
 configs="$configs numba"
-echo "configurations:$configs; figures: $figs; out: $out"
+echo "configurations:$configs; figures: $figs; out: $out; $jobs at a time"
 mkdir -p "$out"
+todo=()
 for fig in $figs; do
   for seed in 0 1 2; do
     for cfg in $configs; do
       dir="$out/$fig/$cfg-seed$seed"
-      if [ -f "$dir/summary.json" ]; then continue; fi
-      nice -n 19 "$py" "$here/verdict_stability.py" run "$fig" "$seed" "$cfg" "$dir"
-      rm -f "$dir"/*.png  # keep the data and summaries only (the plots are for the full runs)
+      [ -f "$dir/summary.json" ] || todo+=("$fig $seed $cfg $dir")
     done
   done
 done
+printf '%s\n' "${todo[@]+"${todo[@]}"}" | OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 xargs -r -P "$jobs" -L 1 \
+  sh -c 'nice -n 10 "$0" "$1" run "$2" "$3" "$4" "$5" && rm -f "$5"/*.png' "$py" "$here/verdict_stability.py"
 "$py" "$here/verdict_stability.py" table "$out"

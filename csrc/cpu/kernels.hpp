@@ -36,7 +36,8 @@ template <class T>
 struct SgdNdChunk;  // bigstep/sgd_nd.hpp
 }  // namespace bigstep::cpu
 
-// --- optimal-score family (optimal_score_1d_kernels.cpp, optimal_score_nd_*.cpp) -------
+// --- optimal-score family (optimal_score_1d_kernels.cpp, optimal_score_nd_*.cpp,
+//     optimal_score_vjp_kernels.cpp) ---------------------------------------------------
 // optimal_score_1d: x_sorted ascending [n], y [q]; writes whichever of score, log_density,
 //   mean, d1 (s*'), d2 (s*'') [q] are non-null.
 // optimal_score_nd: y [q, d], x [n, d]; score [q, d], log_density [q], mean [q, d] or null.
@@ -50,6 +51,22 @@ struct SgdNdChunk;  // bigstep/sgd_nd.hpp
     (const T* y, index_t q, const T* x, index_t n, index_t d, const T* mu, index_t mu_stride,       \
      const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean))                      \
   KERNEL(exp_nonpos_array, void, (const T* x, T* out, index_t n))
+
+// optimal_score_vjp_y / optimal_score_vjp_x: the backward pass (bigstep/optimal_score.hpp,
+//   vjp): with w_qi = exp(-||y_q - mu_q x_i||^2 / (2 sigma_q^2) - lse_q), y [q, d], x [n, d],
+//   lse [q], g, a, b, u [q, d], e, f [q]:
+//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . x_i) x_i;
+//   vjp_x: out [n, d], out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j.
+#define BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                         \
+  KERNEL(optimal_score_vjp_y, void,                                                                 \
+    (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
+     index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \
+     const double* g, double* out))                                                                 \
+  KERNEL(optimal_score_vjp_x, void,                                                                 \
+    (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
+     index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \
+     const double* a, const double* b, const double* u, const double* e, const double* f,           \
+     double* out))
 
 // --- metrics family (metrics_kernels.cpp, math in bigstep/metrics.hpp) -----------------
 // gaussian_kernel_sum: sum over all pairs of exp(-||x_i - y_j||^2 / (2 bandwidth^2)) in
@@ -109,6 +126,7 @@ struct SgdNdChunk;  // bigstep/sgd_nd.hpp
   BIGSTEP_METRICS_TYPED(KERNEL)                                                                     \
   BIGSTEP_SGD_TYPED(KERNEL)
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
+  BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \
   BIGSTEP_SAMPLER_PLAIN(KERNEL)                                                                     \
   BIGSTEP_SGD_PLAIN(KERNEL)

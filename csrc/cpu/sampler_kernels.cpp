@@ -27,6 +27,7 @@
 #include "bigstep/fast_normal.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/sampler.hpp"
+#include "bigstep/streams.hpp"
 #include "kernels.hpp"
 #include "simd.hpp"
 #include "team.hpp"
@@ -48,7 +49,7 @@ constexpr index_t TP = 64;          // particles per tile (a multiple of every W
 constexpr index_t kDirectMax = 64;
 constexpr index_t kDirectMaxDim = 8;
 constexpr index_t kDirectMaxPoints = index_t(1) << 20;  // logits scratch: 32 n bytes per thread
-constexpr std::uint64_t kStreamSteps = 1;
+constexpr std::uint64_t kStreamSteps = streams::kSamplerSteps;
 constexpr std::uint64_t kMask32 = 0xffffffffull;
 
 // A thread's scratch array, padded by a cache line on both sides: the buffers of all

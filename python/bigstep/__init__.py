@@ -10,8 +10,8 @@ from . import theory
 from .optimal_risk import optimal_risk
 from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
 from .random import gaussian_noise, uniform
+from .nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from .relu_risk import (
-    ReLUNet1D,
     dsm_risk,
     dsm_risk_grad,
     dsm_risk_hessian,
@@ -21,10 +21,18 @@ from .relu_risk import (
     sharpness,
 )
 from .sampler import sample_forward, sample_reverse
-from .sgd import TrainResult, train_gd, train_sgd
-from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .scores import EmpiricalScore, GaussianScore, noise_schedule
 from .sweeps import load_sweep, register_task, sweep
-from .sgd_torch import diffusion_sharpness_mc, excess_risk_mc, sharpness_mc, train_diffusion, train_dsm
+from .training import (
+    TrainResult,
+    diffusion_sharpness_mc,
+    excess_risk_mc,
+    sharpness_mc,
+    train_diffusion,
+    train_dsm,
+    train_gd,
+    train_sgd,
+)
 
 __all__ = [
     "__version__",
@@ -37,6 +45,7 @@ __all__ = [
     "gaussian_noise",
     "uniform",
     "ReLUNet1D",
+    "ReLUNetND",
     "dsm_risk",
     "dsm_risk_grad",
     "dsm_risk_hessian",

@@ -112,8 +112,8 @@ def _refuse_grad(a, name: str) -> None:
         import torch
 
         if torch.is_grad_enabled():
-            raise TypeError(f"{name} requires grad, but this bigstep function is not differentiable; "
-                            f"pass {name}.detach() (or call it under torch.no_grad())")
+            raise TypeError(f"{name} requires grad, but bigstep does not differentiate this function with respect "
+                            f"to {name}; pass {name}.detach() (or call it under torch.no_grad())")
 
 
 def as_numpy(a, name: str, *, grad: bool = False) -> np.ndarray:

@@ -38,6 +38,8 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     "optimal_score": {
         "optimal_score_1d": ("y", "x_sorted", "mu", "sigma", "what"),
         "optimal_score_nd": ("y", "x", "mu", "sigma", "what"),
+        "optimal_score_vjp_y": ("y", "x", "mu", "sigma", "lse", "g"),
+        "optimal_score_vjp_x": ("y", "x", "mu", "sigma", "lse", "a", "b", "u", "e", "f"),
     },
     "metrics": {
         "gaussian_kernel_sum": ("x", "y", "bandwidth", "symmetric"),

@@ -156,3 +156,12 @@ def uint64(value, name: str, minimum: int = 0) -> int:
 def integers(value, name: str, minimum: int = 0) -> list[int]:
     """An integer or a non-empty 1-D sequence of integers in [minimum, 2**64), as ints."""
     return [uint64(v, name, minimum) for v in sequence(value, name)]
+
+
+WRT = ("outer_bias", "all")
+
+
+def check_wrt(wrt) -> None:
+    """The parameter set of a 1-D network: "outer_bias" (w2, b) or "all" (w1, w2, b)."""
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be 'outer_bias' or 'all', got {wrt!r}")

@@ -1,4 +1,4 @@
-"""Sample-quality and memorization metrics (DESIGN.md section 2, "Metrics").
+"""Sample-quality and memorization metrics (docs/design.md section 2, "Metrics").
 
 - :func:`mmd2`: squared maximum mean discrepancy with the Gaussian kernel
   k(u, v) = exp(-||u - v||^2 / (2 h^2)) (h = 1 in the paper), biased (V-statistic) or

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
+from . import _autograd, _backend
 from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
 from ._validate import noise_level, queries, training_data
 
@@ -46,7 +46,14 @@ _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 
 
 def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
-    """Validate, convert and run one call.  Returns (outputs tuple, y_original, shape info)."""
+    """Validate, convert and run one call: the outputs (score, log_density, mean[, d1,
+    d2]), each None unless asked for by ``what``."""
+    return _run(y, x, mu, sigma, what, backend, one_d_only=one_d_only)[0]
+
+
+def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
+    """(outputs, backend used, (mu, sigma) as validated float64 arrays of shape (1,) or (q,))."""
+    name = _backend.resolve(backend, y, x, mu, sigma, family="optimal_score")
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
     single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
@@ -57,7 +64,7 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
     if dtype == np.float32:
         _check_float32_levels(mua, "mu")
         _check_float32_levels(siga, "sigma")
-    impl = _backend.kernels("optimal_score", _backend.resolve(backend, ya, xa, family="optimal_score"))
+    impl = _backend.kernels("optimal_score", name)
     yk = prepare(ya.reshape((1,) + ya.shape) if single else ya, dtype)
     xk = prepare(xa, dtype)
     muk = prepare(mua, dtype)
@@ -70,7 +77,15 @@ def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = Fal
         outs = impl.optimal_score_nd(yk, xk, muk, sigk, what)
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
-    return outs
+    return outs, name, (mua, siga)
+
+
+def _one(kind: int, y, x, mu, sigma, backend: str):
+    """One output of the family in the caller's array type; a torch graph to y and x when
+    they require grad (bigstep._autograd)."""
+    if _autograd.wants_graph(y, x):
+        return _autograd.apply(kind, y, x, mu, sigma, backend, _run)
+    return wrap_like(_compute(y, x, mu, sigma, kind, backend)[{_SCORE: 0, _LOGP: 1, _MEAN: 2}[kind]], y)
 
 
 def _check_float32_levels(v: np.ndarray, name: str) -> None:
@@ -115,7 +130,7 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.optimal_score(np.array([0.5]), np.array([-1.0, 1.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.0378...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _SCORE, backend)[0], y)
+    return _one(_SCORE, y, x, mu, sigma, backend)
 
 
 def log_density(y, x, mu, sigma, *, backend: str = "auto"):
@@ -129,7 +144,7 @@ def log_density(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.log_density(np.array([0.0]), np.array([0.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.9189...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _LOGP, backend)[1], y)
+    return _one(_LOGP, y, x, mu, sigma, backend)
 
 
 def posterior_mean(y, x, mu, sigma, *, backend: str = "auto"):
@@ -143,7 +158,7 @@ def posterior_mean(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.posterior_mean(np.array([0.9]), np.array([-1.0, 1.0]), 1.0, 0.1)[0])  # doctest: +ELLIPSIS
     1.0...
     """
-    return wrap_like(_compute(y, x, mu, sigma, _MEAN, backend)[2], y)
+    return _one(_MEAN, y, x, mu, sigma, backend)
 
 
 def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto"):

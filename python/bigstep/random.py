@@ -16,7 +16,7 @@ Carlo noise of excess_risk_mc, 8 training sets of the reproductions and sweep ta
 9 reference samples of the reproductions and sweep tasks (fitted Gaussian, fresh data);
 bigstep.rf: 10 random-feature weights W, 11 DSM noise of the fit, 12 training data of
 rf.learning_curve, 13 Monte Carlo evaluation noise; 14 fixed Monte Carlo noise (and times)
-of sgd_torch.sharpness_mc and diffusion_sharpness_mc.
+of training.sharpness_mc and diffusion_sharpness_mc.
 """
 
 from __future__ import annotations

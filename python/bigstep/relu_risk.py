@@ -26,7 +26,7 @@ and suffix sums over the segments:
 
 p_i the N(mu x_i, sigma^2) density.  The paper's printed eq. (15) has the opposite sign
 on the Dirac term for w1 = +1; differentiating int_{tau}^{inf} g(y) dy in b gives
-+g(tau)/|w1| (see DESIGN.md section 2 and the finite-difference tests).
++g(tau)/|w1| (see docs/design.md section 2 and the finite-difference tests).
 
 Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (w2, b), 2m
 entries; ``wrt="all"`` is theta = (w1, w2, b), 3m entries.
@@ -42,16 +42,15 @@ tau = 3, sigma = 1e-3).
 from __future__ import annotations
 
 import functools
-import numbers
 
 import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy
-from ._validate import integer, real_scalar, training_data
+from ._validate import check_wrt, real_scalar, training_data
+from .nets import ReLUNet1D
 
 __all__ = [
-    "ReLUNet1D",
     "dsm_risk",
     "dsm_risk_grad",
     "dsm_risk_hessian",
@@ -61,158 +60,7 @@ __all__ = [
     "excess_risk",
 ]
 
-_WRT = ("outer_bias", "all")
 _DENSE_MAX = 1024  # sharpness: dense eigensolver up to this many parameters, Lanczos above
-
-
-# ----------------------------------------------------------------------------- network
-
-
-def _param_vector(value, name: str, m: int | None = None) -> np.ndarray:
-    arr = as_numpy(value, name)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (m,), got shape {arr.shape}")
-    if m is not None and arr.shape[0] != m:
-        raise ValueError(f"{name} must have shape ({m},) like w1, got shape {arr.shape}")
-    arr = np.array(arr, dtype=np.float64)  # own copy: the network is immutable
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, got NaN or infinity")
-    arr.flags.writeable = False
-    return arr
-
-
-class ReLUNet1D:
-    """Two-layer ReLU network s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l) (immutable).
-
-    Parameters
-    ----------
-    w1, w2, b : arrays of shape (m,), m >= 1, finite (copied; float64)
-
-    Attributes: ``w1``, ``w2``, ``b`` (read-only float64 arrays), ``m``, ``kinks``
-    (-b / w1, NaN where w1 == 0 or the quotient overflows: such a neuron is the
-    constant relu(b)).
-
-    Example
-    -------
-    >>> import bigstep
-    >>> net = bigstep.ReLUNet1D([1.0, -1.0], [2.0, 2.0], [0.0, 0.0])
-    >>> float(net(3.0))            # (2 * 3 + 2 * 0) / 2
-    3.0
-    >>> net.kinks.tolist()
-    [-0.0, 0.0]
-    """
-
-    __slots__ = ("_w1", "_w2", "_b")
-
-    def __init__(self, w1, w2, b):
-        w1a = _param_vector(w1, "w1")
-        if w1a.shape[0] == 0:
-            raise ValueError("w1 must have at least one neuron, got shape (0,)")
-        object.__setattr__(self, "_w1", w1a)
-        object.__setattr__(self, "_w2", _param_vector(w2, "w2", w1a.shape[0]))
-        object.__setattr__(self, "_b", _param_vector(b, "b", w1a.shape[0]))
-
-    def __setattr__(self, name, value):
-        raise AttributeError("ReLUNet1D is immutable; use with_theta() for new parameters")
-
-    @property
-    def w1(self) -> np.ndarray:
-        return self._w1
-
-    @property
-    def w2(self) -> np.ndarray:
-        return self._w2
-
-    @property
-    def b(self) -> np.ndarray:
-        return self._b
-
-    @property
-    def m(self) -> int:
-        return int(self._w1.shape[0])
-
-    @property
-    def kinks(self) -> np.ndarray:
-        return _kinks(self._w1, self._b)
-
-    def __call__(self, y):
-        """s_theta(y) for y of any shape (float64)."""
-        ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
-        flat = ya.reshape(-1)
-        out = np.empty_like(flat)
-        step = max(1, (1 << 22) // self.m)  # bounded temporaries: O(step * m)
-        for s in range(0, flat.shape[0], step):
-            pre = np.multiply.outer(flat[s:s + step], self._w1) + self._b
-            out[s:s + step] = np.maximum(pre, 0.0) @ self._w2 / self.m
-        return out.reshape(ya.shape) if ya.ndim else float(out[0])
-
-    def __repr__(self) -> str:
-        return f"ReLUNet1D(m={self.m})"
-
-    def theta(self, wrt: str = "outer_bias") -> np.ndarray:
-        """Flat parameters: (w2, b) for wrt="outer_bias", (w1, w2, b) for wrt="all"."""
-        _check_wrt(wrt)
-        parts = (self._w2, self._b) if wrt == "outer_bias" else (self._w1, self._w2, self._b)
-        return np.concatenate(parts)
-
-    def with_theta(self, theta, wrt: str = "outer_bias") -> "ReLUNet1D":
-        """A new network with the parameters theta (layout of :meth:`theta`)."""
-        _check_wrt(wrt)
-        k = 2 if wrt == "outer_bias" else 3
-        th = as_numpy(theta, "theta")
-        if th.shape != (k * self.m,):
-            raise ValueError(f"theta must have shape ({k * self.m},) for wrt={wrt!r} and m={self.m}, "
-                             f"got shape {th.shape}")
-        th = np.asarray(th, dtype=np.float64)
-        if wrt == "outer_bias":
-            return ReLUNet1D(self._w1, th[:self.m], th[self.m:])
-        return ReLUNet1D(th[:self.m], th[self.m:2 * self.m], th[2 * self.m:])
-
-    @classmethod
-    def init(cls, m, seed, inner: str = "sign", bias=0.0) -> "ReLUNet1D":
-        """Random network from the Philox stream 2 of ``seed``.
-
-        inner="sign": the theory setting, w1 uniform in {+1, -1}; inner="gaussian": the
-        practical one (Appendix E), w1 ~ N(0, 1).  w2 ~ N(0, 1); b = ``bias`` (a scalar or
-        an array of shape (m,)).  Counters: w2 uses [0, m), w1 uses [m, 2m).
-
-        Example
-        -------
-        >>> import bigstep
-        >>> net = bigstep.ReLUNet1D.init(4, seed=0)
-        >>> sorted(set(net.w1.tolist()))
-        [-1.0, 1.0]
-        """
-        from .random import gaussian_noise, uniform
-
-        m = integer(m, "m", minimum=1)
-        seed = integer(seed, "seed", minimum=0)
-        w2 = gaussian_noise(seed, m, stream=2, offset=0)
-        if inner == "sign":
-            w1 = np.where(uniform(seed, m, stream=2, offset=m) < 0.5, -1.0, 1.0)
-        elif inner == "gaussian":
-            w1 = gaussian_noise(seed, m, stream=2, offset=m)
-        else:
-            raise ValueError(f"inner must be 'sign' or 'gaussian', got {inner!r}")
-        if isinstance(bias, numbers.Real) and not isinstance(bias, bool):
-            b = np.full(m, float(bias))
-        else:
-            b = bias
-        return cls(w1, w2, b)
-
-
-def _kinks(w1: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """tau = -b / w1, NaN where there is no finite kink (w1 = 0, or |b / w1| overflows:
-    such a neuron is the constant relu(b) on every representable y)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        k = -b / w1
-    k[~np.isfinite(k)] = np.nan
-    return k
-
-
-def _check_wrt(wrt) -> None:
-    if wrt not in _WRT:
-        raise ValueError(f"wrt must be 'outer_bias' or 'all', got {wrt!r}")
 
 
 # ------------------------------------------------------------------- arguments
@@ -248,7 +96,7 @@ class _Exact:
         self.sigma = sigma
         # writable copies: the kernels take plain (not read-only) arrays
         self.w1, self.w2, self.b = w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
-        all_tau = _kinks(w1, b)
+        all_tau = net.kinks
         kinked = np.flatnonzero(~np.isnan(all_tau))
         tau = all_tau[kinked]
         order = np.argsort(tau, kind="stable")
@@ -454,7 +302,7 @@ def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = 
     >>> g.shape
     (6,)
     """
-    _check_wrt(wrt)
+    check_wrt(wrt)
     ex = _prepare(net, x, mu, sigma, backend)
     return ex.risk(), ex.grad(wrt)
 
@@ -474,7 +322,7 @@ def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str
     >>> H.shape, bool(np.allclose(H, H.T))
     ((10, 10), True)
     """
-    _check_wrt(wrt)
+    check_wrt(wrt)
     return _prepare(net, x, mu, sigma, backend).hessian(wrt)
 
 
@@ -503,7 +351,7 @@ def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str 
     >>> bool(np.allclose(hv, bigstep.dsm_risk_hessian(net, x, 0.9, 0.5) @ v))
     True
     """
-    _check_wrt(wrt)
+    check_wrt(wrt)
     ex = _prepare(net, x, mu, sigma, backend)
     return ex.hvp(_vector(v, (2 if wrt == "outer_bias" else 3) * net.m), wrt)
 
@@ -525,7 +373,7 @@ def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto
     >>> bool(np.isclose(bigstep.sharpness(net, x, 0.9, 0.5, method="lanczos"), np.linalg.eigvalsh(H)[-1]))
     True
     """
-    _check_wrt(wrt)
+    check_wrt(wrt)
     if method not in ("auto", "dense", "lanczos"):
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     tol = float(tol)

@@ -10,7 +10,7 @@ with the diffusion-time grid T = tau_0 > tau_1 > ... > tau_N = delta, h_k = tau_
 delta + h).  ``method="ode"`` integrates the probability-flow ODE dX = (X + s) dt with the
 same grid and no noise.
 
-Randomness (DESIGN.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
+Randomness (docs/design.md section 3): X_0[p, j] = gaussian_noise(seed, (n_samples, dim),
 stream=0)[p, j] and Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim),
 stream=1)[k, p, j], so every run can be replayed outside the kernels and the result is
 bit-identical across runs and thread counts.  :func:`sample_forward` uses stream 5.
@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _streams as streams
 from . import _backend
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
 from ._validate import integer, real_scalar
 from .random import gaussian_noise
-from .scores import EmpiricalScore, GaussianScore, TimeReLUScore, noise_schedule
+from .nets import TimeReLUScore
+from .scores import EmpiricalScore, GaussianScore, noise_schedule
 
 __all__ = ["sample_reverse", "sample_forward"]
 
-_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = 0, 1, 5
+_STREAM_X0, _STREAM_STEPS, _STREAM_FORWARD = streams.SAMPLER_INITIAL, streams.SAMPLER_STEPS, streams.FORWARD_NOISE
 _METHODS = {"em": 2.0, "ode": 1.0}  # drift X + c s
 
 

@@ -8,11 +8,11 @@ X_t = mu(t) X_0 + sigma(t) xi:
 
 - ``schedule="ou"`` (default, the paper's text): mu(t) = exp(-t),
   sigma(t) = sqrt(1 - exp(-2t)) (the Ornstein-Uhlenbeck process);
-- ``schedule="notebook"`` (the authors' notebooks, DESIGN.md section 2b):
+- ``schedule="notebook"`` (the authors' notebooks, docs/design.md section 2b):
   mu(t) = exp(-2t), sigma(t) = sqrt(1 - exp(-2t)) (not an OU pair).
 
 Built-in scores (:class:`EmpiricalScore`, :class:`GaussianScore`,
-:class:`TimeReLUScore`) run fused in compiled code inside
+:class:`bigstep.TimeReLUScore`) run fused in compiled code inside
 :func:`bigstep.sample_reverse`; any other callable ``f(x, t) -> (N, d)`` works too, on
 a slower Python loop with the same noise.  Everything is computed in float64.
 """
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import as_numpy, wrap_like
-from ._validate import training_data, two_layer_weights
+from ._validate import training_data
 
-__all__ = ["EmpiricalScore", "GaussianScore", "TimeReLUScore", "noise_schedule"]
+__all__ = ["Score", "EmpiricalScore", "GaussianScore", "noise_schedule"]
 
 _SCHEDULES = {"ou": 1.0, "notebook": 2.0}  # mu(t) = exp(-rate t)
 
@@ -72,24 +72,33 @@ def _times(t, n: int) -> np.ndarray:
     return ta
 
 
-class _Score:
-    """Common part: the schedule and the call convention."""
+class Score:
+    """Base of the built-in scores (:class:`EmpiricalScore`, :class:`GaussianScore`,
+    :class:`bigstep.TimeReLUScore`): the schedule and the call convention."""
 
     dim: int
     schedule: str
+
+    @staticmethod
+    def _check_schedule(schedule) -> None:
+        _schedule_rate(schedule)
+
+    def _inputs(self, x, t):
+        """x as float64 (N, dim) and t as (1,) or (N,)."""
+        xa = _points(x, self.dim)
+        return xa, _times(t, xa.shape[0])
 
     def noise_level(self, t):
         """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
         return noise_schedule(t, self.schedule)
 
     def __call__(self, x, t):
-        xa = _points(x, self.dim)
-        ta = _times(t, xa.shape[0])
+        xa, ta = self._inputs(x, t)
         mu, sigma = self.noise_level(ta)
         return wrap_like(self._evaluate(xa, ta, mu, sigma), x)
 
 
-class EmpiricalScore(_Score):
+class EmpiricalScore(Score):
     """The empirical optimal score s*(x; mu(t), sigma(t)) of training data (paper eq. 6):
 
         s*(x, t) = (mu(t) sum_i w_i x_i - x) / sigma(t)^2,
@@ -132,7 +141,7 @@ class EmpiricalScore(_Score):
         return f"EmpiricalScore(n={self.x_train.shape[0]}, dim={self.dim}, schedule={self.schedule!r})"
 
 
-class GaussianScore(_Score):
+class GaussianScore(Score):
     """Exact score of N(mean, cov) pushed through the forward process to time t:
 
         s(x, t) = -C_t^{-1} (x - mu(t) mean),   C_t = mu(t)^2 cov + sigma(t)^2 I,
@@ -200,60 +209,3 @@ class GaussianScore(_Score):
 
     def __repr__(self):
         return f"GaussianScore(dim={self.dim}, schedule={self.schedule!r})"
-
-
-class TimeReLUScore(_Score):
-    """Time-conditional two-layer ReLU network of Appendix E, width m:
-
-        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2,
-        s_theta(x, t) = -r_theta(t, x) / sigma(t),
-
-    [x; t] in R^{d+1} with the time LAST: W1[:, :d] multiplies x and W1[:, d] multiplies
-    t.  This is the layout of the authors' notebook (DESIGN.md section 2b), so weights
-    trained there load as they are; the 1/m factor is the mean-field scaling used
-    throughout the paper (Section 4) and the notebook.  r_theta predicts the noise
-    (loss |r_theta(t, X_t) - xi|^2), hence s = -r/sigma.
-
-    Parameters
-    ----------
-    W1 : (m, d + 1);  b1 : (m,);  W2 : (d, m);  b2 : (d,) or None (zero, the notebook's
-        choice).  All finite.
-    schedule : "ou" (default) or "notebook" (only sigma(t) enters, identical in both).
-
-    Example
-    -------
-    >>> import numpy as np, bigstep
-    >>> net = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
-    >>> net(np.ones((1, 2)), 1.0).round(4)    # r = (1/3) 3 * 3 = 3 per coordinate
-    array([[-3.2262, -3.2262]])
-    """
-
-    def __init__(self, W1, b1, W2, b2=None, *, schedule: str = "ou"):
-        _schedule_rate(schedule)
-        w1, bb1, w2, m, d = two_layer_weights(W1, b1, W2, names=("W1", "b1", "W2"), extra_inputs=1)
-        bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
-        if bb2.shape != (d,):
-            raise ValueError(f"b2 must have shape ({d},), got shape {bb2.shape}")
-        if not np.isfinite(bb2).all():
-            raise ValueError("b2 must be finite, got NaN or infinity")
-        self.W1, self.b1, self.W2, self.b2 = w1, bb1, w2, bb2
-        self.width = m
-        self.dim = d
-        self.schedule = schedule
-
-    def r(self, x, t):
-        """The network output r_theta(t, x), shape (N, d)."""
-        xa = _points(x, self.dim)
-        ta = _times(t, xa.shape[0])
-        return wrap_like(self._r(xa, ta), x)
-
-    def _r(self, x, t):
-        d = self.dim
-        pre = x @ self.W1[:, :d].T + np.multiply.outer(np.broadcast_to(t, (x.shape[0],)), self.W1[:, d]) + self.b1
-        return np.maximum(pre, 0.0) @ self.W2.T / self.width + self.b2
-
-    def _evaluate(self, x, t, mu, sigma):
-        return -self._r(x, t) / sigma[:, None]
-
-    def __repr__(self):
-        return f"TimeReLUScore(width={self.width}, dim={self.dim}, schedule={self.schedule!r})"

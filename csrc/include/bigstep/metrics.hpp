@@ -1,4 +1,4 @@
-// Per-element math of the sample-quality metrics (DESIGN.md section 2, "Metrics").
+// Per-element math of the sample-quality metrics (docs/design.md section 2, "Metrics").
 //
 // Squared MMD with the Gaussian kernel k(u, v) = exp(-||u - v||^2 / (2 h^2)) between
 // samples a_1..a_N and b_1..b_M, from the three kernel sums

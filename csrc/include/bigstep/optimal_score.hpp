@@ -81,4 +81,22 @@ BIGSTEP_HD T gemm_logit(T dot, T xnorm2, T a, T c) {
   return a * dot - c * xnorm2;
 }
 
+// Backward pass (vector-Jacobian products; csrc/cpu/optimal_score_vjp_kernels.cpp).
+// The weights come from the forward pass's log-normaliser lse = log sum_i exp(l_i) in the
+// distance form l_i = -||y - mu x_i||^2 / (2 sigma^2), which has no cancellation:
+//   w_i = exp(l_i - lse).
+// With m = E[W|y], c = mu / sigma^2 and a cotangent g:
+//   d(E[W|y])/dy = c Cov(W|y)            (symmetric), so  g^T dE/dy = c (E[(g.W) W] - (g.m) m);
+//   d(E[W|y])/dx_j = w_j (I + c (x_j - m)(y - mu x_j)^T),
+//   s* = (mu m - y)/sigma^2:  ds*/dy = c^2 Cov(W|y) - I/sigma^2,  ds*/dx_j = c dm/dx_j;
+//   log p: d/dy = s*(y),  d/dx_j = w_j c (y - mu x_j).
+namespace vjp {
+
+BIGSTEP_HD double neg_inv_2s2(double sigma) { return -0.5 / (sigma * sigma); }
+
+// exp(-r2 / (2 sigma^2) - lse), r2 = ||y - mu x_i||^2, neg_h = -1 / (2 sigma^2).
+BIGSTEP_HD double weight(double r2, double neg_h, double lse) { return std::exp(r2 * neg_h - lse); }
+
+}  // namespace vjp
+
 }  // namespace bigstep

@@ -1,12 +1,12 @@
 // Reverse-diffusion sampler family: the per-step math of the fused loops.
 //
-// Euler-Maruyama (DESIGN.md section 2) for dX = (X + c s(X, tau)) dt + sqrt(2) dB:
+// Euler-Maruyama (docs/design.md section 2) for dX = (X + c s(X, tau)) dt + sqrt(2) dB:
 //
 //   X_{k+1} = X_k + h_k (X_k + c s(X_k, tau_k)) + r_k Z_k,   c = 2, r_k = sqrt(2 h_k)  (EM)
 //                                                          c = 1, r_k = 0            (ODE)
 //
 // Z_k[p, j] = element k n d + p d + j of the Philox normal stream (seed, 1)
-// (DESIGN.md section 3).  The step tables (tau_k, h_k, r_k, mu(tau_k), sigma(tau_k)) come
+// (docs/design.md section 3).  The step tables (tau_k, h_k, r_k, mu(tau_k), sigma(tau_k)) come
 // from Python (bigstep.sampler), the same numbers the generic callable path uses.
 //
 // The scores below work on one particle or on a vector of particles (V = double or a

@@ -27,14 +27,15 @@
 
 #include "bigstep/config.hpp"
 #include "bigstep/philox.hpp"
+#include "bigstep/streams.hpp"
 
 namespace bigstep::sgd {
 
 constexpr int kLanes = 8;                  // partial sums of the forward pass
 constexpr double kParamLimit = 1e8;        // |theta| above this counts as a blow-up
 constexpr double kLossLimit = 1e16;        // batch loss above this counts as a blow-up
-constexpr std::uint64_t kStreamIndex = 3;  // Philox streams (DESIGN.md section 3)
-constexpr std::uint64_t kStreamNoise = 4;
+constexpr std::uint64_t kStreamIndex = streams::kSgdIndex;  // Philox streams (streams.hpp)
+constexpr std::uint64_t kStreamNoise = streams::kSgdNoise;
 
 // Draws of batch slots [0, B) of step j: y[b] and r[b] = (y - mu x_i) / sigma^2.
 // Element e of the index stream uses words (2(e%2), 2(e%2)+1) of Philox block e / 2 as

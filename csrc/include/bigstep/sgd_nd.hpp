@@ -2,7 +2,7 @@
 // DSM loss at one noise level (train_dsm) and the time-conditional diffusion network
 // (train_diffusion) of the paper's Appendix E.  Shared by the CPU launcher
 // (csrc/cpu/sgd_nd_kernels.cpp) and, later, a CUDA launcher; mirrored in
-// python/bigstep/_numba/sgd_nd.py.  python/bigstep/sgd_nd.py has the user-facing text.
+// python/bigstep/_numba/sgd_nd.py.  python/bigstep/training/sgd_nd.py has the user-facing text.
 //
 // Network (width m, input dimension p, output dimension d), mean-field scaling:
 //   net(u) = (1/m) W2 relu(W1 u + b),  stored as W1t = W1^T [p, m], b [m], W2 [d, m].
@@ -40,13 +40,14 @@
 #include "bigstep/config.hpp"
 #include "bigstep/philox.hpp"
 #include "bigstep/sgd.hpp"
+#include "bigstep/streams.hpp"
 
 namespace bigstep::sgd_nd {
 
 constexpr int kLanes = 8;                                 // partial sums of the forward pass
-constexpr std::uint64_t kStreamIndex = sgd::kStreamIndex;  // 3 (DESIGN.md section 3)
-constexpr std::uint64_t kStreamNoise = sgd::kStreamNoise;  // 4
-constexpr std::uint64_t kStreamTime = 6;                  // time index of train_diffusion
+constexpr std::uint64_t kStreamIndex = streams::kSgdIndex;       // Philox streams (streams.hpp)
+constexpr std::uint64_t kStreamNoise = streams::kSgdNoise;
+constexpr std::uint64_t kStreamTime = streams::kDiffusionTime;  // time index of train_diffusion
 constexpr double kLossLimit = sgd::kLossLimit;            // 1e16
 
 // Grid index of a uniform draw: the number of cdf entries <= u, capped at n_times - 1

@@ -1,7 +1,7 @@
 """Empirical optimal score family: Numba mirror of the C++ kernels.
 
 Mirrors csrc/include/bigstep/optimal_score.hpp (per-element math),
-csrc/cpu/optimal_score_1d_kernels.cpp and csrc/cpu/optimal_score_nd_kernels.cpp
+csrc/cpu/optimal_score_1d_kernels.cpp and csrc/cpu/optimal_score_nd_*.cpp
 (launchers), with the same outputs, dtypes and NaN handling.  Weights
 
     w_i(y) = softmax_i( -||y - mu x_i||^2 / (2 sigma^2) ),
@@ -33,7 +33,7 @@ from . import jit
 from ._fast_exp import exp_nonpos
 from ._intrinsics import as_dtype_of, fma
 
-__all__ = ["optimal_score_1d", "optimal_score_nd"]
+__all__ = ["optimal_score_1d", "optimal_score_nd", "optimal_score_vjp_y", "optimal_score_vjp_x"]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 _LOG_SQRT_2PI = 0.91893853320467274178  # log(2 pi) / 2
@@ -553,3 +553,88 @@ def optimal_score_nd(y, x, mu, sigma, what):
     mean = np.empty((q if want[2] else 0, d), dtype=y.dtype)
     _optimal_score_nd(y, xt, rows, norm2, mu, sigma, what, score, log_density, mean)
     return tuple(o if w else None for o, w in zip((score, log_density, mean), want))
+
+
+# ----------------------------------------------------------------------------------
+# Backward pass (vector-Jacobian products), float64: mirrors
+# csrc/cpu/optimal_score_vjp_kernels.cpp.  w_qi = exp(-||y_q - mu_q x_i||^2/(2 sigma_q^2) - lse_q).
+# ----------------------------------------------------------------------------------
+
+
+@jit("float64(float64[:, ::1], int64, float64, float64[:, ::1], int64)", fastmath={"reassoc", "contract"})
+def _dist2(y, p, m, x, i):
+    s = 0.0
+    for k in range(x.shape[1]):
+        r = y[p, k] - m * x[i, k]
+        s += r * r
+    return s
+
+
+@jit("float64(float64[:, ::1], int64, float64[:, ::1], int64)", fastmath={"reassoc", "contract"})
+def _dot_rows(a, p, x, i):
+    s = 0.0
+    for k in range(x.shape[1]):
+        s += a[p, k] * x[i, k]
+    return s
+
+
+@jit("void(float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
+     "float64[:, ::1])", parallel=True)
+def _vjp_y(y, x, mu, sigma, lse, g, out):
+    q, d = y.shape
+    n = x.shape[0]
+    mu_step = 1 if mu.shape[0] > 1 else 0
+    sigma_step = 1 if sigma.shape[0] > 1 else 0
+    for p in numba.prange(q):
+        m = mu[p * mu_step]
+        s = sigma[p * sigma_step]
+        neg_h = -0.5 / (s * s)
+        for k in range(d):
+            out[p, k] = 0.0
+        for i in range(n):
+            w = math.exp(_dist2(y, p, m, x, i) * neg_h - lse[p])
+            if w == 0.0:
+                continue
+            wt = w * _dot_rows(g, p, x, i)
+            for k in range(d):
+                out[p, k] += wt * x[i, k]
+
+
+@jit("void(float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
+     "float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64[:, ::1])", parallel=True)
+def _vjp_x(y, x, mu, sigma, lse, a, b, u, e, f, out):
+    q, d = y.shape
+    n = x.shape[0]
+    mu_step = 1 if mu.shape[0] > 1 else 0
+    sigma_step = 1 if sigma.shape[0] > 1 else 0
+    for j in numba.prange(n):
+        for k in range(d):
+            out[j, k] = 0.0
+        cx = 0.0
+        for p in range(q):
+            m = mu[p * mu_step]
+            s = sigma[p * sigma_step]
+            w = math.exp(_dist2(y, p, m, x, j) * (-0.5 / (s * s)) - lse[p])
+            if w == 0.0:
+                continue
+            t = _dot_rows(b, p, x, j)
+            for k in range(d):
+                out[j, k] += w * a[p, k] + (w * t) * u[p, k]
+            cx += w * (e[p] + f[p] * t)
+        for k in range(d):
+            out[j, k] += cx * x[j, k]
+
+
+def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
+    """out_q = sum_i w_qi (g_q . x_i) x_i, shape (q, d) (bigstep._core.optimal_score_vjp_y)."""
+    out = np.empty(y.shape)
+    _vjp_y(y, x, mu, sigma, lse, g, out)
+    return out
+
+
+def optimal_score_vjp_x(y, x, mu, sigma, lse, a, b, u, e, f):
+    """out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j, shape (n, d)
+    (bigstep._core.optimal_score_vjp_x)."""
+    out = np.empty(x.shape)
+    _vjp_x(y, x, mu, sigma, lse, a, b, u, e, f, out)
+    return out

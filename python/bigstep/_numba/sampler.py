@@ -1,6 +1,6 @@
 """Reverse-diffusion sampler: fused Numba loops for the built-in scores.
 
-Euler-Maruyama (DESIGN.md section 2) for dX = (X + 2 s(X, tau)) dt + sqrt(2) dB, or the
+Euler-Maruyama (docs/design.md section 2) for dX = (X + 2 s(X, tau)) dt + sqrt(2) dB, or the
 probability-flow ODE dX = (X + s(X, tau)) dt (``ode``), step k of the grid:
 
     X_{k+1} = X_k + h_k (X_k + c s(X_k, tau_k)) + r_k Z_k,   c = 2, r_k = sqrt(2 h_k)  (EM)

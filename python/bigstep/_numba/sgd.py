@@ -19,6 +19,7 @@ import math
 import numba
 import numpy as np
 
+from .. import _streams as streams
 from . import jit
 from .random import _block_normal, _philox_rounds, _u01_53, _MASK32, _SHIFT32, _ONE, _TWO
 
@@ -30,8 +31,8 @@ _LANES = 8
 _TILE = 16  # neurons per tile of the update pass (the C++ tile size does not change the result)
 _PARAM_LIMIT = 1e8
 _LOSS_LIMIT = 1e16
-_STREAM_INDEX = np.uint64(3)
-_STREAM_NOISE = np.uint64(4)
+_STREAM_INDEX = np.uint64(streams.SGD_INDEX)
+_STREAM_NOISE = np.uint64(streams.SGD_NOISE)
 
 
 @jit(inline="always")

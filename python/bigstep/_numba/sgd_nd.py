@@ -6,7 +6,7 @@ w1t, b, w2, batch, max_abs, k0, k1, steps, diverged_step, loss_sum, loss_count)`
 steps [k0, min(k1, steps[r])) of R networks (parameters w1t (R, p, m), b (R, m),
 w2 (R, d, m), float32 or float64, updated in place), networks spread over threads
 (prange), each network's steps in order.  Per step (formulas in sgd_nd.hpp): the draws
-of the batch (Philox streams 3: data index, 4: noise, 6: time index), the forward pass
+of the batch (Philox streams SGD_INDEX, SGD_NOISE, DIFFUSION_TIME of bigstep._streams), the forward pass
 per sample with the C++ summation order (neuron l into lane l % L, L = 64 bytes of
 the float type, pairwise tree over the lanes, the tail in order, then / m), the sums of
 the update over the samples in order, and the update written into a second buffer that
@@ -22,6 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import _streams as streams
 from . import jit
 from .random import _MASK32, _ONE, _SHIFT32, _TWO, _block_normal, _philox_rounds, _u01_53
 
@@ -29,9 +30,9 @@ __all__ = ["sgd_nd_train"]
 
 _THREE = np.uint64(3)
 _LOSS_LIMIT = 1e16
-_STREAM_INDEX = np.uint64(3)
-_STREAM_NOISE = np.uint64(4)
-_STREAM_TIME = np.uint64(6)
+_STREAM_INDEX = np.uint64(streams.SGD_INDEX)
+_STREAM_NOISE = np.uint64(streams.SGD_NOISE)
+_STREAM_TIME = np.uint64(streams.DIFFUSION_TIME)
 
 
 @jit(inline="always")

@@ -12,6 +12,7 @@ writes its data (CSV), a PNG plot styled like the paper's figure and ``summary.m
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 
 from ._report import Report
@@ -61,8 +62,10 @@ def reproduce(figure: str, out=None, *, quick: bool = False, seed: int = 0, devi
         if bad or not panels:
             raise ValueError(f"panels must be a non-empty subset of {list(names)} for {figure}, got {panels!r}")
         extra["panels"] = tuple(p for p in names if p in panels)
+    cpu0 = time.process_time()
     with cpu_backend(backend):
         report = module.run(out, quick=bool(quick), seed=seed, device=device, progress=bool(progress), **extra)
+    report.cpu_seconds = time.process_time() - cpu0
     report.settings.setdefault("backend", backend)
     report.write(out)
     return report

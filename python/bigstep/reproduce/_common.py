@@ -6,10 +6,11 @@ import contextlib
 
 import numpy as np
 
+from .. import _streams as streams
 from ..optimal_score import ou_schedule
 from ..random import gaussian_noise
 
-DATA_STREAM = 8  # Philox stream of the reproductions' training sets (DESIGN.md section 3)
+DATA_STREAM = streams.REPRO_DATA  # Philox stream of the reproductions' training sets
 
 # 1-D experiments (Figures 1, 2 left, 5 left): n = 20 standard-normal points, width 1000,
 # batch 50, all of (w1, w2, b) trained from w1 ~ N(0, 1), w2 ~ N(0, 1), b = 0.

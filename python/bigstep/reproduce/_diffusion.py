@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _streams as streams
 from ..metrics import memorized_fraction, mmd2
 from ..random import gaussian_noise
 from ..sampler import sample_reverse
 from ..scores import EmpiricalScore, GaussianScore
 
-SAMPLE_STREAM = 9  # Philox stream of the fitted-Gaussian reference samples
+SAMPLE_STREAM = streams.REPRO_GAUSSIAN_SAMPLES  # Philox stream of the fitted-Gaussian reference samples
 T, DELTA, N_STEPS = 1.0, 0.01, 100  # sampling: backward OU from T to delta, 100 Euler-Maruyama steps
 
 

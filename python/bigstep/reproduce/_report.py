@@ -27,6 +27,7 @@ class Report:
     files: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     comparisons: list = dataclasses.field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time of the process over the run (all threads), set by reproduce()
 
     @property
     def verdict(self) -> str:
@@ -58,14 +59,14 @@ class Report:
         out += ["", "Settings: " + json.dumps(self.settings, default=str), ""]
         if self.files:
             out += ["Files:"] + [f"- {f}" for f in self.files]
-        out.append(f"Wall time: {self.seconds:.1f} s")
+        out.append(f"Wall time: {self.seconds:.1f} s" + (f" (CPU time {self.cpu_seconds:.1f} s)" if self.cpu_seconds else ""))
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
         return {"figure": self.figure, "verdict": self.verdict, "supported": self.supported, "claim": self.claim,
                 "confidence": self.confidence(), "comparisons": [c.to_dict() for c in self.comparisons],
                 "lines": self.lines, "settings": json.loads(json.dumps(self.settings, default=str)),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
 
     def write(self, out: Path) -> None:
         """summary.md (for people) and summary.json (verdict and comparisons, for scripts)."""

@@ -43,7 +43,7 @@ def settings_for(quick: bool) -> dict:
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     start = time.perf_counter()
     cfg = settings_for(quick)

@@ -76,7 +76,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool, panels=PANE
 
 
 def _panel_1d(cfg, seed, progress):
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     jobs = []
     for k, t in enumerate(TIMES_1D):
@@ -102,7 +102,7 @@ def _panel_1d(cfg, seed, progress):
 def _panel_high(cfg, seed, device, progress):
     """d = 10: per (mu, sigma), every (lr, simulation) network trains in one call (simulation
     s has its own data set and seed); excess risk by Monte Carlo with its SE."""
-    from ..sgd_torch import excess_risk_mc, train_dsm
+    from ..training import excess_risk_mc, train_dsm
 
     rows = []
     lrs, sims = list(cfg["lrs_high"]), cfg["sims_high"]

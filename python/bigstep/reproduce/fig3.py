@@ -56,7 +56,7 @@ def learned_seed(seed: int, r: int) -> int:
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
-    from ..sgd_torch import train_diffusion
+    from ..training import train_diffusion
 
     start = time.perf_counter()
     cfg = settings_for(quick)

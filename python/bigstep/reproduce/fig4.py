@@ -57,7 +57,7 @@ def set_seeds(seed: int, sim: int, k: int, sets: int) -> tuple[int, int]:
 
 
 def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
-    from ..sgd_torch import train_diffusion
+    from ..training import train_diffusion
 
     start = time.perf_counter()
     cfg = settings_for(quick)

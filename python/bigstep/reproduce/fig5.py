@@ -106,7 +106,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool, panels=PANE
 
 
 def _panel_1d(cfg, seed, mu, sigma, progress):
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     jobs = [dict(sim=sim, lr=lr, steps=int(5000 * 0.5 / lr * cfg["step_scale"]))
             for sim in range(cfg["sims"]) for lr in cfg["lrs"]]
@@ -131,7 +131,7 @@ def _panel_1d(cfg, seed, mu, sigma, progress):
 def _panel_high(cfg, seed, mu, sigma, device, progress):
     """d = 10: every (lr, simulation) network trains in one call (simulation s has its own
     data set and seed); sharpness of the coordinate-mean loss."""
-    from ..sgd_torch import sharpness_mc, train_dsm
+    from ..training import sharpness_mc, train_dsm
 
     lrs, sims, width = list(cfg["lrs_high"]), cfg["sims_high"], cfg["width_high"]
     steps = [int(5000 * 0.5 / lr * cfg["step_scale_high"]) for lr in lrs]
@@ -154,7 +154,7 @@ def _panel_high(cfg, seed, mu, sigma, device, progress):
 
 def _panel_diffusion(cfg, seed, device, progress):
     """The Figure 3 diffusion net: per replicate, every lr in one call on the replicate's data."""
-    from ..sgd_torch import diffusion_sharpness_mc, train_diffusion
+    from ..training import diffusion_sharpness_mc, train_diffusion
 
     lrs, width = list(cfg["lrs_diff"]), cfg["width_diff"]
     steps = [int(cfg["steps_diff"] / lr) for lr in lrs]

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 from scipy import linalg
 
+from .. import _streams as streams
 from .. import _backend
 from .._arrays import as_numpy
 from .._validate import integer, real_scalar, uint64
@@ -26,7 +27,7 @@ _RHO_CODES = {"relu": 0, "tanh": 1, "erf": 2, "linear": 3, "relu_centered": 4}
 
 # Philox streams (DESIGN section 3 uses 0-5): 10 feature weights W, 11 DSM noise xi of the
 # fit, 12 training data drawn by learning_curve, 13 Monte Carlo evaluation draws.
-STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = 10, 11, 12, 13
+STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = streams.RF_WEIGHTS, streams.RF_NOISE, streams.RF_DATA, streams.RF_MC
 
 # Bound on n m max(d, p) (exclusive).  The Gram kernels (C++ and Numba) address coordinate k of
 # sample s's noise as s d + k in signed 64-bit integers (also the Philox counter of that

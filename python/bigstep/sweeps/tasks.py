@@ -98,7 +98,7 @@ def fig2_cell(lr: float, t: float, seed: int = 0, n: int = 20, steps: int | None
     from ..relu_risk import dsm_risk
     from ..relu_risk import sharpness as lam_max
     from ..reproduce._common import LR_STEPS_1D, noise_level, training_set
-    from ..sgd import train_sgd
+    from ..training import train_sgd
 
     mu, sigma = noise_level(t)
     steps = int(steps) if steps is not None else LR_STEPS_1D.get(lr, int(round(2500 / lr)))
@@ -123,13 +123,14 @@ def sampler_cell(n: int, d: int, delta: float, seed: int = 0, n_samples: int = 1
     each, the memorized fraction (d1/d2 < 1/3) and the unbiased MMD^2 to n_samples fresh
     points of the data law."""
     from ..metrics import memorized_fraction, mmd2
+    from .. import _streams
     from ..random import gaussian_noise
     from ..reproduce._common import training_set
     from ..sampler import sample_reverse
     from ..scores import EmpiricalScore, GaussianScore
 
     x = training_set(seed, n, d, scale=data_std)
-    fresh = data_std * gaussian_noise(seed, (n_samples, d), stream=9)
+    fresh = data_std * gaussian_noise(seed, (n_samples, d), stream=_streams.SWEEP_FRESH)
     out = {}
     for name, score in (("star", EmpiricalScore(x)), ("gauss", GaussianScore.fit(x))):
         s = sample_reverse(score, n_samples, d, T=T, delta=delta, n_steps=n_steps, seed=seed)

@@ -82,7 +82,7 @@ class FixedSampleLoss:
 def sharpness(W1, b, W2, U, Z, norm, *, tol=1e-10, max_iter=None) -> float:
     """lambda_max of the Hessian of the fixed-sample loss: Lanczos (bigstep._lanczos) on
     the exact Hessian-vector products above."""
-    from ._lanczos import largest_eigenvalue
+    from .._lanczos import largest_eigenvalue
 
     loss = FixedSampleLoss(W1, b, W2, U, Z, norm)
     return largest_eigenvalue(loss.hvp, loss.size, tol=tol, max_iter=max_iter)

@@ -16,7 +16,7 @@ Trained parameters: (w2, b) always, w1 when ``train_inner``.  With ``clip=A``, w
 clipped to [-A, A] after every step.  :func:`train_gd` takes the same step with the
 exact gradient of the population risk R_n (:func:`bigstep.dsm_risk_grad`).
 
-Randomness (DESIGN.md section 3): the network with seed s starts from
+Randomness (docs/design.md section 3): the network with seed s starts from
 ``ReLUNet1D.init(m, s, inner, bias)`` (Philox stream 2); its step-j slot-b data index is
 ``min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1)`` and its noise
 ``gaussian_noise(s, (steps, B, 1), stream=4)[j, b, 0]``, generated inside the compiled
@@ -37,19 +37,18 @@ import numbers
 
 import numpy as np
 
-from . import _backend
-from ._arrays import as_numpy
-from ._progress import Progress, run_in_chunks
-from ._validate import integer, integers, positives, real_scalar, training_data
-from .relu_risk import ReLUNet1D, dsm_risk, dsm_risk_grad, sharpness
+from .. import _backend
+from .._arrays import as_numpy
+from .._progress import Progress, run_in_chunks
+from .._validate import integer, integers, positives, real_scalar, training_data
+from ..nets import ReLUNet1D
+from ..relu_risk import dsm_risk_grad
+from ._args import LOSS_LIMIT, PARAM_LIMIT
+from .recorder import RECORDS, Recorder, pandas_module, record_names, record_steps
 
 __all__ = ["TrainResult", "train_sgd", "train_gd"]
 
-PARAM_LIMIT = 1e8  # |theta| above this counts as a blow-up (as csrc/include/bigstep/sgd.hpp)
-LOSS_LIMIT = 1e16  # batch loss (SGD) or risk (GD) above this counts as a blow-up
-RECORDS = ("loss", "risk", "excess_risk", "sharpness")
 _INNER = ("gaussian", "sign")
-_HISTORY_COLUMNS = ("network", "lr", "seed", "step", *RECORDS, "diverged")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,31 +88,6 @@ class TrainResult:
         return out.join(last[cols], on="network")
 
 
-# ------------------------------------------------------------------------- arguments
-
-
-def _pandas():
-    try:
-        import pandas
-    except ImportError:
-        raise ImportError("bigstep.train_sgd / train_gd return a pandas DataFrame history; "
-                          "install it with `pip install bigstep[repro]` (or `pip install pandas`)") from None
-    return pandas
-
-
-def _records(record) -> tuple[str, ...]:
-    if isinstance(record, str):
-        record = (record,)
-    try:
-        names = tuple(record)
-    except TypeError:
-        raise TypeError(f"record must be a sequence of names from {RECORDS}, got {type(record).__name__}") from None
-    for r in names:
-        if r not in RECORDS:
-            raise ValueError(f"record names must be among {RECORDS}, got {r!r}")
-    return names
-
-
 def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
              backend):
     """Validated arguments shared by train_sgd and train_gd."""
@@ -134,7 +108,7 @@ def _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, r
     if record_every is None:
         record_every = max(1, steps // 100)
     record_every = integer(record_every, "record_every", minimum=1)
-    names = _records(record)
+    names = record_names(record)
     name = _backend.resolve(backend, family="sgd")
     if m is not None:
         m = integer(m, "m", minimum=1)
@@ -191,55 +165,6 @@ def _starts(init, m, seeds, n_lr, inner, bias, inner_sets_default) -> list[ReLUN
                      f"got {len(nets)}")
 
 
-# --------------------------------------------------------------------------- records
-
-
-class _Recorder:
-    """Computes the requested records and collects the history rows."""
-
-    def __init__(self, opts, lr_of, seed_of):
-        self.o = opts
-        self.lr_of, self.seed_of = lr_of, seed_of
-        self.wrt = "all" if opts["train_inner"] else "outer_bias"
-        self.rows = {c: [] for c in _HISTORY_COLUMNS}
-        self._opt_risk = None
-
-    def optimal_risk(self) -> float:
-        if self._opt_risk is None:
-            from .optimal_risk import optimal_risk
-
-            self._opt_risk = optimal_risk(self.o["x"], self.o["mu"], self.o["sigma"])
-        return self._opt_risk
-
-    def add(self, r: int, step: int, net: ReLUNet1D, loss: float, diverged: bool) -> None:
-        o, names = self.o, self.o["record"]
-        args = (net, o["x"], o["mu"], o["sigma"])
-        risk = excess = sharp = np.nan
-        if "risk" in names or "excess_risk" in names:
-            risk_v = dsm_risk(*args, backend=o["backend"])
-            if "risk" in names:
-                risk = risk_v
-            if "excess_risk" in names:  # = bigstep.excess_risk(net, ...), R_n(s*) computed once
-                excess = risk_v - self.optimal_risk()
-        if "sharpness" in names:
-            sharp = sharpness(*args, wrt=self.wrt, backend=o["backend"])
-        vals = (r, self.lr_of[r], self.seed_of[r], step, loss if "loss" in names else np.nan, risk, excess, sharp,
-                diverged)
-        for c, v in zip(_HISTORY_COLUMNS, vals):
-            self.rows[c].append(v)
-
-    def frame(self):
-        pd = _pandas()
-        df = pd.DataFrame(self.rows, columns=list(_HISTORY_COLUMNS))
-        df = df.astype({"network": np.int64, "lr": np.float64, "seed": np.uint64, "step": np.int64,
-                        **{c: np.float64 for c in RECORDS}, "diverged": bool})
-        return df.sort_values(["network", "step"], kind="stable").reset_index(drop=True)
-
-
-def _record_steps(steps: int, every: int) -> list[int]:
-    return sorted(set(range(0, steps, every)) | {steps})
-
-
 def _finish(nets, lr_of, seed_of, diverged_step, recorder) -> TrainResult:
     ds = np.asarray(diverged_step, dtype=np.int64)
     return TrainResult(networks=list(nets), lr=np.asarray(lr_of, dtype=np.float64),
@@ -260,7 +185,7 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     """Train width-m ReLU networks by SGD on the DSM loss, every (lr, seed) pair in one fused call.
 
     theta <- theta - m * lr * grad (1/B) sum_b (s_theta(y_b) + (y_b - mu x_{i_b})/sigma^2)^2
-    (see :mod:`bigstep.sgd` for the draws, the update and the divergence rule).
+    (see :mod:`bigstep.training.sgd1d` for the draws, the update and the divergence rule).
 
     Parameters
     ----------
@@ -297,7 +222,7 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     >>> len(res.networks), res.diverged.tolist()
     (4, [False, False, False, False])
     """
-    _pandas()
+    pandas_module()
     o = _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
                  backend)
     B = integer(batch_size, "batch_size", minimum=1)
@@ -312,7 +237,7 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
     loss_sum = np.zeros(R)
     loss_count = np.zeros(R, dtype=np.int64)
     kernel = _kernel(o["backend"])
-    recorder = _Recorder(o, lr_of, seed_of)
+    recorder = Recorder(o, lr_of, seed_of)
     nets = list(starts)
 
     def record_at(k: int) -> None:
@@ -327,7 +252,7 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, m=None, inner="gaussian
         loss_sum[:] = 0.0
         loss_count[:] = 0
 
-    marks = _record_steps(o["steps"], o["record_every"])
+    marks = record_steps(o["steps"], o["record_every"])
     state = {"next": 1}
     closed = np.zeros(R, dtype=bool)
     record_at(0)
@@ -370,7 +295,7 @@ def train_gd(x, mu, sigma, *, lr, steps, m=None, inner="gaussian", train_inner=N
     >>> res.history["step"].tolist()
     [0, 10, 20]
     """
-    _pandas()
+    pandas_module()
     o = _options(x, mu, sigma, lr, steps, m, inner, train_inner, bias, clip, seed, record_every, record, init,
                  backend)
     lrs, seeds, starts = o["lrs"], o["seeds"], o["starts"]
@@ -382,8 +307,8 @@ def train_gd(x, mu, sigma, *, lr, steps, m=None, inner="gaussian", train_inner=N
     diverged_step = np.full(R, -1, dtype=np.int64)
     loss_sum = np.zeros(R)
     loss_count = np.zeros(R, dtype=np.int64)
-    recorder = _Recorder(o, lr_of, seed_of)
-    marks = _record_steps(o["steps"], o["record_every"])
+    recorder = Recorder(o, lr_of, seed_of)
+    marks = record_steps(o["steps"], o["record_every"])
     state = {"next": 1}
     closed = np.zeros(R, dtype=bool)
 

@@ -3,21 +3,23 @@ every network's SGD steps run in one compiled call (C++ kernel, or its Numba mir
 no PyTorch needed.  torch stays the GPU route (``device="cuda"``, or ``backend="torch"``).
 
 The networks, loss, update and stream map are those of the torch trainers
-(:mod:`bigstep.sgd_torch`), so a fused run and a torch CPU run with the same seed draw
+(:mod:`bigstep.training.problems`), so a fused run and a torch CPU run with the same seed draw
 the same numbers and agree up to rounding:
 
     net(u) = (1/m) W2 relu(W1 u + b),   W1 (m, p),  b (m,),  W2 (d, m),
     L_j = (1/norm) sum_b ||net(u_b) + c_b||^2,   theta <- theta - m lr grad L_j,
 
-with, for a network drawing from seed s, step j, slot b (flat slot e = j B + b):
-  init (stream 2):       W2 = gaussian_noise(s, (d, m), stream=2),
-                         W1 = gaussian_noise(s, (m, p), stream=2, offset=d m) / sqrt(p),  b = 0;
-  data index (stream 3): i_b = min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1);
-  noise (stream 4):      z_b = gaussian_noise(s, (steps, B, d), stream=4)[j, b, :];
-  time (stream 6):       k_b = #{k : cdf[k] <= uniform(s, (steps, B), stream=6)[j, b]} (diffusion);
+with, for a network drawing from seed s, step j, slot b (flat slot e = j B + b), the
+streams of :mod:`bigstep._streams`:
+  init (NETWORK_INIT = 2):   W2 = gaussian_noise(s, (d, m), 2),
+                             W1 = gaussian_noise(s, (m, p), 2, offset=d m) / sqrt(p),  b = 0
+                             (:func:`bigstep.nets.init_params`);
+  data index (SGD_INDEX = 3): i_b = min(floor(n * uniform(s, (steps, B), 3)[j, b]), n - 1);
+  noise (SGD_NOISE = 4):     z_b = gaussian_noise(s, (steps, B, d), 4)[j, b, :];
+  time (DIFFUSION_TIME = 6): k_b = #{k : cdf[k] <= uniform(s, (steps, B), 6)[j, b]} (diffusion);
   DSM:       u_b = mu x_{i_b} + sigma z_b,  c_b = z_b / sigma,  norm = B ("sum") or B d ("mean");
   diffusion: u_b = [mu(t) x_{i_b} + sigma(t) z_b; t],  t = times[k_b],  c_b = -z_b,  norm = B d.
-The 1-D trainer (:mod:`bigstep.sgd`) uses streams 3 and 4 the same way.  Divergence is
+The 1-D trainer (:mod:`bigstep.training.sgd1d`) uses streams 3 and 4 the same way.  Divergence is
 handled as there: a step whose batch loss is not finite or above 1e16, or whose new
 parameters are not finite or above ``max_abs``, is refused; the network keeps the
 parameters before it, is marked diverged with diverged_step = the steps it made, and
@@ -28,26 +30,15 @@ whatever the thread count or the chunking of the steps (records).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 
 import numpy as np
 
-from . import _backend
-from ._progress import Progress, run_in_chunks
-from .random import gaussian_noise
+from .. import _backend
+from .._progress import Progress, run_in_chunks
+from ..nets import init_params
 
-__all__ = ["train_fused", "kernel", "init_params", "STREAM_INIT", "STREAM_INDEX", "STREAM_NOISE", "STREAM_TIME"]
-
-# Philox streams of the d-D trainers (DESIGN.md section 3; the 1-D trainer's 3 and 4 too)
-STREAM_INIT, STREAM_INDEX, STREAM_NOISE, STREAM_TIME = 2, 3, 4, 6
-
-
-def init_params(seed: int, m: int, p: int, d: int):
-    """(W1 (m, p), b (m,), W2 (d, m)) float64 from Philox stream 2 (module docstring)."""
-    W2 = gaussian_noise(seed, (d, m), stream=STREAM_INIT, offset=0)
-    W1 = gaussian_noise(seed, (m, p), stream=STREAM_INIT, offset=d * m) / math.sqrt(p)
-    return W1, np.zeros(m), W2
+__all__ = ["train_fused", "kernel", "using_threads"]
 
 
 def kernel(backend: str):
@@ -94,7 +85,7 @@ def _marks(steps_r, total, record_every):
 def train_fused(problem, *, lr, seeds, steps, batch_size, width, dtype, record_every, record, n_mc, progress,
                 max_abs, label, backend, result_cls):
     """Train len(lr) * len(seeds) networks of ``problem`` (a DSM or diffusion problem of
-    :mod:`bigstep.sgd_torch`: x, p, d, kind, norm(B), info(), excess_risk()) with the fused
+    :mod:`bigstep.training.problems`: x, p, d, kind, norm(B), info(), excess_risk()) with the fused
     kernel of ``backend`` ("cpp" or "numba"); the records and result of the torch loop."""
     n_lr, n_seed = lr.shape[0], len(seeds)
     R = n_lr * n_seed

@@ -1,5 +1,5 @@
-"""The fused d-D trainer (bigstep.sgd_nd: train_dsm / train_diffusion on the CPU without
-torch), on every backend and instruction set.
+"""The fused d-D trainer (bigstep.training.sgd_nd: train_dsm / train_diffusion on the CPU
+without torch), on every backend and instruction set.
 
 References: a plain numpy SGD written here that replays the stream map through
 bigstep.uniform / bigstep.gaussian_noise (stream 2: init, 3: data index, 4: noise,
@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 
 import bigstep
-from bigstep import gaussian_noise, sgd_nd, sgd_torch, uniform
+from bigstep import gaussian_noise, uniform
+from bigstep.nets import init_params
+from bigstep.training import problems, time_grid
 
 
 @pytest.fixture(autouse=True)
 def _cpu_only(request):
-    """The fused trainer runs on the CPU (torch is the GPU route, tested in test_sgd_torch)."""
+    """The fused trainer runs on the CPU (torch is the GPU route, tested in test_training_nd)."""
     if getattr(request.node, "callspec", None) and request.node.callspec.params.get("backend") == "cuda":
         pytest.skip("the fused trainer is CPU-only; on a GPU train_dsm / train_diffusion use torch")
 
@@ -41,7 +43,7 @@ def reference(x, lr, seed, steps, B, m, *, mu=None, sigma=None, grid=None, coord
     (times, mus, sigmas, probs)).  Returns (W1 (m, p), b, W2 (d, m))."""
     n, d = x.shape
     p = d if grid is None else d + 1
-    W1, b, W2 = sgd_nd.init_params(seed, m, p, d)
+    W1, b, W2 = init_params(seed, m, p, d)
     u_i = uniform(seed, (steps, B), stream=3)
     z = gaussian_noise(seed, (steps, B, d), stream=4)
     if grid is not None:
@@ -97,7 +99,7 @@ def test_diffusion_replays_plain_numpy_sgd(backend, d, weights, schedule):
     x = 2 * _data(d + 20, 10, d)
     kw = dict(steps=15, batch_size=33, width=24, time_weights=weights, schedule=schedule, n_times=17, delta=0.05)
     res = bigstep.train_diffusion(x, lr=[0.5, 0.05], seed=3, dtype="float64", backend=backend, **kw)
-    times, probs = sgd_torch.time_grid(17, 1.0, 0.05, weights, schedule)
+    times, probs = time_grid(17, 1.0, 0.05, weights, schedule)
     from bigstep.scores import noise_schedule
 
     mus, sigmas = noise_schedule(times, schedule)
@@ -144,8 +146,8 @@ def test_same_as_the_torch_cpu_trainer_up_to_rounding(backend):
         x = _data(7, 20, 3)
         kw = dict(lr=[0.1, 0.01], seed=[0, 5], steps=[30, 20], batch_size=17, width=37, record=("loss",),
                   record_every=7)
-        a = sgd_torch.train_dsm(x, 0.9, 0.5, backend="torch", **kw)
-        b = sgd_torch.train_dsm(x, 0.9, 0.5, backend=backend, **kw)
+        a = problems.train_dsm(x, 0.9, 0.5, backend="torch", **kw)
+        b = problems.train_dsm(x, 0.9, 0.5, backend=backend, **kw)
         for u, v in zip((a.W1, a.b, a.W2), (b.W1, b.b, b.W2)):
             np.testing.assert_allclose(v, u, rtol=0, atol=1e-12 * np.abs(u).max())
         pd_a, pd_b = a.history, b.history
@@ -154,8 +156,8 @@ def test_same_as_the_torch_cpu_trainer_up_to_rounding(backend):
         x2 = 2 * _data(8, 10, 2)
         for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
             kw = dict(lr=[0.5, 0.05], seed=[0, 1], steps=40, batch_size=64, width=50, record_every=10, dtype=dtype)
-            a = sgd_torch.train_diffusion(x2, backend="torch", **kw)
-            b = sgd_torch.train_diffusion(x2, backend=backend, **kw)
+            a = problems.train_diffusion(x2, backend="torch", **kw)
+            b = problems.train_diffusion(x2, backend=backend, **kw)
             for u, v in zip((a.W1, a.b, a.W2), (b.W1, b.b, b.W2)):
                 np.testing.assert_allclose(v, u, rtol=0, atol=tol * np.abs(u).max())
     finally:
@@ -202,7 +204,7 @@ def test_block_size_does_not_change_the_result(backend):
     m = 2048  # blocks of 8 (float64) samples: 8 blocks per step
     res = bigstep.train_diffusion(x, lr=0.2, seed=4, steps=3, batch_size=64, width=m, dtype="float64",
                                   backend=backend, n_times=9)
-    times, probs = sgd_torch.time_grid(9)
+    times, probs = time_grid(9)
     from bigstep.scores import noise_schedule
 
     mus, sigmas = noise_schedule(times, "ou")
@@ -245,7 +247,7 @@ def test_steps_per_learning_rate_and_zero_steps(backend):
     res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01, 0.02], steps=[0, 20, 7], width=8, batch_size=4,
                             record=("loss",), backend=backend)
     assert res.steps_done.tolist() == [0, 20, 7]
-    for mine, ref in zip((res.W1, res.b, res.W2), sgd_nd.init_params(0, 8, 2, 2)):
+    for mine, ref in zip((res.W1, res.b, res.W2), init_params(0, 8, 2, 2)):
         np.testing.assert_array_equal(mine[0], ref)
     h = res.history
     assert h[h.network == 0].step.tolist() == [0] and h[h.network == 1].step.tolist() == [20]
@@ -316,7 +318,7 @@ def _fixed_sample_problem(seed=0, N=40, m=9, p=3, d=2):
 
 
 def test_fixed_sample_gradient_and_hvp_match_finite_differences():
-    from bigstep._fixed_sample import FixedSampleLoss
+    from bigstep.training._fixed_sample import FixedSampleLoss
 
     W1, b, W2, U, Z, c = _fixed_sample_problem()
     base = FixedSampleLoss(W1, b, W2, U, Z, c)
@@ -339,7 +341,7 @@ def test_fixed_sample_gradient_and_hvp_match_finite_differences():
 
 def test_fixed_sample_hvp_equals_torch_double_backward():
     torch = pytest.importorskip("torch")
-    from bigstep._fixed_sample import FixedSampleLoss
+    from bigstep.training._fixed_sample import FixedSampleLoss
 
     W1, b, W2, U, Z, c = _fixed_sample_problem(2, N=30, m=7, p=4, d=3)
     m, p = W1.shape

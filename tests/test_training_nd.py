@@ -1,4 +1,4 @@
-"""The d-D torch trainers (bigstep.sgd_torch): gradients, replay of the Philox draws by a
+"""The d-D torch trainers (bigstep.training: train_dsm, train_diffusion and the Monte Carlo diagnostics): gradients, replay of the Philox draws by a
 plain numpy SGD, batching, divergence, the Monte Carlo excess risk, train_diffusion."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import bigstep  # noqa: E402
-from bigstep import sgd_torch  # noqa: E402
+from bigstep import nets  # noqa: E402
+from bigstep.training import _batch, mc, problems  # noqa: E402
 from bigstep.random import gaussian_noise, uniform  # noqa: E402
 
 
@@ -22,11 +23,11 @@ from bigstep.random import gaussian_noise, uniform  # noqa: E402
 def torch_route(monkeypatch):
     """These tests are about the torch trainer: bigstep.train_dsm / train_diffusion here take
     backend="torch" unless a test passes another (on the CPU the default is the fused kernel,
-    tested in tests/test_sgd_nd.py against the same references)."""
+    tested in tests/test_training_fused.py against the same references)."""
     import functools
 
     for name in ("train_dsm", "train_diffusion"):
-        monkeypatch.setattr(bigstep, name, functools.partial(getattr(sgd_torch, name), backend="torch"))
+        monkeypatch.setattr(bigstep, name, functools.partial(getattr(problems, name), backend="torch"))
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +57,7 @@ def _random_batch(seed, R, B, m, p, d):
 def test_closed_form_gradient_matches_autograd():
     R, B, m, p, d = 3, 7, 11, 4, 3
     W1, b, W2, u, zc = _random_batch(0, R, B, m, p, d)
-    loss, dW1, db, dW2 = sgd_torch._loss_and_grads(torch, W1, b, W2, u, zc, float(B))
+    loss, dW1, db, dW2 = _batch._loss_and_grads(torch, W1, b, W2, u, zc, float(B))
     P = [a.clone().requires_grad_(True) for a in (W1, b, W2)]
     H = torch.relu(torch.einsum("rbp,rmp->rbm", u, P[0]) + P[1][:, None, :])
     F = torch.einsum("rbm,rdm->rbd", H, P[2]) / m + zc
@@ -73,7 +74,7 @@ def test_fused_step_is_m_lr_times_autograd_gradient():
     W1, b, W2, u, zc = _random_batch(1, R, B, m, p, d)
     lr = torch.tensor([0.3, 0.01], dtype=torch.float64)
     norm = float(B * d)
-    batch = sgd_torch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, norm, 1e8)
+    batch = _batch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, norm, 1e8)
     loss, ok = batch.step(u, zc.clone())
     assert bool(ok.all())
     P = [a.clone().requires_grad_(True) for a in (W1, b, W2)]
@@ -91,7 +92,7 @@ def test_refused_step_keeps_the_parameters():
     W1, b, W2, u, zc = _random_batch(2, R, B, m, p, d)
     u[0, 1, 0] = float("nan")
     lr = torch.tensor([0.1, 1e12, 0.1], dtype=torch.float64)
-    batch = sgd_torch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, float(B), 1e8)
+    batch = _batch._Batch(torch, W1.clone(), b.clone(), W2.clone(), lr, float(B), 1e8)
     loss, ok = batch.step(u, zc)
     assert ok.tolist() == [False, False, True]
     new = batch.params_numpy()
@@ -142,13 +143,13 @@ def test_row_blocked_step_equals_full_batch_step(monkeypatch):
     x = _data(3, 9, 2)
     kw = dict(lr=[0.3, 0.05], seed=[1, 2], steps=15, batch_size=20, width=16, dtype="float64", record_every=5)
     full = bigstep.train_diffusion(x, **kw)
-    monkeypatch.setattr(sgd_torch, "_MIN_BLOCK_ROWS", 1)
-    monkeypatch.setattr(sgd_torch, "_BLOCK_ELEMS", 7 * 16 * 4)   # 7 rows for 4 networks of width 16
+    monkeypatch.setattr(_batch, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(_batch, "_BLOCK_ELEMS", 7 * 16 * 4)   # 7 rows for 4 networks of width 16
     blocked = bigstep.train_diffusion(x, **kw)
     for a, c in zip((full.W1, full.b, full.W2), (blocked.W1, blocked.b, blocked.W2)):
         np.testing.assert_allclose(c, a, rtol=0, atol=1e-12)
     np.testing.assert_allclose(blocked.history.loss, full.history.loss, rtol=1e-12)
-    monkeypatch.setattr(sgd_torch, "_BLOCK_ELEMS", 7 * 16)       # 7 rows for one network
+    monkeypatch.setattr(_batch, "_BLOCK_ELEMS", 7 * 16)       # 7 rows for one network
     res = bigstep.train_dsm(x, 0.8, 0.6, lr=0.05, seed=4, steps=20, batch_size=20, width=16, record=())
     W1, b, W2 = _reference_dsm(x, 0.8, 0.6, 0.05, 20, 20, 16, 4)
     np.testing.assert_allclose(res.W1[0], W1, rtol=0, atol=1e-10 * np.abs(W2).max())
@@ -169,7 +170,7 @@ def test_zero_step_network_keeps_its_initial_weights():
     kw = dict(width=8, batch_size=4, record=("loss",))
     res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01], steps=[0, 20], **kw)
     assert res.steps_done.tolist() == [0, 20] and not res.diverged.any()
-    for mine, ref in zip((res.W1, res.b, res.W2), sgd_torch._init_params(0, 8, 2, 2)):
+    for mine, ref in zip((res.W1, res.b, res.W2), nets.init_params(0, 8, 2, 2)):
         np.testing.assert_array_equal(mine[0], ref)
     one = bigstep.train_dsm(x, 0.9, 0.5, lr=0.01, steps=20, **kw)
     np.testing.assert_array_equal(res.W1[1], one.W1[0])
@@ -180,9 +181,9 @@ def test_zero_step_network_keeps_its_initial_weights():
     dif = bigstep.train_diffusion(x, lr=[0.5, 0.1], steps=[5, 0], batch_size=16, width=8, seed=[2, 3])
     assert dif.steps_done.tolist() == [5, 5, 0, 0]
     for r, s in ((2, 2), (3, 3)):
-        for mine, ref in zip((dif.W1, dif.b, dif.W2), sgd_torch._init_params(s, 8, 3, 2)):
+        for mine, ref in zip((dif.W1, dif.b, dif.W2), nets.init_params(s, 8, 3, 2)):
             np.testing.assert_array_equal(mine[r], ref.astype(np.float32))  # the float32 start
-    assert not np.array_equal(dif.W1[0], sgd_torch._init_params(2, 8, 3, 2)[0].astype(np.float32))
+    assert not np.array_equal(dif.W1[0], nets.init_params(2, 8, 3, 2)[0].astype(np.float32))
 
 
 # ------------------------------------------------------------------ batching and divergence
@@ -257,7 +258,7 @@ def test_mc_excess_risk_in_bounded_blocks_equals_all_at_once(monkeypatch):
     all-in-memory estimate up to rounding, and the network never sees more than a block."""
     x = _data(6, 5, 3)
     mu, sigma, K = 0.8, 0.6, 7
-    net = sgd_torch.ReLUNetND(*(np.asarray(a) for a in (gaussian_noise(1, (10, 3)), gaussian_noise(2, 10),
+    net = nets.ReLUNetND(*(np.asarray(a) for a in (gaussian_noise(1, (10, 3)), gaussian_noise(2, 10),
                                                           gaussian_noise(3, (3, 10)))))
     ref = _excess_risk_mc_unblocked(net, x, mu, sigma, K, 4)
     seen = []
@@ -269,7 +270,7 @@ def test_mc_excess_risk_in_bounded_blocks_equals_all_at_once(monkeypatch):
     assert bigstep.excess_risk_mc(f, x, mu, sigma, n_mc=K, seed=4) == pytest.approx(ref, rel=1e-12)
     for rows in (1, 3, 7, 12, 35):
         seen.clear()
-        monkeypatch.setattr(sgd_torch, "_MC_BLOCK_ELEMS", rows * 3)
+        monkeypatch.setattr(mc, "_MC_BLOCK_ELEMS", rows * 3)
         got = bigstep.excess_risk_mc(f, x, mu, sigma, n_mc=K, seed=4)
         assert got == pytest.approx(ref, rel=1e-12), rows
         assert max(seen) == rows and sum(seen) == 5 * K
@@ -333,14 +334,14 @@ def test_train_diffusion_score_is_the_trained_network_and_reproducible():
 def test_time_sampling_probabilities(weights):
     """Frequencies of the time indices drawn by the trainer match p_k = w(t_k)/sum w: each
     count within 5 binomial standard deviations (N = 200,000 draws, 10 grid points)."""
-    times, probs = sgd_torch.time_grid(10, 1.0, 0.01, weights)
+    times, probs = problems.time_grid(10, 1.0, 0.01, weights)
     from bigstep.scores import noise_schedule
 
     sig = noise_schedule(times)[1]
     w = sig if weights == "sigma" else 1.0 / sig
     np.testing.assert_allclose(probs, w / w.sum(), rtol=1e-14)
     mus, sigmas = noise_schedule(times)
-    problem = sgd_torch._DiffusionProblem(np.zeros((3, 2)), times, probs, mus, sigmas, "ou", weights)
+    problem = problems._DiffusionProblem(np.zeros((3, 2)), times, probs, mus, sigmas, "ou", weights)
     N = 200_000
     kt = problem.time_indices(5, 0, 1, N).ravel()
     counts = np.bincount(kt, minlength=10)
@@ -400,7 +401,7 @@ SCORE2 = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
     (lambda: bigstep.diffusion_sharpness_mc(SCORE2, X2, n_mc=0), ValueError, "n_mc"),
     (lambda: bigstep.diffusion_sharpness_mc(SCORE2, X2[:, 0]), ValueError, "x"),
     (lambda: bigstep.diffusion_sharpness_mc(SCORE2, X2, delta=2.0), ValueError, "delta"),
-    (lambda: bigstep.diffusion_sharpness_mc(sgd_torch.ReLUNetND(*NET2), X2), TypeError, "score"),
+    (lambda: bigstep.diffusion_sharpness_mc(nets.ReLUNetND(*NET2), X2), TypeError, "score"),
     (lambda: bigstep.diffusion_sharpness_mc(SCORE2, np.zeros((3, 3))), ValueError, "score"),
 ])
 def test_bad_inputs_raise_naming_the_argument(call, exc, name):
@@ -412,14 +413,14 @@ def test_bad_inputs_raise_naming_the_argument(call, exc, name):
 
 
 def test_one_set_of_limits_and_validators_shared_with_the_1d_trainer():
-    from bigstep import sgd
-
-    assert sgd_torch.PARAM_LIMIT is sgd.PARAM_LIMIT and sgd_torch.LOSS_LIMIT is sgd.LOSS_LIMIT
-    assert not hasattr(sgd_torch, "dsm_excess_risk_mc")  # the dead alias is gone
     from bigstep import _validate
+    from bigstep.training import _args, sgd1d
 
-    for name in ("positives", "integers", "uint64"):  # one home for the list validators
-        assert getattr(sgd_torch, name) is getattr(_validate, name)
+    assert sgd1d.PARAM_LIMIT is _args.PARAM_LIMIT and problems.PARAM_LIMIT is _args.PARAM_LIMIT
+    assert sgd1d.LOSS_LIMIT is _batch.LOSS_LIMIT
+    for name in ("positives", "integers"):  # one home for the list validators
+        assert getattr(problems, name) is getattr(_validate, name)
+    assert mc.uint64 is _validate.uint64
 
 
 def test_importing_bigstep_does_not_import_torch():
@@ -441,12 +442,13 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match=r"bigstep\[torch\]"):
         bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1)
-    res = sgd_torch.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, width=8, record=("loss",))
+    res = problems.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, width=8, record=("loss",))
     assert res.steps_done.tolist() == [1]
 
 
-def test_docstring_examples():
-    result = doctest.testmod(sgd_torch, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", [problems, mc])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
 
 
@@ -500,7 +502,7 @@ def test_sharpness_mc_is_the_top_eigenvalue_of_the_dense_fixed_sample_hessian():
     want = _dense_top_eigenvalue(W1, b, W2, u, z / sigma, float(n * K))
     got = bigstep.sharpness_mc((W1, b, W2), x, mu, sigma, n_mc=K, seed=seed)
     assert got == pytest.approx(want, rel=1e-8)
-    got_net = bigstep.sharpness_mc(sgd_torch.ReLUNetND(W1, b, W2), x, mu, sigma, n_mc=K, seed=seed)
+    got_net = bigstep.sharpness_mc(nets.ReLUNetND(W1, b, W2), x, mu, sigma, n_mc=K, seed=seed)
     assert got_net == pytest.approx(want, rel=1e-8)
     mean = bigstep.sharpness_mc((W1, b, W2), x, mu, sigma, n_mc=K, seed=seed, coordinates="mean")
     assert mean == pytest.approx(want / d, rel=1e-8)  # the coordinate-mean loss is 1/d of the summed one
@@ -510,7 +512,7 @@ def test_diffusion_sharpness_mc_is_the_top_eigenvalue_of_the_dense_fixed_sample_
     n, d, m, K, seed = 3, 2, 4, 5, 2
     x = 2 * _data(5, n, d)
     W1, b, W2 = _tiny_params(9, m, d + 1, d)
-    times, probs = sgd_torch.time_grid(7, T=1.0, delta=0.05, time_weights="inv_sigma")
+    times, probs = problems.time_grid(7, T=1.0, delta=0.05, time_weights="inv_sigma")
     mus, sigmas = bigstep.noise_schedule(times, "ou")
     cdf = np.cumsum(probs) / probs.sum()
     z = gaussian_noise(seed, (n, K, d), stream=14).reshape(n * K, d)
@@ -538,9 +540,9 @@ def test_diffusion_sharpness_mc_defaults_to_the_results_time_weights():
                                   time_weights="inv_sigma", dtype="float64")
     assert res.info["time_weights"] == "inv_sigma"
     kw = dict(n_mc=10, n_times=9, T=1.0, delta=0.05)
-    default = sgd_torch.diffusion_sharpness_mc(res, x, n_times=9, n_mc=10)
-    inv = sgd_torch.diffusion_sharpness_mc(res.score, x, time_weights="inv_sigma", **kw)
-    sig = sgd_torch.diffusion_sharpness_mc(res.score, x, time_weights="sigma", **kw)
+    default = mc.diffusion_sharpness_mc(res, x, n_times=9, n_mc=10)
+    inv = mc.diffusion_sharpness_mc(res.score, x, time_weights="inv_sigma", **kw)
+    sig = mc.diffusion_sharpness_mc(res.score, x, time_weights="sigma", **kw)
     assert default == pytest.approx(inv, rel=1e-12)
     assert sig != pytest.approx(inv, rel=1e-3)
 

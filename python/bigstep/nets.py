@@ -1,0 +1,268 @@
+"""The two-layer ReLU networks of the paper, in the mean-field scaling (1/width):
+
+- :class:`ReLUNet1D`: R -> R, s(y) = (1/m) sum_l w2_l relu(w1_l y + b_l) (Sections 4-6,
+  the exact-risk family :mod:`bigstep.relu_risk` and the 1-D trainers);
+- :class:`ReLUNetND`: R^d -> R^d, s(y) = (1/m) W2 relu(W1 y + b) (:func:`bigstep.train_dsm`);
+- :class:`TimeReLUScore`: the time-conditional network r(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2
+  of Appendix E, a score s(x, t) = -r(t, x) / sigma(t) (:func:`bigstep.train_diffusion`,
+  :func:`bigstep.sample_reverse`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _streams as streams
+from ._arrays import as_numpy, wrap_like
+from ._validate import check_wrt, integer, two_layer_weights
+from .random import gaussian_noise, uniform
+from .scores import Score
+
+__all__ = ["ReLUNet1D", "ReLUNetND", "TimeReLUScore"]
+
+_STREAM_INIT = streams.NETWORK_INIT
+
+
+def _param_vector(value, name: str, m: int | None = None) -> np.ndarray:
+    arr = as_numpy(value, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must have shape (m,), got shape {arr.shape}")
+    if m is not None and arr.shape[0] != m:
+        raise ValueError(f"{name} must have shape ({m},) like w1, got shape {arr.shape}")
+    arr = np.array(arr, dtype=np.float64)  # own copy: the network is immutable
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    arr.flags.writeable = False
+    return arr
+
+
+class ReLUNet1D:
+    """Two-layer ReLU network s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l) (immutable).
+
+    Parameters
+    ----------
+    w1, w2, b : arrays of shape (m,), m >= 1, finite (copied; float64)
+
+    Attributes: ``w1``, ``w2``, ``b`` (read-only float64 arrays), ``m``, ``kinks``
+    (-b / w1, NaN where w1 == 0 or the quotient overflows: such a neuron is the
+    constant relu(b)).
+
+    Example
+    -------
+    >>> import bigstep
+    >>> net = bigstep.ReLUNet1D([1.0, -1.0], [2.0, 2.0], [0.0, 0.0])
+    >>> float(net(3.0))            # (2 * 3 + 2 * 0) / 2
+    3.0
+    >>> net.kinks.tolist()
+    [-0.0, 0.0]
+    """
+
+    __slots__ = ("_w1", "_w2", "_b")
+
+    def __init__(self, w1, w2, b):
+        w1a = _param_vector(w1, "w1")
+        if w1a.shape[0] == 0:
+            raise ValueError("w1 must have at least one neuron, got shape (0,)")
+        object.__setattr__(self, "_w1", w1a)
+        object.__setattr__(self, "_w2", _param_vector(w2, "w2", w1a.shape[0]))
+        object.__setattr__(self, "_b", _param_vector(b, "b", w1a.shape[0]))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ReLUNet1D is immutable; use with_theta() for new parameters")
+
+    @property
+    def w1(self) -> np.ndarray:
+        return self._w1
+
+    @property
+    def w2(self) -> np.ndarray:
+        return self._w2
+
+    @property
+    def b(self) -> np.ndarray:
+        return self._b
+
+    @property
+    def m(self) -> int:
+        return int(self._w1.shape[0])
+
+    @property
+    def kinks(self) -> np.ndarray:
+        return _kinks(self._w1, self._b)
+
+    def __call__(self, y):
+        """s_theta(y) for y of any shape (float64)."""
+        ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
+        flat = ya.reshape(-1)
+        out = np.empty_like(flat)
+        step = max(1, (1 << 22) // self.m)  # bounded temporaries: O(step * m)
+        for s in range(0, flat.shape[0], step):
+            pre = np.multiply.outer(flat[s:s + step], self._w1) + self._b
+            out[s:s + step] = np.maximum(pre, 0.0) @ self._w2 / self.m
+        return out.reshape(ya.shape) if ya.ndim else float(out[0])
+
+    def __repr__(self) -> str:
+        return f"ReLUNet1D(m={self.m})"
+
+    def theta(self, wrt: str = "outer_bias") -> np.ndarray:
+        """Flat parameters: (w2, b) for wrt="outer_bias", (w1, w2, b) for wrt="all"."""
+        check_wrt(wrt)
+        parts = (self._w2, self._b) if wrt == "outer_bias" else (self._w1, self._w2, self._b)
+        return np.concatenate(parts)
+
+    def with_theta(self, theta, wrt: str = "outer_bias") -> "ReLUNet1D":
+        """A new network with the parameters theta (layout of :meth:`theta`)."""
+        check_wrt(wrt)
+        k = 2 if wrt == "outer_bias" else 3
+        th = as_numpy(theta, "theta")
+        if th.shape != (k * self.m,):
+            raise ValueError(f"theta must have shape ({k * self.m},) for wrt={wrt!r} and m={self.m}, "
+                             f"got shape {th.shape}")
+        th = np.asarray(th, dtype=np.float64)
+        if wrt == "outer_bias":
+            return ReLUNet1D(self._w1, th[:self.m], th[self.m:])
+        return ReLUNet1D(th[:self.m], th[self.m:2 * self.m], th[2 * self.m:])
+
+    @classmethod
+    def init(cls, m, seed, inner: str = "sign", bias=0.0) -> "ReLUNet1D":
+        """Random network from the Philox stream 2 of ``seed``.
+
+        inner="sign": the theory setting, w1 uniform in {+1, -1}; inner="gaussian": the
+        practical one (Appendix E), w1 ~ N(0, 1).  w2 ~ N(0, 1); b = ``bias`` (a scalar or
+        an array of shape (m,)).  Counters: w2 uses [0, m), w1 uses [m, 2m).
+
+        Example
+        -------
+        >>> import bigstep
+        >>> net = bigstep.ReLUNet1D.init(4, seed=0)
+        >>> sorted(set(net.w1.tolist()))
+        [-1.0, 1.0]
+        """
+        m = integer(m, "m", minimum=1)
+        seed = integer(seed, "seed", minimum=0)
+        w2 = gaussian_noise(seed, m, stream=_STREAM_INIT, offset=0)
+        if inner == "sign":
+            w1 = np.where(uniform(seed, m, stream=_STREAM_INIT, offset=m) < 0.5, -1.0, 1.0)
+        elif inner == "gaussian":
+            w1 = gaussian_noise(seed, m, stream=_STREAM_INIT, offset=m)
+        else:
+            raise ValueError(f"inner must be 'sign' or 'gaussian', got {inner!r}")
+        if isinstance(bias, numbers.Real) and not isinstance(bias, bool):
+            b = np.full(m, float(bias))
+        else:
+            b = bias
+        return cls(w1, w2, b)
+
+
+def _kinks(w1: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """tau = -b / w1, NaN where there is no finite kink (w1 = 0, or |b / w1| overflows:
+    such a neuron is the constant relu(b) on every representable y)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        k = -b / w1
+    k[~np.isfinite(k)] = np.nan
+    return k
+
+
+def init_params(seed: int, m: int, p: int, d: int):
+    """(W1 (m, p), b (m,), W2 (d, m)) float64 from Philox stream 2 (module docstring)."""
+    W2 = gaussian_noise(seed, (d, m), stream=_STREAM_INIT, offset=0)
+    W1 = gaussian_noise(seed, (m, p), stream=_STREAM_INIT, offset=d * m) / math.sqrt(p)
+    return W1, np.zeros(m), W2
+
+
+class ReLUNetND:
+    """Two-layer ReLU network R^d -> R^d in the mean-field scaling (float64, numpy):
+
+        s(y) = (1/m) W2 relu(W1 y + b),   W1 (m, d),  b (m,),  W2 (d, m).
+
+    The networks :func:`train_dsm` returns (``TrainResult.network(r)``).  Calling it on
+    y of shape (N, d) (or (d,)) returns an array of the same shape.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from bigstep.nets import ReLUNetND
+    >>> net = ReLUNetND(np.eye(2), np.zeros(2), 2 * np.eye(2))
+    >>> net(np.array([[1.0, -1.0]]))      # (1/2) * 2 * relu(y)
+    array([[1., 0.]])
+    """
+
+    def __init__(self, W1, b, W2):
+        w1, bb, w2, m, d = two_layer_weights(W1, b, W2)
+        self.W1, self.b, self.W2 = w1, bb, w2
+        self.width, self.dim = m, d
+
+    def __call__(self, y):
+        ya = np.asarray(as_numpy(y, "y"), dtype=np.float64)
+        single = ya.ndim == 1
+        y2 = ya.reshape(1, -1) if single else ya
+        if y2.ndim != 2 or y2.shape[1] != self.dim:
+            raise ValueError(f"y must have shape (N, {self.dim}) or ({self.dim},), got shape {ya.shape}")
+        out = np.empty_like(y2)
+        step = max(1, (1 << 22) // self.width)  # bounded temporaries: O(step * m)
+        w1t, w2t = self.W1.T, self.W2.T / self.width
+        for s in range(0, y2.shape[0], step):
+            out[s:s + step] = np.maximum(y2[s:s + step] @ w1t + self.b, 0.0) @ w2t
+        return out[0] if single else out
+
+    def __repr__(self):
+        return f"ReLUNetND(width={self.width}, dim={self.dim})"
+
+
+class TimeReLUScore(Score):
+    """Time-conditional two-layer ReLU network of Appendix E, width m:
+
+        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2,
+        s_theta(x, t) = -r_theta(t, x) / sigma(t),
+
+    [x; t] in R^{d+1} with the time LAST: W1[:, :d] multiplies x and W1[:, d] multiplies
+    t.  This is the layout of the authors' notebook (docs/design.md section 2b), so weights
+    trained there load as they are; the 1/m factor is the mean-field scaling used
+    throughout the paper (Section 4) and the notebook.  r_theta predicts the noise
+    (loss |r_theta(t, X_t) - xi|^2), hence s = -r/sigma.
+
+    Parameters
+    ----------
+    W1 : (m, d + 1);  b1 : (m,);  W2 : (d, m);  b2 : (d,) or None (zero, the notebook's
+        choice).  All finite.
+    schedule : "ou" (default) or "notebook" (only sigma(t) enters, identical in both).
+
+    Example
+    -------
+    >>> import numpy as np, bigstep
+    >>> net = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
+    >>> net(np.ones((1, 2)), 1.0).round(4)    # r = (1/3) 3 * 3 = 3 per coordinate
+    array([[-3.2262, -3.2262]])
+    """
+
+    def __init__(self, W1, b1, W2, b2=None, *, schedule: str = "ou"):
+        self._check_schedule(schedule)
+        w1, bb1, w2, m, d = two_layer_weights(W1, b1, W2, names=("W1", "b1", "W2"), extra_inputs=1)
+        bb2 = np.zeros(d) if b2 is None else np.array(as_numpy(b2, "b2"), dtype=np.float64)
+        if bb2.shape != (d,):
+            raise ValueError(f"b2 must have shape ({d},), got shape {bb2.shape}")
+        if not np.isfinite(bb2).all():
+            raise ValueError("b2 must be finite, got NaN or infinity")
+        self.W1, self.b1, self.W2, self.b2 = w1, bb1, w2, bb2
+        self.width = m
+        self.dim = d
+        self.schedule = schedule
+
+    def r(self, x, t):
+        """The network output r_theta(t, x), shape (N, d)."""
+        xa, ta = self._inputs(x, t)
+        return wrap_like(self._r(xa, ta), x)
+
+    def _r(self, x, t):
+        d = self.dim
+        pre = x @ self.W1[:, :d].T + np.multiply.outer(np.broadcast_to(t, (x.shape[0],)), self.W1[:, d]) + self.b1
+        return np.maximum(pre, 0.0) @ self.W2.T / self.width + self.b2
+
+    def _evaluate(self, x, t, mu, sigma):
+        return -self._r(x, t) / sigma[:, None]
+
+    def __repr__(self):
+        return f"TimeReLUScore(width={self.width}, dim={self.dim}, schedule={self.schedule!r})"
