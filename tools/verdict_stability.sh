@@ -29,9 +29,9 @@ done
 configs="$configs numba"
 echo "configurations:$configs; figures: $figs; out: $out; $jobs at a time"
 mkdir -p "$out"
-todo=()
-for fig in $figs; do
-  for seed in 0 1 2; do
+todo=()  # seed by seed, so that every figure and configuration has a first seed early
+for seed in 0 1 2; do
+  for fig in $figs; do
     for cfg in $configs; do
       dir="$out/$fig/$cfg-seed$seed"
       [ -f "$dir/summary.json" ] || todo+=("$fig $seed $cfg $dir")
