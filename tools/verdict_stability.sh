@@ -39,5 +39,6 @@ for seed in 0 1 2; do
   done
 done
 printf '%s\n' "${todo[@]+"${todo[@]}"}" | OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 xargs -r -P "$jobs" -L 1 \
-  sh -c 'nice -n 10 "$0" "$1" run "$2" "$3" "$4" "$5" && rm -f "$5"/*.png' "$py" "$here/verdict_stability.py"
+  sh -c '[ -f "$5/summary.json" ] || { nice -n 10 "$0" "$1" run "$2" "$3" "$4" "$5" && rm -f "$5"/*.png; }' \
+  "$py" "$here/verdict_stability.py"
 "$py" "$here/verdict_stability.py" table "$out"
