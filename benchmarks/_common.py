@@ -11,6 +11,9 @@
   (for peers whose compiled loops release the GIL but do not thread themselves).
 - :func:`score_inputs`: the standard inputs of the s* benchmarks;
   :func:`bigstep_backend_error`: why a bigstep backend cannot compute s* here, or None.
+- :func:`score_error_units`, :data:`ERROR_METRIC`: the accuracy measure of every s*
+  comparison, for bigstep and its peers alike: the tests' conditioning-aware error
+  (``bigstep._errors``, which tests/tolerances.py imports too), in units of the bound.
 - :func:`format_table`, :func:`write_json`: output.
 
 Nothing here runs at import time; heavy modules (torch, bigstep) are imported lazily.
@@ -317,6 +320,25 @@ def bigstep_backend_error(backend: str, dims: int | None = None) -> str | None:
     except Exception as exc:  # ImportError of a missing kernel, ValueError of a missing backend, ...
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+# --------------------------------------------------------------------------- accuracy
+
+ERROR_METRIC = ("error = max_j |s_j - r_j| / allowed_j, norms over coordinates in d-D, where allowed_j is the "
+                "tests' conditioning-aware bound (bigstep._errors.bounds_1d / bounds_nd, imported by "
+                "tests/tolerances.py): REF_RTOL |s*| + COND_ULPS eps (|s*| + input_scale * sensitivity) + "
+                "n WEIGHT_FLOOR unit at the dtype; r = exact s* at the same rounded inputs; accurate iff error <= 1")
+
+
+def score_error_units(s, ref: dict, y, x, mu, sigma, dtype) -> np.ndarray:
+    """Per query error of s* in units of the tests' conditioning-aware bound at ``dtype``
+    (<= 1: accurate).  ``ref``: the exact values at the same inputs, with the moments the
+    bound needs (1-D: score, var, abs3, m4, log_density; d-D: score, cov_max, log_density).
+    The same functions the tests use: bigstep._errors.bounds_1d / bounds_nd / error_units."""
+    from bigstep import _errors
+
+    bounds = (_errors.bounds_1d if np.ndim(x) == 1 else _errors.bounds_nd)(ref, y, x, mu, sigma, dtype)
+    return _errors.error_units(s, ref["score"], bounds["score"])
 
 
 # --------------------------------------------------------------------------- machine

@@ -62,7 +62,7 @@ class MMD2(_MetricsBase):
 
     @staticmethod
     def call(a, b, backend):
-        return bigstep.mmd2(a, b, 1.0, backend=backend)
+        return bigstep.mmd2(a, b, bandwidth=1.0, backend=backend)
 
     @staticmethod
     def pairs(n):
@@ -74,7 +74,7 @@ class NearestNeighbors(_MetricsBase):
 
     @staticmethod
     def call(a, b, backend):
-        return bigstep.nearest_neighbors(a, b, 2, backend=backend)
+        return bigstep.nearest_neighbors(a, b, k=2, backend=backend)
 
     @staticmethod
     def pairs(n):

@@ -63,7 +63,8 @@ class LearningCurve:
         from bigstep import rf
 
         self.rf = rf
-        rf.learning_curve(8, 1.0, [1.0], [1], 0.5, backend=backend)
+        rf.learning_curve(8, 1.0, [1.0], 0.5, n_noise=[1], backend=backend)
 
     def time_learning_curve(self, backend):
-        self.rf.learning_curve(50, 4.0, np.linspace(0.8, 8, 10), [1, 8], 0.5, 1e-3, "relu", [0], backend=backend)
+        self.rf.learning_curve(50, 4.0, np.linspace(0.8, 8, 10), 0.5, n_noise=[1, 8], rho="relu", lam=1e-3, seed=0,
+                               backend=backend)

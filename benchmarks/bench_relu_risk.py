@@ -1,6 +1,6 @@
 """asv benchmarks for the exact DSM risk of 1-D two-layer ReLU networks (bigstep.relu_risk).
 
-All at n = 20 training points x ~ N(0, 1) (seed 0), (mu, sigma) = bigstep.ou_schedule(0.05)
+All at n = 20 training points x ~ N(0, 1) (seed 0), (mu, sigma) = bigstep.noise_schedule(0.05)
 (mu = 0.951, sigma = 0.308), width m in {100, 1000, 10000}, w1 in {+1, -1}, w2 ~ N(0, 1),
 biases uniform in [-3, 3] (kinks spread over the data; see :func:`relu_inputs`).
 
@@ -32,7 +32,7 @@ except ImportError:  # imported as a plain module
     import _common
 
 N = 20
-T = 0.05  # (mu, sigma) = ou_schedule(T)
+T = 0.05  # (mu, sigma) = noise_schedule(T)
 SIZES = [100, 1_000, 10_000]
 BACKENDS = ["cpp", "numba"]
 WRTS = ["outer_bias", "all"]
@@ -42,30 +42,30 @@ DENSE_MAX_BYTES = 2**31  # the dense Hessian benchmark is skipped above this out
 def relu_inputs(m: int, n: int = N, seed: int = 0) -> dict:
     """The ReLU-risk benchmarks' inputs: training data x ~ N(0, 1) of shape (n,) (numpy
     Generator ``seed``), a width-m network with w1 uniform in {+1, -1}, w2 ~ N(0, 1) (both from
-    ``ReLUNet1D.init(m, seed)``) and biases uniform in [-3, 3] (Generator ``seed + 1``), so that
+    ``ReLUNet1D.init(m, seed, inner="sign")``) and biases uniform in [-3, 3] (Generator ``seed + 1``), so that
     the kinks -b/w1 spread over the data, and a direction v ~ N(0, 1) of length 3m
     (Generator ``seed + 2``; its first 2m entries for wrt="outer_bias")."""
     x = np.random.default_rng(seed).standard_normal(n)
     bias = np.random.default_rng(seed + 1).uniform(-3.0, 3.0, m)
     net = bigstep.ReLUNet1D.init(m, seed, inner="sign", bias=bias)
     v = np.random.default_rng(seed + 2).standard_normal(3 * m)
-    return {"x": x, "w1": net.w1.copy(), "w2": net.w2.copy(), "b": net.b.copy(), "v": v}
+    return {"x": x, "w1": net.W1.copy(), "w2": net.W2.copy(), "b": net.b1.copy(), "v": v}
 
 
 def noise_level() -> tuple[float, float]:
-    mu, sigma = bigstep.ou_schedule(T)
+    mu, sigma = bigstep.noise_schedule(T)
     return float(mu), float(sigma)
 
 
 @functools.lru_cache(maxsize=None)
 def relu_backend_error(backend: str) -> str | None:
     """None if every exact ReLU-risk routine runs with ``backend`` here, else why not."""
-    net = bigstep.ReLUNet1D([1.0, -1.0, 0.5], [0.3, -0.2, 1.0], [0.1, 0.2, -0.3])
+    net = bigstep.ReLUNet1D([1.0, -1.0, 0.5], [0.1, 0.2, -0.3], [0.3, -0.2, 1.0])
     x = np.array([-1.0, 0.0, 1.0])
     try:
         for wrt in WRTS:
             bigstep.dsm_risk_hessian(net, x, 0.9, 0.5, wrt=wrt, backend=backend)
-            bigstep.dsm_risk_hvp(net, x, 0.9, 0.5, np.ones(len(net.theta(wrt))), wrt=wrt, backend=backend)
+            bigstep.dsm_risk_hvp(net, x, 0.9, 0.5, np.ones(len(net.theta(wrt=wrt))), wrt=wrt, backend=backend)
             bigstep.dsm_risk_grad(net, x, 0.9, 0.5, wrt=wrt, backend=backend)
     except Exception as exc:  # missing kernels (AttributeError), missing backend (ValueError), ...
         return f"{type(exc).__name__}: {exc}"
@@ -79,7 +79,7 @@ def _check_backend(backend: str) -> None:
 
 
 def _net(data: dict) -> bigstep.ReLUNet1D:
-    return bigstep.ReLUNet1D(data["w1"], data["w2"], data["b"])
+    return bigstep.ReLUNet1D(data["w1"], data["b"], data["w2"])
 
 
 class ReLURisk:

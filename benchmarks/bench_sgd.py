@@ -1,7 +1,7 @@
 """asv benchmarks for the fused batched 1-D SGD trainer (bigstep.train_sgd).
 
 The paper's 1-D setting (Figures 1, 2, 5): n = 20 training points x ~ N(0, 1) (seed 0),
-(mu, sigma) = bigstep.ou_schedule(0.05), practical network (w1 ~ N(0, 1) trained, b = 0),
+(mu, sigma) = bigstep.noise_schedule(0.05), practical network (w1 ~ N(0, 1) trained, b = 0),
 batch B = 50, learning rate 0.01 (no divergence), width m in {100, 1000}, R in {1, 8}
 networks (seeds 0..R-1) trained in one fused call, no records (the kernel alone, plus the
 O(R m) set-up).  ``time_train_sgd`` is the wall time of ``STEPS`` steps;
@@ -28,8 +28,8 @@ BACKENDS = ["cpp", "numba"]
 
 
 def sgd_inputs(n: int = N, seed: int = 0) -> tuple[np.ndarray, float, float]:
-    """(x, mu, sigma): x ~ N(0, 1) of shape (n,) (numpy Generator ``seed``), ou_schedule(T)."""
-    mu, sigma = bigstep.ou_schedule(T)
+    """(x, mu, sigma): x ~ N(0, 1) of shape (n,) (numpy Generator ``seed``), noise_schedule(T)."""
+    mu, sigma = bigstep.noise_schedule(T)
     return np.random.default_rng(seed).standard_normal(n), float(mu), float(sigma)
 
 
@@ -40,12 +40,12 @@ def steps_for(m: int, backend: str) -> int:
 
 
 def run(x, mu, sigma, m, networks, steps, backend):
-    return bigstep.train_sgd(x, mu, sigma, lr=LR, seed=list(range(networks)), steps=steps, batch_size=BATCH, m=m,
+    return bigstep.train_sgd(x, mu, sigma, lr=LR, seed=list(range(networks)), steps=steps, batch_size=BATCH, width=m,
                              record=(), record_every=steps, backend=backend)
 
 
 class TrainSGD:
-    """train_sgd(x, mu, sigma, lr=0.01, seed=range(R), m=m, batch_size=50), no records."""
+    """train_sgd(x, mu, sigma, lr=0.01, seed=range(R), width=m, batch_size=50), no records."""
 
     params = ([100, 1_000], [1, 8], BACKENDS)
     param_names = ["m", "networks", "backend"]

@@ -119,13 +119,13 @@ def run_mmd(quick: bool, attempts: int) -> dict:
     for dtype in ("float64", "float32"):
         a, b = a64.astype(dtype), b64.astype(dtype)
         ref_backend = "cpp" if _common.bigstep_backend_error("cpp") is None else "numba"
-        exact = bigstep.mmd2(a, b, BANDWIDTH, backend=ref_backend)
+        exact = bigstep.mmd2(a, b, bandwidth=BANDWIDTH, backend=ref_backend)
         methods = {}
         for backend in ("cpp", "numba"):
             if _common.bigstep_backend_error(backend) is not None:
                 continue
             bigstep.set_num_threads(threads)
-            fn = lambda backend=backend: bigstep.mmd2(a, b, BANDWIDTH, backend=backend)  # noqa: E731
+            fn = lambda backend=backend: bigstep.mmd2(a, b, bandwidth=BANDWIDTH, backend=backend)  # noqa: E731
             methods[f"bigstep-{backend}"] = (fn, pairs_bigstep)
         for variant in ("diff", "gemm"):
             for rows in (ROWS_QUICK if quick else ROWS):

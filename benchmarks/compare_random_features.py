@@ -63,8 +63,8 @@ def sizes(quick: bool) -> dict:
 def run_bigstep(cfg):
     from bigstep import rf
 
-    return rf.learning_curve(cfg["d"], cfg["psi_n"], cfg["psi_p"], cfg["ms"], cfg["t"], cfg["lam"], cfg["rho"],
-                             seeds=[0])
+    return rf.learning_curve(cfg["d"], cfg["psi_n"], cfg["psi_p"], cfg["t"], n_noise=cfg["ms"], rho=cfg["rho"],
+                             lam=cfg["lam"], seed=[0])
 
 
 def numpy_inputs(cfg, seed=0):
@@ -132,7 +132,7 @@ def run_numpy_blocks(cfg, inp):
 
 def max_rel_diff(df, ref) -> tuple[float, float]:
     """(test, train): the largest relative difference of bigstep's losses from ``ref``."""
-    rel = [max(abs(getattr(row, col) - ref[(row.m, row.p)][j]) / abs(ref[(row.m, row.p)][j])
+    rel = [max(abs(getattr(row, col) - ref[(row.n_noise, row.p)][j]) / abs(ref[(row.n_noise, row.p)][j])
                for row in df.itertuples()) for j, col in ((1, "test_loss"), (0, "train_loss"))]
     return rel[0], rel[1]
 
@@ -147,7 +147,7 @@ def main(argv=None) -> None:
 
     from bigstep import rf
 
-    rf.learning_curve(8, 1.0, [1.0], [1], 0.5)  # load / compile once
+    rf.learning_curve(8, 1.0, [1.0], 0.5, n_noise=[1])  # load / compile once
     load = _common.OtherLoad()
     t0 = time.perf_counter()
     df = run_bigstep(cfg)

@@ -1,7 +1,7 @@
 """The exact Hessian of the ReLU DSM risk against the Monte Carlo routes in torch (CPU).
 
 Problem (the paper's 1-D setting): n = 20 training points x ~ N(0, 1) (seed 0),
-(mu, sigma) = bigstep.ou_schedule(0.05) (mu = 0.951, sigma = 0.308, sigma^2 = 0.095),
+(mu, sigma) = bigstep.noise_schedule(0.05) (mu = 0.951, sigma = 0.308, sigma^2 = 0.095),
 s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l) with w1 in {+1, -1}, w2 ~ N(0, 1), b uniform
 in [-3, 3], theta = (w2, b) (wrt="outer_bias", 2m parameters), m = 1000.
 
@@ -105,7 +105,7 @@ def problem(m: int) -> dict:
 def exact_net(p: dict):
     import bigstep
 
-    return bigstep.ReLUNet1D(p["w1"], p["w2"], p["b"])
+    return bigstep.ReLUNet1D(p["w1"], p["b"], p["w2"])
 
 
 class MonteCarlo:

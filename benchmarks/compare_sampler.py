@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,38 @@ def _peers():
     return peers, missing
 
 
+# Issue 21's case (--fgt): s* of n = 10^5 points in d = 2, 10^5 particles, 100 steps, by the
+# fast Gauss transform (EmpiricalScore(method="fgt"), every step) against today's fused pairwise loop (method="pairwise"), timed on
+# FGT_PAIRWISE_PARTICLES particles x FGT_PAIRWISE_STEPS steps and scaled (its cost per
+# particle-step is the same at every step and for every particle).  Rounds interleave the
+# methods; ratios are within one run.
+FGT_CASE = (100_000, 2, 100_000, 100)
+FGT_PAIRWISE_PARTICLES, FGT_PAIRWISE_STEPS = 10_000, 5
+
+
+def run_fgt(rounds=1):
+    import bigstep
+
+    n, d, particles, steps = FGT_CASE
+    x_train = _common.score_inputs(n, 1, d)[0]
+    best = {}
+    for _ in range(rounds):
+        for name, method, p, k in (("fgt", "fgt", particles, steps),
+                                   ("pairwise", "pairwise", FGT_PAIRWISE_PARTICLES, FGT_PAIRWISE_STEPS)):
+            score = bigstep.EmpiricalScore(x_train, method=method)
+            t0 = time.perf_counter()
+            bigstep.sample_reverse(score, p, d, T=T, delta=DELTA, n_steps=k, seed=0, backend="cpp")
+            t = (time.perf_counter() - t0) * (particles / p) * (steps / k)
+            best[name] = min(best.get(name, float("inf")), t)
+            print(f"  sampler n={n} d={d} {particles} particles {steps} steps: {name:8s} {t:8.1f} s"
+                  + ("" if p == particles else f" (scaled from {p} particles x {k} steps)"), flush=True)
+    row = {"n": n, "d": d, "particles": particles, "steps": steps, "seconds": best,
+           "speedup_fgt": best["pairwise"] / best["fgt"]}
+    print(f"== FGT sampler: x{row['speedup_fgt']:.1f} over the pairwise fused loop "
+          "(machine shared with other processes; ratios within one run)", flush=True)
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 particles, fewer steps")
@@ -156,7 +189,14 @@ def main(argv=None):
                         help="when other processes load the machine, wait up to this long for quiet and measure again")
     parser.add_argument("--attempts", type=int, default=3,
                         help="measurements per method while other processes load the machine (the last is kept)")
+    parser.add_argument("--fgt", action="store_true",
+                        help="issue 21's fast Gauss transform case instead: results/sampler_fgt.json")
     args = parser.parse_args(argv)
+    if args.fgt:
+        payload = {"what": "reverse-diffusion EM sampling with s* by the fast Gauss transform vs the fused pairwise "
+                           "loop", "T": T, "delta": DELTA, "machine": _common.machine_info(), "result": run_fgt()}
+        print("wrote", _common.write_json(args.out or RESULTS / "sampler_fgt.json", payload))
+        return
     particles = 1_000 if args.quick else 10_000
     peers, missing = _peers()
     rows = []

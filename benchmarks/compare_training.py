@@ -1,7 +1,7 @@
 """The fused batched 1-D SGD trainer against a plain torch CPU training loop.
 
 Problem (the paper's 1-D setting, Figures 1, 2, 5): n = 20 training points x ~ N(0, 1)
-(seed 0), (mu, sigma) = bigstep.ou_schedule(0.05), s_theta(y) = (1/m) w2 . relu(w1 y + b),
+(seed 0), (mu, sigma) = bigstep.noise_schedule(0.05), s_theta(y) = (1/m) w2 . relu(w1 y + b),
 m = 1000, w1 ~ N(0, 1), w2 ~ N(0, 1), b = 0, all trained; batch B = 50 indices drawn with
 replacement and fresh noise per step; theta <- theta - m lr grad of the batch-mean loss
 (s_theta(y) + (y - mu x)/sigma^2)^2; lr = 0.01; float64.
@@ -99,7 +99,7 @@ def torch_rate(x, mu, sigma, steps, dtype_name):
 def bigstep_rate(x, mu, sigma, networks, steps, backend):
     import bigstep
 
-    kw = dict(lr=LR, seed=list(range(networks)), m=M, batch_size=BATCH, record=(), backend=backend)
+    kw = dict(lr=LR, seed=list(range(networks)), width=M, batch_size=BATCH, record=(), backend=backend)
     bigstep.train_sgd(x, mu, sigma, steps=5, **kw)  # compile / load
     t = _common.timed(lambda: bigstep.train_sgd(x, mu, sigma, steps=steps, record_every=steps, **kw), repeat=3,
                       warmup=False, max_seconds=3.0)
@@ -114,11 +114,11 @@ def figure2(steps_scale: float = 1.0):
     x = np.random.default_rng(0).standard_normal(20)
     out, t0 = [], time.perf_counter()
     for t in FIG2_T:
-        mu, sigma = bigstep.ou_schedule(t)
+        mu, sigma = bigstep.noise_schedule(t)
         for lr, steps in FIG2_RUNS:
             n_steps = max(1, int(steps * steps_scale))
             res = bigstep.train_sgd(x, float(mu), float(sigma), lr=lr, seed=list(range(FIG2_SEEDS)), steps=n_steps,
-                                    m=M, batch_size=BATCH, record=("excess_risk",), record_every=n_steps,
+                                    width=M, batch_size=BATCH, record=("excess_risk",), record_every=n_steps,
                                     progress=True)
             final = res.to_frame()
             out.append({"t": t, "lr": lr, "steps": n_steps, "diverged": int(res.diverged.sum()),
@@ -139,7 +139,7 @@ def _nd_problem(kind, d):
     import bigstep
 
     x = bigstep.gaussian_noise(1, (20 if kind == "dsm" else 10, d), stream=11) * (1.0 if kind == "dsm" else 2.0)
-    mu, sigma = (float(v) for v in bigstep.ou_schedule(0.2))
+    mu, sigma = (float(v) for v in bigstep.noise_schedule(0.2))
     return x, mu, sigma
 
 
@@ -202,7 +202,7 @@ def nd_torch_loop_rate(case, steps, dtype_name):
     opt = torch.optim.SGD([W1, b, W2], lr=m * 0.01)
     norm = float(B * d)
     times, probs = time_grid()
-    mus, sigmas = noise_schedule(times, "ou")
+    mus, sigmas = noise_schedule(times, kind="ou")
     tt, pt = torch.as_tensor(times, dtype=dtype), torch.as_tensor(probs)
     mt, st = torch.as_tensor(mus, dtype=dtype), torch.as_tensor(sigmas, dtype=dtype)
 

@@ -10,6 +10,7 @@ void register_random_features(pybind11::module_& m);
 void register_relu_risk(pybind11::module_& m);
 void register_sgd(pybind11::module_& m);
 void register_sampler(pybind11::module_& m);
+void register_fgt(pybind11::module_& m);
 }  // namespace bigstep::py
 
 PYBIND11_MODULE(_core, m) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   bigstep::py::register_relu_risk(m);
   bigstep::py::register_sgd(m);
   bigstep::py::register_sampler(m);
+  bigstep::py::register_fgt(m);
 }

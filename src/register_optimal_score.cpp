@@ -45,10 +45,13 @@ pyb::tuple optimal_score_1d(const carray<T>& y, const carray<T>& x_sorted, const
   return pyb::make_tuple(obj(score), obj(logp), obj(mean), obj(d1), obj(d2));
 }
 
-// Returns (score, log_density, mean), each None unless asked for by `what`.
+struct NdShapes {
+  pyb::ssize_t q, n, d;
+};
+
+// Queries y [q, d], data x [n, d] (n >= 1), levels mu, sigma: one value or one per query.
 template <class T>
-pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray<T>& mu, const carray<T>& sigma,
-                            int what) {
+NdShapes check_nd(const carray<T>& y, const carray<T>& x, const carray<T>& mu, const carray<T>& sigma) {
   check_array<T>(y, "y", 2);
   check_array<T>(x, "x", 2);
   const pyb::ssize_t q = y.shape(0), n = x.shape(0), d = x.shape(1);
@@ -56,6 +59,14 @@ pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray
   BIGSTEP_CHECK(y.shape(1) == d, "y must have " << d << " columns like x, got " << y.shape(1));
   check_levels<T>(mu, "mu", q);
   check_levels<T>(sigma, "sigma", q);
+  return {q, n, d};
+}
+
+// Returns (score, log_density, mean), each None unless asked for by `what`.
+template <class T>
+pyb::tuple optimal_score_nd(const carray<T>& y, const carray<T>& x, const carray<T>& mu, const carray<T>& sigma,
+                            int what) {
+  const auto [q, n, d] = check_nd<T>(y, x, mu, sigma);
   std::optional<carray<T>> score, logp, mean;
   if (what & kScore) score.emplace(std::vector<pyb::ssize_t>{q, d});
   if (what & kLogDensity) logp.emplace(q);
@@ -78,32 +89,25 @@ void check_rows(const carray<double>& a, const char* name, pyb::ssize_t rows, py
                      << a.shape(0) << (a.ndim() > 1 ? " x " + std::to_string(a.shape(1)) : ""));
 }
 
-struct VjpShapes {
-  pyb::ssize_t q, n, d;
-};
-
-VjpShapes check_vjp(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
-                    const carray<double>& sigma, const carray<double>& lse) {
-  check_array<double>(y, "y", 2);
-  check_array<double>(x, "x", 2);
-  const pyb::ssize_t q = y.shape(0), n = x.shape(0), d = x.shape(1);
-  BIGSTEP_CHECK(n > 0, "x must not be empty");
-  BIGSTEP_CHECK(y.shape(1) == d, "y must have " << d << " columns like x, got " << y.shape(1));
-  check_levels<double>(mu, "mu", q);
-  check_levels<double>(sigma, "sigma", q);
-  check_rows(lse, "lse", q, -1);
-  return {q, n, d};
+NdShapes check_vjp(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
+                   const carray<double>& sigma, const carray<double>& lse) {
+  const NdShapes s = check_nd<double>(y, x, mu, sigma);
+  check_rows(lse, "lse", s.q, -1);
+  return s;
 }
 
 carray<double> optimal_score_vjp_y(const carray<double>& y, const carray<double>& x, const carray<double>& mu,
-                                   const carray<double>& sigma, const carray<double>& lse, const carray<double>& g) {
-  const VjpShapes s = check_vjp(y, x, mu, sigma, lse);
+                                   const carray<double>& sigma, const carray<double>& lse,
+                                   const carray<double>& mean, const carray<double>& g) {
+  const NdShapes s = check_vjp(y, x, mu, sigma, lse);
+  check_rows(mean, "mean", s.q, s.d);
   check_rows(g, "g", s.q, s.d);
   carray<double> out(std::vector<pyb::ssize_t>{s.q, s.d});
   double* o = out.mutable_data();
   pyb::gil_scoped_release release;
   cpu::kernels().optimal_score_vjp_y(y.data(), s.q, x.data(), s.n, s.d, mu.data(), mu.shape(0) == 1 ? 0 : 1,
-                                     sigma.data(), sigma.shape(0) == 1 ? 0 : 1, lse.data(), g.data(), o);
+                                     sigma.data(), sigma.shape(0) == 1 ? 0 : 1, lse.data(), mean.data(), g.data(),
+                                     o);
   return out;
 }
 
@@ -111,7 +115,7 @@ carray<double> optimal_score_vjp_x(const carray<double>& y, const carray<double>
                                    const carray<double>& sigma, const carray<double>& lse, const carray<double>& a,
                                    const carray<double>& b, const carray<double>& u, const carray<double>& e,
                                    const carray<double>& f) {
-  const VjpShapes s = check_vjp(y, x, mu, sigma, lse);
+  const NdShapes s = check_vjp(y, x, mu, sigma, lse);
   check_rows(a, "a", s.q, s.d);
   check_rows(b, "b", s.q, s.d);
   check_rows(u, "u", s.q, s.d);
@@ -161,8 +165,9 @@ void register_optimal_score(pyb::module_& m) {
   m.def("optimal_score_nd", &optimal_score_nd<double>, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
         pyb::arg("sigma"), pyb::arg("what"), docn);
   m.def("optimal_score_vjp_y", &optimal_score_vjp_y, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
-        pyb::arg("sigma"), pyb::arg("lse"), pyb::arg("g"),
-        "Backward pass: out_q = sum_i w_qi (g_q . x_i) x_i, w_qi = exp(-||y_q - mu x_i||^2/(2 sigma^2) - lse_q).");
+        pyb::arg("sigma"), pyb::arg("lse"), pyb::arg("mean"), pyb::arg("g"),
+        "Backward pass: out_q = sum_i w_qi (g_q . (x_i - mean_q)) (x_i - mean_q) = Cov(W|y_q) g_q, "
+        "w_qi = exp(-||y_q - mu x_i||^2/(2 sigma^2) - lse_q).");
   m.def("optimal_score_vjp_x", &optimal_score_vjp_x, pyb::arg("y"), pyb::arg("x"), pyb::arg("mu"),
         pyb::arg("sigma"), pyb::arg("lse"), pyb::arg("a"), pyb::arg("b"), pyb::arg("u"), pyb::arg("e"),
         pyb::arg("f"),

@@ -86,6 +86,32 @@ void run_empirical_1d(BIGSTEP_SAMPLER_ARGS, const pyb::array& data_sorted) {
   run_empirical(BIGSTEP_SAMPLER_PASS, data_sorted, true);
 }
 
+// The fast Gauss transform's sampler (csrc/cpu/fgt_kernels.cpp): the same arguments plus
+// mode (0 auto, 1 fgt); returns the number of steps that used the FGT.
+int run_empirical_fgt(BIGSTEP_SAMPLER_ARGS, const pyb::array& data, int mode, bool one_d) {
+  const SamplerSteps st = steps(BIGSTEP_SAMPLER_PASS);
+  const double* px = values(data, "data", one_d ? 1 : 2);
+  const pyb::ssize_t n_data = data.shape(0);
+  BIGSTEP_CHECK(n_data >= 1, "data must not be empty");
+  BIGSTEP_CHECK(one_d ? st.d == 1 : data.shape(1) == st.d,
+                "data must have " << st.d << " columns like x, got " << (one_d ? 1 : data.shape(1)));
+  BIGSTEP_CHECK(mode == 0 || mode == 1, "mode must be 0 (auto) or 1 (fgt), got " << mode);
+  double stats = 0;
+  {
+    pyb::gil_scoped_release release;
+    cpu::kernels().sampler_empirical_fgt(st, px, n_data, one_d, mode, &stats);
+  }
+  return static_cast<int>(stats);
+}
+
+int run_empirical_fgt_nd(BIGSTEP_SAMPLER_ARGS, const pyb::array& data, int mode) {
+  return run_empirical_fgt(BIGSTEP_SAMPLER_PASS, data, mode, false);
+}
+
+int run_empirical_fgt_1d(BIGSTEP_SAMPLER_ARGS, const pyb::array& data_sorted, int mode) {
+  return run_empirical_fgt(BIGSTEP_SAMPLER_PASS, data_sorted, mode, true);
+}
+
 void run_gaussian(BIGSTEP_SAMPLER_ARGS, const pyb::array& mean, const pyb::array& vecs, const pyb::array& lam) {
   const SamplerSteps st = steps(BIGSTEP_SAMPLER_PASS);
   const double* pm = values(mean, "mean", 1);
@@ -136,6 +162,11 @@ void register_sampler(pyb::module_& m) {
         doc);
   m.def("sampler_relu", &run_relu, BIGSTEP_SAMPLER_NAMES, pyb::arg("w1"), pyb::arg("b1"), pyb::arg("w2t"),
         pyb::arg("b2"), doc);
+  m.def("sampler_empirical_fgt_nd", &run_empirical_fgt_nd, BIGSTEP_SAMPLER_NAMES, pyb::arg("data"), pyb::arg("mode"),
+        "Fused sampler steps with s* by the fast Gauss transform (mode 0 auto, 1 fgt); returns the steps that used it.");
+  m.def("sampler_empirical_fgt_1d", &run_empirical_fgt_1d, BIGSTEP_SAMPLER_NAMES, pyb::arg("data_sorted"),
+        pyb::arg("mode"),
+        "Fused sampler steps with s* by the fast Gauss transform (mode 0 auto, 1 fgt); returns the steps that used it.");
 #undef BIGSTEP_SAMPLER_NAMES
   m.def("sampler_normals", &sampler_normals, pyb::arg("seed"), pyb::arg("stream"), pyb::arg("offset"),
         pyb::arg("count"), "The fused sampler's vectorised normals (gaussian_noise's values up to a few ulp).");

@@ -8,10 +8,16 @@ probes the hardware at import time) over
   (``cpp-baseline``, ``cpp-avx2``, ...): the fixture switches the compiled kernels to
   that ISA with ``bigstep._core.set_isa`` and restores ``"auto"`` afterwards; a single
   skipped ``cpp`` if the extension does not import;
-- ``numba``: never skipped (numba is a hard dependency).
+- ``numba``: never skipped (numba is a hard dependency);
+- ``torch``: the kernels in torch operations, run on CPU tensors (the public functions
+  convert numpy inputs to torch and back), skipped without torch.
+
+A device backend (``cuda``, ``torch``) runs a test only where it has the kernels of the
+test's family (:func:`test_family`: the module ``test_<family>.py``, or an entry of
+``FAMILY_OF_TEST`` or ``FAMILY_OF_MODULE``); elsewhere the test is skipped with the reason.
 
 The fixture's value is the backend name to pass as ``backend=`` ("cuda", "cpp",
-"numba").  ``all_backend_ids()`` and ``use_backend(id)`` give the same list and switch
+"numba", "torch").  ``all_backend_ids()`` and ``use_backend(id)`` give the same list and switch
 to tests that compare backends with each other inside one test.
 """
 
@@ -101,6 +107,14 @@ def use_backend(config: str):
         yield config
 
 
+@functools.lru_cache(maxsize=None)
+def torch_reason() -> str | None:
+    """None if the torch backend can run, else why not."""
+    from bigstep import _backend
+
+    return _backend.why_unavailable("torch")
+
+
 def _backend_params() -> list:
     params = [pytest.param("cuda", marks=pytest.mark.skipif(cuda_reason() is not None,
                                                             reason=f"cuda backend: {cuda_reason()}"))]
@@ -109,7 +123,38 @@ def _backend_params() -> list:
     else:
         params += [pytest.param(f"cpp-{isa}", id=f"cpp-{isa}") for isa in cpp_isas()]
     params.append(pytest.param("numba"))
+    params.append(pytest.param("torch", marks=pytest.mark.skipif(torch_reason() is not None,
+                                                              reason=f"torch backend: {torch_reason()}")))
     return params
+
+
+#: Tests outside a ``test_<family>.py`` module that exercise one family's kernels.
+FAMILY_OF_TEST = {
+    "test_fuzz.py::test_regression_dirac_term_of_a_tiny_inner_weight": "relu_risk",
+    "test_sgd.py::test_train_gd_decreases_the_exact_risk": "relu_risk",  # exact GD: relu_risk kernels
+    "test_interop.py::test_memory_mapped_data_are_not_copied": "relu_risk",  # DSMRisk first (then rf, sgd)
+}
+# test module -> the family all its tests exercise (where the module's name is not the family's)
+FAMILY_OF_MODULE = {
+    "test_training_fused.py": "sgd_nd",  # the fused d-D trainer; torch's loop: test_training_nd.py
+}
+
+
+def test_family(node) -> str | None:
+    """The kernel family a test exercises (None: several, or none in particular)."""
+    from bigstep import _backend
+
+    module = os.path.basename(str(node.fspath))
+    name = f"{module}::{node.originalname}"
+    if name in FAMILY_OF_TEST:
+        return FAMILY_OF_TEST[name]
+    if module in FAMILY_OF_MODULE:
+        return FAMILY_OF_MODULE[module]
+    stem = module[len("test_"):-len(".py")] if module.startswith("test_") else ""
+    return stem if stem in _backend.FAMILIES else None
+
+
+test_family.__test__ = False  # a helper, not a test
 
 
 def pytest_generate_tests(metafunc):
@@ -119,7 +164,14 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def backend(request):
-    """Backend name for `backend=`, with the ISA of the parameter switched on for cpp."""
+    """Backend name for `backend=`, with the ISA of the parameter switched on for cpp;
+    a device backend without the kernels of the test's family skips the test."""
+    if request.param in ("cuda", "torch"):
+        from bigstep import _backend
+
+        family = test_family(request.node)
+        if family is not None and request.param not in _backend.backends(family):
+            pytest.skip(f"backend {request.param!r} has no {family} kernels")
     with use_backend(request.param) as name:
         yield name
 

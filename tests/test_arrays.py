@@ -89,3 +89,26 @@ def test_jax_arrays_round_trip():
     got = bigstep.optimal_score(jnp.asarray(y), jnp.asarray(x), 0.8, 0.4)
     assert type(got).__module__.startswith("jax")
     np.testing.assert_allclose(np.asarray(got), bigstep.optimal_score(y, x, 0.8, 0.4), rtol=0, atol=0)
+
+
+def test_host_scalars_join_arrays_on_any_device():
+    """numpy scalars and 0-d host arrays (noise_schedule's mu, sigma for a float t) do not pin a
+    call to the CPU, as torch lets 0-d CPU tensors join CUDA tensors; a 0-d array on a
+    device, and any host array with dimensions, still count."""
+    x = np.zeros(3)
+    dev = DLPackOnly(x, (2, 0))
+    mu, sigma = bigstep.noise_schedule(0.1)
+    assert _arrays.common_device({"y": dev, "x": dev, "mu": mu, "sigma": np.array(sigma)}) == "cuda:0"
+    assert _arrays.common_device({"mu": np.float32(0.5), "x": dev}) == "cuda:0"
+    with pytest.raises(ValueError, match=r"x is on cpu but mu is on cuda:0"):
+        _arrays.common_device({"x": x, "mu": DLPackOnly(np.array(0.5), (2, 0))})
+    with pytest.raises(ValueError, match=r"y is on cuda:0 but x is on cpu"):
+        _arrays.common_device({"y": dev, "x": np.zeros(1)})
+    torch = pytest.importorskip("torch")
+    assert _arrays.common_device({"y": dev, "mu": torch.tensor(0.5)}) == "cuda:0"
+
+
+def test_device_errors_name_the_arguments():
+    x = np.zeros(3)
+    with pytest.raises(ValueError, match=r"^y is on cpu but x is on cuda:0"):
+        bigstep.optimal_score(np.zeros(2), DLPackOnly(x, (2, 0)), 1.0, 1.0)

@@ -125,3 +125,71 @@ def test_backward_memory_is_linear(name):
                          timeout=600)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.split()[-1]) < 200, out.stdout
+
+
+def _centred_vjp_y(y, x, mu, sigma, g):
+    """Independent reference: c Cov(W|y) g per query, the covariance summed about the
+    mean (numpy float64, distance-form log-sum-exp): no cancellation at small sigma."""
+    out = np.empty_like(y)
+    for p in range(len(y)):
+        logits = -((y[p] - mu * x) ** 2).sum(1) / (2 * sigma ** 2)
+        w = np.exp(logits - logits.max())
+        w /= w.sum()
+        dx = x - w @ x
+        out[p] = mu / sigma ** 2 * (dx.T @ (w * (dx @ g[p])))
+    return out
+
+
+@pytest.mark.parametrize("dtype, sigma, rtol", [(torch.float64, 0.01, 1e-9), (torch.float32, 0.05, 1e-5)],
+                         ids=["f64-sigma0.01", "f32-sigma0.05"])
+def test_posterior_mean_gradient_at_sharp_weights(backend, dtype, sigma, rtol):
+    """Queries next to training points: Cov(W|y) is tiny (down to 1e-300 here) and
+    E[(g.W) W] - (g.m) m would cancel; each query's gradient (c Cov g) keeps its relative
+    accuracy (rows below the dtype's smallest normal compare against that)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200, 3)).astype(np.float32).astype(np.float64)  # exact in float32
+    y = (0.95 * x[:20] + 0.01 * rng.standard_normal((20, 3))).astype(np.float32).astype(np.float64)
+    g = rng.standard_normal((20, 3))
+    yt = torch.tensor(y, dtype=dtype, requires_grad=True)
+    out = bigstep.posterior_mean(yt, torch.tensor(x, dtype=dtype), 0.95, sigma, backend=backend)
+    (out * torch.tensor(g, dtype=dtype)).sum().backward()
+    want = _centred_vjp_y(y, x, 0.95, sigma, g)
+    scale = np.maximum(np.abs(want).max(1), float(torch.finfo(dtype).tiny))
+    err = np.abs(yt.grad.double().numpy() - want).max(1) / scale
+    assert err.max() < rtol, err
+
+
+def test_a_nan_query_outside_the_loss_leaves_the_data_gradient_finite(backend):
+    """The forward pass keeps a NaN query's NaN in its own row; a loss that masks that row
+    out gives it a zero cotangent, and the data's gradient stays finite (and equal to the
+    gradient without the query)."""
+    x = _data(30, 2, 12)
+    y = _data(4, 2, 13)
+    y[1, 0] = float("nan")
+    keep = torch.tensor([True, False, True, True])
+    for fn in FUNCS:
+        xx = x.clone().requires_grad_(True)
+        yy = y.clone().requires_grad_(True)
+        fn(yy, xx, 0.9, 0.5, backend=backend)[keep].pow(2).sum().backward()
+        xc = x.clone().requires_grad_(True)
+        yc = y[keep].clone().requires_grad_(True)
+        fn(yc, xc, 0.9, 0.5, backend=backend).pow(2).sum().backward()
+        torch.testing.assert_close(xx.grad, xc.grad, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(yy.grad[keep], yc.grad, rtol=1e-12, atol=1e-12)
+        assert (yy.grad[1] == 0).all()
+
+
+def test_the_other_argument_may_be_any_host_array(backend):
+    """x requires grad; y is a list, numpy (read-only too) or a DLPack-only producer: the
+    graph is built (an unknown producer used to fail with a dtype error, a read-only array
+    with torch's non-writable warning)."""
+    from test_arrays import DLPackOnly
+
+    x = _data(20, 2, 14).requires_grad_(True)
+    y = np.random.default_rng(15).standard_normal((3, 2))
+    want = torch.autograd.grad(bigstep.optimal_score(torch.from_numpy(y), x, 0.9, 0.5, backend=backend).sum(), x)
+    ro = y.copy()
+    ro.flags.writeable = False
+    for yy in (y, y.tolist(), DLPackOnly(y), ro):
+        got = torch.autograd.grad(bigstep.optimal_score(yy, x, 0.9, 0.5, backend=backend).sum(), x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -54,7 +54,7 @@ def _data():
 
 
 D = _data()
-NET = bigstep.ReLUNet1D.init(m=300, seed=3, inner="sign")
+NET = bigstep.ReLUNet1D.init(width=300, seed=3, inner="sign")
 
 
 def _f32(a):
@@ -73,14 +73,15 @@ CASES = {
     "log_density_1d": lambda be: bigstep.log_density(D["y1"], D["x1"], 0.9, 0.05, backend=be),
     "log_density_nd": lambda be: bigstep.log_density(D["yd"], D["xd"], 0.9, 0.5, backend=be),
     "posterior_mean_nd": lambda be: bigstep.posterior_mean(D["yd"], D["xd"], 0.9, 0.5, backend=be),
-    "mmd2_biased": lambda be: np.float64(bigstep.mmd2(D["a"], D["b"], 1.0, backend=be)),
-    "mmd2_unbiased_f32": lambda be: np.float64(bigstep.mmd2(_f32(D["a"]), _f32(D["b"]), 0.7, True, backend=be)),
+    "mmd2_biased": lambda be: np.float64(bigstep.mmd2(D["a"], D["b"], bandwidth=1.0, backend=be)),
+    "mmd2_unbiased_f32": lambda be: np.float64(bigstep.mmd2(_f32(D["a"]), _f32(D["b"]), bandwidth=0.7, unbiased=True,
+                                                            backend=be)),
     "nearest_neighbors": lambda be: bigstep.nearest_neighbors(D["a"], D["b"], k=2, backend=be),
     "gaussian_noise_f64": lambda be: bigstep.gaussian_noise(5, (300, 500), stream=1, offset=17, backend=be),
     "gaussian_noise_f32": lambda be: bigstep.gaussian_noise(5, (300, 500), dtype=np.float32, backend=be),
     "dsm_risk_grad": lambda be: bigstep.dsm_risk_grad(NET, D["xr"], 0.9, 0.3, backend=be),
     "dsm_risk_hessian": lambda be: bigstep.dsm_risk_hessian(NET, D["xr"], 0.9, 0.3, backend=be),
-    "train_sgd": lambda be: bigstep.train_sgd(D["xr"], 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1, 2], steps=150, m=50,
+    "train_sgd": lambda be: bigstep.train_sgd(D["xr"], 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1, 2], steps=150, width=50,
                                               record=("loss",), backend=be),
     "sample_reverse_1d": lambda be: bigstep.sample_reverse(bigstep.EmpiricalScore(D["xr"]), 2000, 1, n_steps=40,
                                                            seed=4, backend=be),
@@ -93,7 +94,7 @@ CASES = {
                                                                   n_steps=6, seed=4, backend=be),
     "sample_reverse_gaussian": lambda be: bigstep.sample_reverse(bigstep.GaussianScore.fit(D["a"]), 1000, 3,
                                                                  n_steps=20, seed=4, backend=be),
-    "rf_fit": lambda be: rf.fit(D["xrf"], t=0.3, m=6, p=80, rho="relu", lam=1e-3, seed=2, backend=be),
+    "rf_fit": lambda be: rf.fit(D["xrf"], t=0.3, p=80, n_noise=6, rho="relu", lam=1e-3, seed=2, backend=be),
 }
 
 
@@ -104,7 +105,7 @@ def _arrays(result) -> list:
     if isinstance(result, bigstep.TrainResult):
         out = [result.diverged, result.diverged_step]
         for net in result.networks:
-            out += [net.w1, net.w2, net.b]
+            out += [net.W1, net.W2, net.b1]
         out.append(result.history["loss"].to_numpy())
         return [np.asarray(a) for a in out]
     if isinstance(result, rf.RFModel):
@@ -171,14 +172,14 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
         if what == "sampler":
             score = bigstep.EmpiricalScore(rng.standard_normal((2000, 4)))
             return bigstep.sample_reverse(score, 4000, 4, n_steps=100_000, seed=0, backend=backend)
-        return bigstep.train_sgd(x, 0.9, 0.3, lr=[0.05] * 8, seed=0, steps=50_000_000, m=200,
+        return bigstep.train_sgd(x, 0.9, 0.3, lr=[0.05] * 8, seed=0, steps=50_000_000, width=200,
                                  record=("loss",), backend=backend)
     # warm up (imports, numba compilation) with a tiny version of the call
     if what == "sampler":
         bigstep.sample_reverse(bigstep.EmpiricalScore(x), 10, 1, n_steps=3, backend=backend)
         bigstep.sample_reverse(bigstep.EmpiricalScore(rng.standard_normal((5, 4))), 10, 4, n_steps=3, backend=backend)
     else:
-        bigstep.train_sgd(x, 0.9, 0.3, lr=0.05, steps=3, m=10, record=("loss",), backend=backend)
+        bigstep.train_sgd(x, 0.9, 0.3, lr=0.05, steps=3, width=10, record=("loss",), backend=backend)
     print("started", flush=True)
     try:
         long_call()
@@ -241,9 +242,9 @@ def test_interrupted_call_leaves_library_usable(what, be):
         long = lambda: bigstep.sample_reverse(bigstep.EmpiricalScore(D["a"]), 3000, 3, n_steps=100_000,  # noqa: E731
                                               seed=1, backend=be)
     else:
-        small = lambda: bigstep.train_sgd(x, 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1], steps=200, m=40,  # noqa: E731
+        small = lambda: bigstep.train_sgd(x, 0.9, 0.3, lr=[0.1, 0.01], seed=[0, 1], steps=200, width=40,  # noqa: E731
                                           record=("loss",), backend=be)
-        long = lambda: bigstep.train_sgd(x, 0.9, 0.3, lr=[0.05] * 4, seed=0, steps=50_000_000, m=200,  # noqa: E731
+        long = lambda: bigstep.train_sgd(x, 0.9, 0.3, lr=[0.05] * 4, seed=0, steps=50_000_000, width=200,  # noqa: E731
                                          record=("loss",), backend=be)
     before = small()
     previous = _interrupt_after(0.5)

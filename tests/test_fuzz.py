@@ -398,7 +398,7 @@ def test_fuzz_random(case):
     kind, seed, shape, stream, offset, dtype = case
     fn = getattr(bigstep, kind)
     try:
-        res = on_all(fn, seed, shape, stream, offset, dtype=dtype,
+        res = on_all(fn, seed, shape, stream=stream, offset=offset, dtype=dtype,
                      names=("seed", "shape", "stream", "offset", "dtype"))
     except Rejected:
         return
@@ -463,8 +463,8 @@ def _kink_scale(w1, w2, f, sigma):
 def test_fuzz_relu_risk(case):
     w1, w2, b, x, mu, sigma, wrt = case
     note(f"w1={w1!r} w2={w2!r} b={b!r} x={x!r} mu={mu!r} sigma={sigma!r} wrt={wrt}")
-    net = bigstep.ReLUNet1D(w1, w2, b)
-    P = (2 if wrt == "outer_bias" else 3) * net.m
+    net = bigstep.ReLUNet1D(w1, b, w2)
+    P = (2 if wrt == "outer_bias" else 3) * net.width
     v = np.linspace(-1.0, 1.0, P)
     try:
         res = on_all(_relu_all, net, x, mu, sigma, v, wrt, names=("x", "mu", "sigma", "net"))
@@ -475,8 +475,8 @@ def test_fuzz_relu_risk(case):
     # natural sizes: risk ~ f^2, gradient ~ f * (1 + ymax) / m ...; compare normwise
     # relative to the largest of the results and this scale
     with np.errstate(over="ignore"):  # sizes beyond float64 become inf and skip below
-        hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
-        units = {"risk": f * f, "grad": f * (1 + ymax) / net.m, "hessian": hess, "hvp": hess * math.sqrt(P)}
+        hess = (1 + ymax) ** 2 / net.width**2 + f / net.width / sigma + _kink_scale(w1, w2, f, float(sigma))
+        units = {"risk": f * f, "grad": f * (1 + ymax) / net.width, "hessian": hess, "hvp": hess * math.sqrt(P)}
     if not all(np.isfinite(u) and u < 1e150 for u in units.values()):
         return  # beyond float64 (or beyond the squares in the norms below)
     for cfg, out in res.items():
@@ -499,7 +499,7 @@ def test_fuzz_relu_risk(case):
 @given(relu_case())
 def test_fuzz_sharpness_and_excess_risk(case):
     w1, w2, b, x, mu, sigma, wrt = case
-    net = bigstep.ReLUNet1D(w1, w2, b)
+    net = bigstep.ReLUNet1D(w1, b, w2)
     assume(np.ndim(sigma) == 0 and isinstance(sigma, float) and 1e-3 <= sigma <= 1e3)
     try:
         res = on_all(lambda *a, backend: (bigstep.sharpness(*a, wrt=wrt, backend=backend),
@@ -515,7 +515,7 @@ def test_fuzz_sharpness_and_excess_risk(case):
     for lam, ex in outs:
         assert math.isfinite(lam) and math.isfinite(ex)
         assert ex >= -1e-8 * f * f
-    hess = (1 + ymax) ** 2 / net.m**2 + f / net.m / sigma + _kink_scale(w1, w2, f, float(sigma))
+    hess = (1 + ymax) ** 2 / net.width**2 + f / net.width / sigma + _kink_scale(w1, w2, f, float(sigma))
     for lam, ex in outs[1:]:
         assert abs(lam - outs[0][0]) <= 1e-8 * (abs(lam) + hess)
         assert abs(ex - outs[0][1]) <= 1e-8 * (abs(ex) + f * f)
@@ -544,7 +544,7 @@ def metric_case(draw):
 def test_fuzz_mmd2(case, unbiased):
     a, b, h, _, _ = case
     try:
-        res = on_all(bigstep.mmd2, a, b, h, unbiased, names=("a", "b", "bandwidth", "unbiased"))
+        res = on_all(bigstep.mmd2, a, b, bandwidth=h, unbiased=unbiased, names=("a", "b", "bandwidth", "unbiased"))
     except Rejected:
         return
     vals = list(res.values())
@@ -568,12 +568,12 @@ def test_fuzz_neighbors(case):
     a, b, _, k, thr = case
     names = ("samples", "train", "k", "threshold")
     try:
-        res = on_all(lambda s, t, backend: (bigstep.nearest_neighbors(s, t, k, backend=backend),
+        res = on_all(lambda s, t, backend: (bigstep.nearest_neighbors(s, t, k=k, backend=backend),
                                             bigstep.memorization_ratio(s, t, backend=backend)), a, b, names=names)
     except Rejected:
         res = None
     try:
-        frac = on_all(bigstep.memorized_fraction, a, b, thr, names=names)
+        frac = on_all(bigstep.memorized_fraction, a, b, threshold=thr, names=names)
     except Rejected:
         frac = None
     if frac is not None:
@@ -671,17 +671,17 @@ def sgd_case(draw):
 def test_fuzz_train_sgd(case):
     pytest.importorskip("pandas")
     x, mu, sigma, lr, steps, m, inner, clip, seed, batch = case
-    res = on_all(lambda backend: bigstep.train_sgd(x, mu, sigma, lr=lr, steps=steps, m=m, inner=inner, clip=clip,
+    res = on_all(lambda backend: bigstep.train_sgd(x, mu, sigma, lr=lr, steps=steps, width=m, inner=inner, clip=clip,
                                                    seed=seed, batch_size=batch, record=("loss",),
                                                    backend=backend))
     outs = list(res.values())
     for out in outs:
         for net in out.networks:
-            assert np.isfinite(net.theta("all")).all()
+            assert np.isfinite(net.theta(wrt="all")).all()
     for out in outs[1:]:
         for a, b in zip(out.networks, outs[0].networks):
-            np.testing.assert_allclose(a.theta("all"), b.theta("all"), rtol=1e-9,
-                                       atol=1e-9 * (np.abs(b.theta("all")).max() + 1))
+            np.testing.assert_allclose(a.theta(wrt="all"), b.theta(wrt="all"), rtol=1e-9,
+                                       atol=1e-9 * (np.abs(b.theta(wrt="all")).max() + 1))
 
 
 @fuzz(30)
@@ -699,7 +699,8 @@ def test_fuzz_rf_fit(n, d, p, m, rho, t, lam, dtype):
     from bigstep import rf
 
     x = bigstep.gaussian_noise(n * 7 + d, (n, d)).astype(dtype)
-    models = list(on_all(lambda backend: rf.fit(x, t, m, p, rho=rho, lam=lam, seed=1, backend=backend)).values())
+    models = list(on_all(lambda backend: rf.fit(x, t, p=p, n_noise=m, rho=rho, lam=lam, seed=1,
+                                                backend=backend)).values())
     for model in models:
         assert np.isfinite(model.A).all() and np.isfinite(model.K).all() and np.isfinite(model.R).all()
     ref = models[0]
@@ -725,7 +726,7 @@ def test_regression_dirac_term_of_a_tiny_inner_weight(backend):
     w1 = np.array([0.0, 0.0, 2.2250738585e-311])
     x = np.array([1.0])
     flat = bigstep.ReLUNet1D(w1, np.zeros(3), np.zeros(3))
-    steep = bigstep.ReLUNet1D(w1, np.array([0.0, 0.0, 1.0]), np.zeros(3))
+    steep = bigstep.ReLUNet1D(w1, np.zeros(3), np.array([0.0, 0.0, 1.0]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for wrt in ("outer_bias", "all"):

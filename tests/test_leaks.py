@@ -55,9 +55,9 @@ _SCRIPT = textwrap.dedent("""
     xd, yd = rng.standard_normal((100, 8)), rng.standard_normal((200, 8))
     a, b = rng.standard_normal((150, 2)), rng.standard_normal((120, 2))
     xr = rng.standard_normal(20)
-    net = bigstep.ReLUNet1D.init(m=40, seed=0, inner="sign")
+    net = bigstep.ReLUNet1D.init(width=40, seed=0, inner="sign")
     xrf = rng.standard_normal((30, 4))
-    model = rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp")
+    model = rf.fit(xrf, t=0.3, p=40, n_noise=3, lam=1e-2, seed=0, backend="cpp")
     gauss = bigstep.GaussianScore.fit(a)
     relu = bigstep.TimeReLUScore(rng.standard_normal((16, 3)), np.zeros(16), rng.standard_normal((2, 16)))
     f32 = lambda v: v.astype(np.float32)
@@ -75,8 +75,8 @@ _SCRIPT = textwrap.dedent("""
         "log_density_nd": lambda: bigstep.log_density(yd, xd, 0.9, 0.5, backend="cpp"),
         "exp_nonpos f64": lambda: core.exp_nonpos(e),
         "exp_nonpos f32 out": lambda: core.exp_nonpos(f32(e), np.empty(e.size, np.float32)),
-        "mmd2": lambda: bigstep.mmd2(a, b, 1.0, True, backend="cpp"),
-        "mmd2 f32": lambda: bigstep.mmd2(f32(a), f32(b), 1.0, backend="cpp"),
+        "mmd2": lambda: bigstep.mmd2(a, b, bandwidth=1.0, unbiased=True, backend="cpp"),
+        "mmd2 f32": lambda: bigstep.mmd2(f32(a), f32(b), bandwidth=1.0, backend="cpp"),
         "nearest_neighbors": lambda: bigstep.nearest_neighbors(a, b, k=2, backend="cpp"),
         "gaussian_kernel_sum": lambda: core.gaussian_kernel_sum(a, b, 1.0, False),
         "memorization_ratio": lambda: bigstep.memorization_ratio(a, b, backend="cpp"),
@@ -87,9 +87,9 @@ _SCRIPT = textwrap.dedent("""
         "philox4x32_10": lambda: core.philox4x32_10(1, 2, 3, 4, 5, 6),
         "dsm_risk_grad": lambda: bigstep.dsm_risk_grad(net, xr, 0.9, 0.3, backend="cpp"),
         "dsm_risk_hessian": lambda: bigstep.dsm_risk_hessian(net, xr, 0.9, 0.3, backend="cpp"),
-        "train_sgd": lambda: bigstep.train_sgd(xr, 0.9, 0.3, lr=0.05, steps=20, m=40, record=("loss",),
+        "train_sgd": lambda: bigstep.train_sgd(xr, 0.9, 0.3, lr=0.05, steps=20, width=40, record=("loss",),
                                                backend="cpp"),
-        "rf.fit (rf_gram)": lambda: rf.fit(xrf, t=0.3, m=3, p=40, lam=1e-2, seed=0, backend="cpp"),
+        "rf.fit (rf_gram)": lambda: rf.fit(xrf, t=0.3, p=40, n_noise=3, lam=1e-2, seed=0, backend="cpp"),
         "rf features (rf_features)": lambda: model.features(xrf),
         "sample_reverse s* 1-D": lambda: bigstep.sample_reverse(bigstep.EmpiricalScore(xr), 64, 1, n_steps=5,
                                                                 backend="cpp"),

@@ -80,9 +80,9 @@ def test_mmd2_matches_reference(backend, case, unbiased, dtype):
         a = a[:, 0]  # (N,) is read as d = 1
     if unbiased and min(n, m) < 2:  # the U-statistic needs two points per sample
         with pytest.raises(ValueError, match="at least 2 points"):
-            bigstep.mmd2(a, b, h, unbiased, backend=backend)
+            bigstep.mmd2(a, b, bandwidth=h, unbiased=unbiased, backend=backend)
         return
-    got = bigstep.mmd2(a, b, h, unbiased, backend=backend)
+    got = bigstep.mmd2(a, b, bandwidth=h, unbiased=unbiased, backend=backend)
     assert isinstance(got, float)
     assert got == pytest.approx(ref_mmd2(a, b, h, unbiased), abs=ATOL_MMD, rel=0)
 
@@ -92,7 +92,7 @@ def test_mmd2_zero_on_identical_samples(backend):
     for d in (1, 2, 64):
         x = rng.standard_normal((301, d))
         assert abs(bigstep.mmd2(x, x, backend=backend)) <= 1e-14
-        assert abs(bigstep.mmd2(x, x.copy(), 0.5, backend=backend)) <= 1e-14
+        assert abs(bigstep.mmd2(x, x.copy(), bandwidth=0.5, backend=backend)) <= 1e-14
         # unbiased on identical samples: 2 (S - N)/(N (N - 1)) - 2 S/N^2, not 0
         assert bigstep.mmd2(x, x, unbiased=True, backend=backend) == pytest.approx(
             ref_mmd2(x, x, unbiased=True), abs=ATOL_MMD, rel=0)
@@ -102,9 +102,9 @@ def test_mmd2_symmetric_and_translation_invariant(backend):
     rng = np.random.default_rng(4)
     a, b = rng.standard_normal((150, 2)), rng.standard_normal((97, 2)) + 0.5
     for unbiased in (False, True):
-        ab = bigstep.mmd2(a, b, 0.7, unbiased, backend=backend)
-        ba = bigstep.mmd2(b, a, 0.7, unbiased, backend=backend)
-        shifted = bigstep.mmd2(a + 3.0, b + 3.0, 0.7, unbiased, backend=backend)
+        ab = bigstep.mmd2(a, b, bandwidth=0.7, unbiased=unbiased, backend=backend)
+        ba = bigstep.mmd2(b, a, bandwidth=0.7, unbiased=unbiased, backend=backend)
+        shifted = bigstep.mmd2(a + 3.0, b + 3.0, bandwidth=0.7, unbiased=unbiased, backend=backend)
         assert ab == pytest.approx(ba, abs=ATOL_MMD, rel=0)
         assert ab == pytest.approx(shifted, abs=1e-11, rel=0)  # the shift rounds the inputs
 
@@ -114,13 +114,13 @@ def test_mmd2_closed_forms(backend, h):
     u, v = np.array([[0.0, 1.0]]), np.array([[2.0, -1.0]])
     r2 = 8.0
     # two single points: k(u,u) + k(v,v) - 2 k(u,v)
-    assert bigstep.mmd2(u, v, h, backend=backend) == pytest.approx(2 - 2 * math.exp(-r2 / (2 * h * h)), rel=1e-14,
+    assert bigstep.mmd2(u, v, bandwidth=h, backend=backend) == pytest.approx(2 - 2 * math.exp(-r2 / (2 * h * h)), rel=1e-14,
                                                                    abs=1e-300)
     # two points against one: a = {u, v}, b = {u}: (2 + 2k)/4 + 1 - 2 (1 + k)/2 = (1 - k)/2
     k = math.exp(-r2 / (2 * h * h))
-    assert bigstep.mmd2(np.vstack([u, v]), u, h, backend=backend) == pytest.approx((1 - k) / 2, rel=1e-14, abs=1e-300)
+    assert bigstep.mmd2(np.vstack([u, v]), u, bandwidth=h, backend=backend) == pytest.approx((1 - k) / 2, rel=1e-14, abs=1e-300)
     # unbiased, a = {u, v}, b = {u, u}: 2k/2 + 2/2 - 2 (2 + 2k)/4 = 0
-    assert bigstep.mmd2(np.vstack([u, v]), np.vstack([u, u]), h, True, backend=backend) == pytest.approx(0, abs=1e-15)
+    assert bigstep.mmd2(np.vstack([u, v]), np.vstack([u, u]), bandwidth=h, unbiased=True, backend=backend) == pytest.approx(0, abs=1e-15)
 
 
 def test_mmd2_far_apart_and_tiny_bandwidth(backend):
@@ -128,8 +128,8 @@ def test_mmd2_far_apart_and_tiny_bandwidth(backend):
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((50, 2)), rng.standard_normal((40, 2)) + 1e3
     assert bigstep.mmd2(a, b, backend=backend) == pytest.approx(ref_mmd2(a, b), abs=ATOL_MMD, rel=0)
-    assert bigstep.mmd2(a, b, 1e-6, backend=backend) == pytest.approx(1 / 50 + 1 / 40, rel=1e-14)
-    assert bigstep.mmd2(a, b, 1e-6, True, backend=backend) == pytest.approx(0.0, abs=1e-15)
+    assert bigstep.mmd2(a, b, bandwidth=1e-6, backend=backend) == pytest.approx(1 / 50 + 1 / 40, rel=1e-14)
+    assert bigstep.mmd2(a, b, bandwidth=1e-6, unbiased=True, backend=backend) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_mmd2_same_on_every_backend_and_thread_count(restore_threads):
@@ -178,7 +178,7 @@ def test_mmd2_bad_inputs(bad, exc, match):
     args = dict(a=np.zeros((3, 2)), b=np.ones((4, 2)), bandwidth=1.0, unbiased=False, backend="auto")
     args.update(bad)
     with pytest.raises(exc, match=match):
-        bigstep.mmd2(args["a"], args["b"], args["bandwidth"], args["unbiased"], backend=args["backend"])
+        bigstep.mmd2(args["a"], args["b"], bandwidth=args["bandwidth"], unbiased=args["unbiased"], backend=args["backend"])
 
 
 # ------------------------------------------------------------------ nearest neighbours
@@ -191,7 +191,7 @@ def test_nearest_neighbors_match_brute_force(backend, n, m, d, k, dtype):
     rng = np.random.default_rng(n + m + d + k)
     s = rng.standard_normal((n, d)).astype(dtype)
     t = rng.standard_normal((m, d)).astype(dtype)
-    dist, idx = bigstep.nearest_neighbors(s, t, k, backend=backend)
+    dist, idx = bigstep.nearest_neighbors(s, t, k=k, backend=backend)
     rd, ri = ref_neighbors(s, t, k)
     assert dist.dtype == dtype and idx.dtype == np.int64 and dist.shape == idx.shape == (n, k)
     np.testing.assert_array_equal(idx, ri)
@@ -203,7 +203,7 @@ def test_nearest_neighbors_ties_and_duplicates(backend):
     """Integer grid: distances are exact, so ties are real ties, ordered by index."""
     train = np.array([[0, 0], [1, 0], [0, 1], [1, 0], [-1, 0], [0, -1], [2, 2], [0, 0]], dtype=np.float64)
     samples = np.array([[0, 0], [1, 0], [0.5, 0], [5, 5], [1, 1]], dtype=np.float64)
-    dist, idx = bigstep.nearest_neighbors(samples, train, 8, backend=backend)
+    dist, idx = bigstep.nearest_neighbors(samples, train, k=8, backend=backend)
     rd, ri = ref_neighbors(samples, train, 8)
     np.testing.assert_array_equal(idx, ri)
     np.testing.assert_array_equal(dist, rd)
@@ -216,15 +216,15 @@ def test_nearest_neighbors_many_ties_across_tiles(backend):
     """More tied points than a tile holds: the lowest indices win."""
     train = np.zeros((1000, 2))
     train[::3] = 1.0
-    dist, idx = bigstep.nearest_neighbors(np.zeros((3, 2)), train, 5, backend=backend)
+    dist, idx = bigstep.nearest_neighbors(np.zeros((3, 2)), train, k=5, backend=backend)
     np.testing.assert_array_equal(idx, np.tile([1, 2, 4, 5, 7], (3, 1)))
     np.testing.assert_array_equal(dist, 0.0)
 
 
 def test_nearest_neighbors_shapes_and_types(backend):
-    dist, idx = bigstep.nearest_neighbors(np.array([0.2, 0.9]), np.array([0.0, 1.0, 3.0]), 1, backend=backend)
+    dist, idx = bigstep.nearest_neighbors(np.array([0.2, 0.9]), np.array([0.0, 1.0, 3.0]), k=1, backend=backend)
     assert dist.tolist() == [[0.2], [pytest.approx(0.1)]] and idx.tolist() == [[0], [1]]
-    dist, idx = bigstep.nearest_neighbors(np.empty((0, 3)), np.ones((4, 3)), 2, backend=backend)
+    dist, idx = bigstep.nearest_neighbors(np.empty((0, 3)), np.ones((4, 3)), k=2, backend=backend)
     assert dist.shape == idx.shape == (0, 2)
     torch = pytest.importorskip("torch")
     dist, idx = bigstep.nearest_neighbors(torch.zeros(3, 2), torch.ones(4, 2), backend=backend)
@@ -245,7 +245,7 @@ def test_nearest_neighbors_bad_inputs(bad, exc, match):
     args = dict(samples=np.zeros((2, 2)), train=np.ones((4, 2)), k=2)
     args.update(bad)
     with pytest.raises(exc, match=match):
-        bigstep.nearest_neighbors(args["samples"], args["train"], args["k"])
+        bigstep.nearest_neighbors(args["samples"], args["train"], k=args["k"])
 
 
 # ------------------------------------------------------------------ memorization
@@ -265,8 +265,8 @@ def test_memorization_ratio_handmade(backend):
     np.testing.assert_allclose(ratio, [0.0, 1 / 3, 1.0, 0.5, 1.0, 1.0], rtol=1e-15, atol=0)
     # strictly below the threshold: 0 only (1/3 is not < 1/3 ... up to its rounding)
     assert bigstep.memorized_fraction(samples, train, backend=backend) == pytest.approx(1 / 6)
-    assert bigstep.memorized_fraction(samples, train, 0.6, backend=backend) == pytest.approx(3 / 6)
-    assert bigstep.memorized_fraction(samples, train, 1.0, backend=backend) == pytest.approx(3 / 6)
+    assert bigstep.memorized_fraction(samples, train, threshold=0.6, backend=backend) == pytest.approx(3 / 6)
+    assert bigstep.memorized_fraction(samples, train, threshold=1.0, backend=backend) == pytest.approx(3 / 6)
 
 
 def test_memorized_fraction_copies_and_noise(backend):
@@ -285,9 +285,9 @@ def test_memorized_fraction_copies_and_noise(backend):
 
 @pytest.mark.parametrize("call, exc, match", [
     (lambda: bigstep.memorization_ratio(np.zeros((2, 2)), np.ones((1, 2))), ValueError, "at least 2 points"),
-    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), 0.0), ValueError, "threshold"),
-    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), 1.5), ValueError, "threshold"),
-    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), "a"), TypeError, "threshold"),
+    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), threshold=0.0), ValueError, "threshold"),
+    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), threshold=1.5), ValueError, "threshold"),
+    (lambda: bigstep.memorized_fraction(np.zeros((2, 2)), np.ones((3, 2)), threshold="a"), TypeError, "threshold"),
     (lambda: bigstep.memorized_fraction(np.zeros((0, 2)), np.ones((3, 2))), ValueError, "samples must contain"),
     (lambda: bigstep.memorization_ratio(np.zeros((2, 3)), np.ones((3, 2))), ValueError, "same dimension"),
 ])

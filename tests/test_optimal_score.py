@@ -944,39 +944,3 @@ def test_property_score_is_gradient_of_log_density(backend, x, y, mu, sigma):
     trunc = FD_TRUNC_MARGIN * h**2 / 6 * mu**3 * (ref["abs3"] + 1e-3 * ref["var"] ** 1.5 + 1e-12) / sigma**6
     tol = trunc + 2 * b["log_density"] / (2 * h) * 2 + b["score"]
     check_bound("s* vs d/dy log p", bigstep.optimal_score(y, x, mu, sigma, backend=backend), fd, tol)
-
-
-# -------------------------------------------------------------- ou_schedule
-
-
-def test_ou_schedule():
-    """(mu, sigma) = (exp(-t), sqrt(1 - exp(-2t))) to ~1 ulp, also at tiny t (no cancellation)."""
-    import mpmath
-
-    t = np.array([1e-12, 1e-6, 0.01, 0.2, 1.0, 30.0])
-    mu, sigma = bigstep.ou_schedule(t)
-    with mpmath.workdps(50):
-        mu_ref = np.array([float(mpmath.exp(-mpmath.mpf(v))) for v in t])
-        s_ref = np.array([float(mpmath.sqrt(1 - mpmath.exp(-2 * mpmath.mpf(v)))) for v in t])
-    np.testing.assert_allclose(mu, mu_ref, rtol=4 * eps(np.float64), atol=0)
-    np.testing.assert_allclose(sigma, s_ref, rtol=4 * eps(np.float64), atol=0)
-    m, s = bigstep.ou_schedule(0.2)
-    assert np.ndim(m) == 0 and abs(m - mu_ref[3]) <= 4 * eps(np.float64)
-    m32, s32 = bigstep.ou_schedule(np.float32(0.2))
-    assert m32.dtype == np.float32 and s32.dtype == np.float32
-    for bad in (0.0, -1.0, float("nan"), float("inf"), np.array([0.1, -0.1])):
-        with pytest.raises(ValueError, match="t"):
-            bigstep.ou_schedule(bad)
-    with pytest.raises(TypeError, match="t"):
-        bigstep.ou_schedule("0.1")
-
-
-def test_ou_schedule_torch():
-    """torch in, torch out (docs/design.md section 1), also for a 0-d tensor; same dtype."""
-    torch = pytest.importorskip("torch")
-    for t in (torch.tensor([0.2, 0.5], dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64),
-              torch.tensor(0.2, dtype=torch.float32)):
-        mu, sigma = bigstep.ou_schedule(t)
-        assert isinstance(mu, torch.Tensor) and isinstance(sigma, torch.Tensor), f"{type(mu)} for {t!r}"
-        assert mu.dtype == t.dtype and tuple(mu.shape) == tuple(t.shape)
-        np.testing.assert_allclose(mu.numpy(), np.exp(-t.numpy()), rtol=4 * eps(t.numpy().dtype))

@@ -63,7 +63,7 @@ def _act(rho, u):
 @pytest.mark.parametrize("rho", rf.ACTIVATIONS)
 def test_gram_matches_numpy(backend, rho):
     x, t, m, p, seed = _data(), 0.4, 3, 21, 5
-    model = rf.fit(x, t, m, p, rho, 1e-3, seed, backend=backend)
+    model = rf.fit(x, t, p=p, n_noise=m, rho=rho, lam=1e-3, seed=seed, backend=backend)
     y, xi = _reference_samples(x, t, m, seed)
     W = bigstep.gaussian_noise(seed, (p, x.shape[1]), stream=10)
     F = _act(rho, y @ W.T / math.sqrt(x.shape[1]))
@@ -81,8 +81,8 @@ def test_cpp_and_numba_agree():
         pytest.skip("no compiled extension")
     x = _data(n=45, d=17)
     for rho in rf.ACTIVATIONS:
-        a = rf.fit(x, 0.3, 5, 37, rho, 1e-2, 2, backend="cpp")
-        b = rf.fit(x, 0.3, 5, 37, rho, 1e-2, 2, backend="numba")
+        a = rf.fit(x, 0.3, p=37, n_noise=5, rho=rho, lam=1e-2, seed=2, backend="cpp")
+        b = rf.fit(x, 0.3, p=37, n_noise=5, rho=rho, lam=1e-2, seed=2, backend="numba")
         assert np.abs(a.K - b.K).max() <= RTOL_SUM * np.abs(a.K).max()
         assert np.abs(a.R - b.R).max() <= RTOL_SUM * np.abs(a.R).max()
         assert np.abs(a.A - b.A).max() <= RTOL_SOLVE * np.abs(a.A).max()
@@ -97,7 +97,7 @@ def test_gram_independent_of_thread_count(restore_threads):
     results = []
     for threads in (1, 2, 3):
         bigstep.set_num_threads(threads)
-        model = rf.fit(x, 0.4, 7, 50, "erf", 1e-2, 3, backend="cpp")
+        model = rf.fit(x, 0.4, p=50, n_noise=7, rho="erf", lam=1e-2, seed=3, backend="cpp")
         results.append((model.K, model.R, model.xi2))
     for K, R, xi2 in results[1:]:
         assert np.array_equal(K, results[0][0]) and np.array_equal(R, results[0][1]) and xi2 == results[0][2]
@@ -112,7 +112,7 @@ def test_ridge_matches_lstsq(backend, lam, p):
     system; lam = 0 with p > n m: the minimum-norm solution (lstsq's too)."""
     x, t, m, seed = _data(n=20, d=6), 0.7, 4, 1
     d = x.shape[1]
-    model = rf.fit(x, t, m, p, "tanh", lam, seed, backend=backend)
+    model = rf.fit(x, t, p=p, n_noise=m, rho="tanh", lam=lam, seed=seed, backend=backend)
     y, xi = _reference_samples(x, t, m, seed)
     N, delta = y.shape[0], -math.expm1(-2 * t)
     W = bigstep.gaussian_noise(seed, (p, d), stream=10)
@@ -133,7 +133,7 @@ def test_ridge_matches_lstsq(backend, lam, p):
 @pytest.mark.parametrize("rho", rf.ACTIVATIONS)
 def test_exact_losses_vs_monte_carlo(rho):
     x, t = _data(n=25, d=10), 0.6
-    model = rf.fit(x, t, 2, 16, rho, 1e-2, 4)
+    model = rf.fit(x, t, p=16, n_noise=2, rho=rho, lam=1e-2, seed=4)
     d, delta = model.d, model.delta
     rng = np.random.default_rng(123)
     q = 40000
@@ -155,7 +155,7 @@ def test_noise_averaged_fit_vs_large_m(rho):
     """m = inf (exact noise average) against the Monte Carlo training sums at large m:
     each entry of K within 4 standard errors of the per-sample mean."""
     x, t = _data(n=6, d=5), 0.5
-    inf = rf.fit(x, t, math.inf, 7, rho, 1e-2, 0)
+    inf = rf.fit(x, t, p=7, n_noise=math.inf, rho=rho, lam=1e-2, seed=0)
     m = 20000
     y, xi = _reference_samples(x, t, m, 0)
     F = _act(rho, y @ inf.W.T / math.sqrt(5))
@@ -172,7 +172,7 @@ def test_s_star_distance_matches_definition(backend):
     """The Monte Carlo s*-distance against numpy on the same documented draws (stream 13 at
     offset n_mc d, training point j mod n), s* written from its softmax definition."""
     x, t, n_mc = _data(n=8, d=4), 0.2, 500
-    model = rf.fit(x, t, 1, 40, "relu", 1e-3, 0, backend=backend)
+    model = rf.fit(x, t, p=40, n_noise=1, rho="relu", lam=1e-3, seed=0, backend=backend)
     mu, sigma = math.exp(-t), math.sqrt(-math.expm1(-2 * t))
     xi = bigstep.gaussian_noise(1, (n_mc, 4), stream=13, offset=n_mc * 4)
     y = mu * x[np.arange(n_mc) % 8] + sigma * xi
@@ -193,7 +193,7 @@ def test_s_star_distance_matches_definition(backend):
 @pytest.mark.parametrize("rho", ["relu", "erf"])
 def test_gd_dynamics_vs_explicit_steps(backend, rho):
     x, t = _data(n=15, d=8), 0.5
-    model = rf.fit(x, t, 3, 24, rho, 1e-3, 2, backend=backend)
+    model = rf.fit(x, t, p=24, n_noise=3, rho=rho, lam=1e-3, seed=2, backend=backend)
     d, p, delta = model.d, model.p, model.delta
     K, R, lam = model.K, model.R, model.lam
     G, B = K / p, R / math.sqrt(p)
@@ -232,8 +232,8 @@ def test_interpolation_peak_near_nm():
     large-p plateau, and is lower for m = 8 than for m = 1."""
     d, psi_n = 20, 1.0
     psi = np.array([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2, 3, 4, 6, 8, 10, 12, 16])
-    df = rf.learning_curve(d, psi_n, psi, [1, 8], t=0.5, lam=1e-4, rho="relu", seeds=[0, 1, 2])
-    curve = df.groupby(["m", "p"]).test_loss.median()
+    df = rf.learning_curve(d, psi_n, psi, t=0.5, n_noise=[1, 8], rho="relu", lam=1e-4, seed=[0, 1, 2])
+    curve = df.groupby(["n_noise", "p"]).test_loss.median()
     n = int(psi_n * d)
     peaks = {}
     for m in (1, 8):
@@ -242,14 +242,14 @@ def test_interpolation_peak_near_nm():
         peaks[m] = c.max()
         assert c.max() > 1.5 * c.iloc[-1]  # a peak, not a monotone curve
     assert peaks[8] < peaks[1]
-    assert set(df.regime) == {"p<n", "n<=p<nm", "p>=nm"}
+    assert set(df.regime) == {"p<n", "n<=p<n*n_noise", "p>=n*n_noise"}
 
 
 def test_learning_curve_matches_fit(backend):
-    df = rf.learning_curve(10, 2.0, [0.5, 3.0], 2, t=0.3, lam=1e-2, rho="erf", seeds=[4], backend=backend)
+    df = rf.learning_curve(10, 2.0, [0.5, 3.0], t=0.3, n_noise=2, rho="erf", lam=1e-2, seed=[4], backend=backend)
     x = bigstep.gaussian_noise(4, (20, 10), stream=12)
     for _, row in df.iterrows():
-        model = rf.fit(x, 0.3, 2, int(row.p), "erf", 1e-2, 4, backend=backend)
+        model = rf.fit(x, 0.3, p=int(row.p), n_noise=2, rho="erf", lam=1e-2, seed=4, backend=backend)
         assert row.test_loss == pytest.approx(model.test_loss(), rel=1e-9)
         assert row.train_loss == pytest.approx(model.train_loss(), rel=1e-9)
 
@@ -257,7 +257,7 @@ def test_learning_curve_matches_fit(backend):
 def test_learning_curve_needs_pandas(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"pip install bigstep\[repro\]"):
-        rf.learning_curve(4, 1.0, [1.0], 1, t=0.5)
+        rf.learning_curve(4, 1.0, [1.0], t=0.5, n_noise=1)
 
 
 # ------------------------------------------------------------------ sampling
@@ -270,9 +270,9 @@ def test_memorized_fraction_matches_numpy_replay():
     neighbour ratio test on those samples."""
     x = _data(n=5, d=2)
     times = [0.05, 0.2, 1.0]  # the score is read at 1.0 down to delta + h = 0.0595: every fit is used
-    score = rf.RFScore(x, times, m=1, p=60, lam=0.0)
+    score = rf.RFScore(x, times, p=60, n_noise=1, lam=0.0)
     n_s, n_steps, T, delta, seed = 50, 20, 1.0, 0.01, 4
-    frac, samples = rf.memorized_fraction(score, n_s, T=T, delta=delta, n_steps=n_steps, seed=seed)
+    frac, samples = rf.sample_memorization(score, n_samples=n_s, T=T, delta=delta, n_steps=n_steps, seed=seed)
     X = bigstep.gaussian_noise(seed, (n_s, 2), stream=0)
     Zs = bigstep.gaussian_noise(seed, (n_steps, n_s, 2), stream=1)
     h = (T - delta) / n_steps
@@ -299,13 +299,13 @@ def test_memorized_fraction_known_answers():
     x[0, 0] = x[2, 1] = 2.5
     x[1, 0] = x[3, 1] = -2.5
     times = np.geomspace(0.01, 1.0, 6)
-    big = rf.RFScore(x, times, m=100, p=200, rho="tanh", lam=1e-6)
-    frac_big, samples = rf.memorized_fraction(big, 200, n_steps=50, seed=0)
+    big = rf.RFScore(x, times, p=200, n_noise=100, rho="tanh", lam=1e-6)
+    frac_big, samples = rf.sample_memorization(big, n_samples=200, n_steps=50, seed=0)
     assert frac_big > 0.9
     nearest = np.linalg.norm(samples[:, None, :] - x[None], axis=2).min(axis=1)
     assert np.median(nearest) < 0.5  # memorized samples sit on the training points
-    small = rf.RFScore(x, times, m=1, p=1, rho="tanh", lam=1e-3)
-    frac_small, _ = rf.memorized_fraction(small, 200, n_steps=50, seed=0)
+    small = rf.RFScore(x, times, p=1, n_noise=1, rho="tanh", lam=1e-3)
+    frac_small, _ = rf.sample_memorization(small, n_samples=200, n_steps=50, seed=0)
     assert frac_small < 0.05
 
 
@@ -314,11 +314,11 @@ def test_memorized_fraction_known_answers():
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(p=0), "p"), (dict(lam=-1e-3), "lam"), (dict(t=0.0), "t"), (dict(t=-1.0), "t"),
-    (dict(m=0), "m"), (dict(rho="softplus"), "rho"), (dict(lam=float("nan")), "lam"),
+    (dict(n_noise=0), "n_noise"), (dict(rho="softplus"), "rho"), (dict(lam=float("nan")), "lam"),
     (dict(x=np.zeros(5)), "x"), (dict(x=np.full((3, 2), np.nan)), "x"), (dict(seed=-1), "seed"),
 ])
 def test_bad_parameters(kwargs, name):
-    args = dict(x=_data(n=4, d=3), t=0.5, m=2, p=3, rho="relu", lam=0.1, seed=0)
+    args = dict(x=_data(n=4, d=3), t=0.5, p=3, n_noise=2, rho="relu", lam=0.1, seed=0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         rf.fit(**args)
@@ -326,29 +326,29 @@ def test_bad_parameters(kwargs, name):
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(d=0), "d"), (dict(psi_n=0.0), "psi_n"), (dict(psi_p=[0.5, -1.0]), "psi_p"), (dict(lam=-1.0), "lam"),
-    (dict(t=0.0), "t"), (dict(m=[1, 0]), "m"),
+    (dict(t=0.0), "t"), (dict(n_noise=[1, 0]), "n_noise"),
 ])
 def test_bad_curve_parameters(kwargs, name):
-    args = dict(d=4, psi_n=1.0, psi_p=[1.0], m=1, t=0.5, lam=0.0)
+    args = dict(d=4, psi_n=1.0, psi_p=[1.0], t=0.5, n_noise=1, lam=0.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         rf.learning_curve(**args)
 
 
-def test_huge_m_rejected(backend):
-    """n m d beyond the kernels' 64-bit sample indices: m = 2**62 made n m wrap to 0 and the
-    fit return K = 0, xi2 = 0, train loss 0 silently; now a ValueError naming m, from fit,
-    RFScore and learning_curve, on every backend."""
+def test_huge_n_noise_rejected(backend):
+    """n M d beyond the kernels' 64-bit sample indices (M = n_noise): M = 2**62 made n M wrap
+    to 0 and the fit return K = 0, xi2 = 0, train loss 0 silently; now a ValueError naming
+    n_noise, from fit, RFScore and learning_curve, on every backend."""
     x = _data(n=4, d=2)
-    with pytest.raises(ValueError, match=r"\bm\b"):
-        rf.fit(x, 0.5, 2 ** 62, 3, backend=backend)
-    with pytest.raises(ValueError, match=r"\bm\b"):
-        rf.fit(x, 0.5, 2 ** 61 + 1, 1, backend=backend)  # n m d = 2**64 + 8 wraps to 8: 1 sample of 2**63
-    with pytest.raises(ValueError, match=r"\bm\b"):
-        rf.RFScore(x, [0.1, 1.0], m=2 ** 62, p=3, backend=backend)
-    with pytest.raises(ValueError, match=r"\bm\b"):
-        rf.learning_curve(2, 2.0, [1.0], [1, 2 ** 62], t=0.5, backend=backend)
-    assert rf.fit(x, 0.5, math.inf, 3, backend=backend).K.shape == (3, 3)  # m = inf draws nothing
+    with pytest.raises(ValueError, match=r"\bn_noise\b"):
+        rf.fit(x, 0.5, p=3, n_noise=2 ** 62, backend=backend)
+    with pytest.raises(ValueError, match=r"\bn_noise\b"):
+        rf.fit(x, 0.5, p=1, n_noise=2 ** 61 + 1, backend=backend)  # n m d = 2**64 + 8 wraps to 8: 1 sample of 2**63
+    with pytest.raises(ValueError, match=r"\bn_noise\b"):
+        rf.RFScore(x, [0.1, 1.0], p=3, n_noise=2 ** 62, backend=backend)
+    with pytest.raises(ValueError, match=r"\bn_noise\b"):
+        rf.learning_curve(2, 2.0, [1.0], t=0.5, n_noise=[1, 2 ** 62], backend=backend)
+    assert rf.fit(x, 0.5, p=3, n_noise=math.inf, backend=backend).K.shape == (3, 3)  # m = inf draws nothing
 
 
 def test_size_bound_edges():
@@ -358,10 +358,10 @@ def test_size_bound_edges():
     n, d, p = 4, 2, 8
     top = (2 ** 62 - 1) // (n * p)
     _model.check_size(n, top, d, p)
-    with pytest.raises(ValueError, match=r"\bm\b.*2\*\*62"):
+    with pytest.raises(ValueError, match=r"\bn_noise\b.*2\*\*62"):
         _model.check_size(n, top + 1, d, p)
     _model.check_size(n, 2 ** 62 // (n * p) - 1, p, 1)
-    with pytest.raises(ValueError, match=r"\bm\b"):
+    with pytest.raises(ValueError, match=r"\bn_noise\b"):
         _model.check_size(n, 2 ** 62 // (n * p), p, 1)
     _model.check_size(n, math.inf, d, p)
 
@@ -380,7 +380,7 @@ def test_numba_kernel_rejects_wrapping_m():
 
 
 def test_dynamics_bad_lr():
-    model = rf.fit(_data(n=4, d=3), 0.5, 1, 3)
+    model = rf.fit(_data(n=4, d=3), 0.5, p=3, n_noise=1)
     with pytest.raises(ValueError, match="lr"):
         model.dynamics([1.0], lr=-1.0)
     with pytest.raises(ValueError, match="times"):
@@ -395,17 +395,17 @@ def test_reproduce_rf_curves_smoke(tmp_path, monkeypatch):
     from bigstep.reproduce import reproduce, rf_curves
 
     monkeypatch.setattr(rf_curves, "_QUICK", dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1))
-    report = reproduce("rf-curves", tmp_path, quick=True, progress=False)
+    report = reproduce("rf-curves", out=tmp_path, quick=True, progress=False)
     for name in ("rf_curves.csv", "rf_curves.png", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "rf_curves.csv")
-    assert {"p", "m", "test_loss", "train_loss", "regime"} <= set(df.columns)
+    assert {"p", "n_noise", "test_loss", "train_loss", "regime"} <= set(df.columns)
     assert "p = n m" in (tmp_path / "summary.md").read_text()
     # the verdict and each part against the claim's criteria recomputed from the CSV
     n = 4  # round(psi_n d)
-    med = df.groupby(["m", "p"]).test_loss.median()
+    med = df.groupby(["n_noise", "p"]).test_loss.median()
     curves = {m: med.loc[m] for m in (1.0, 4.0, 16.0, math.inf)}
     failed, ratio = _rf_claim_failures(curves, n)
     # this configuration (n = 4, 8 grid points, one seed) is too coarse for two parts; the
@@ -501,9 +501,9 @@ import bigstep
 from bigstep import rf
 backend = sys.argv[1]
 x = bigstep.gaussian_noise(0, (400, 20))
-rf.fit(x[:4], 0.5, 2, 8, backend=backend)  # imports, compilation, thread pools
+rf.fit(x[:4], 0.5, p=8, n_noise=2, backend=backend)  # imports, compilation, thread pools
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-model = rf.fit(x, 0.5, 60, 600, backend=backend)  # n m p = 1.4e7 doubles = 115 MB if materialised
+model = rf.fit(x, 0.5, p=600, n_noise=60, backend=backend)  # n M p = 1.4e7 doubles = 115 MB if materialised
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) / 1024.0)
 """
@@ -524,13 +524,13 @@ def test_gram_memory_does_not_grow_with_n_m(name):
 def test_learning_curve_along_training():
     """Curves at training times: time 0 is the zero score (test loss 1), a long gradient flow
     reaches the converged fit, and explicit-GD rows agree with RFModel.dynamics."""
-    kw = dict(t=0.5, lam=1e-2, rho="relu", seeds=[1])
-    final = rf.learning_curve(10, 1.0, [0.5, 2.0], [2], **kw)
-    flow = rf.learning_curve(10, 1.0, [0.5, 2.0], [2], times=[0.0, 1e3, 1e12], **kw)
-    assert len(flow) == 6 and set(flow.time) == {0.0, 1e3, 1e12}
-    np.testing.assert_allclose(flow[flow.time == 0].test_loss, 1.0)
-    np.testing.assert_allclose(flow[flow.time == 1e12].test_loss.to_numpy(), final.test_loss.to_numpy(), rtol=1e-6)
+    kw = dict(t=0.5, rho="relu", lam=1e-2, seed=[1])
+    final = rf.learning_curve(10, 1.0, [0.5, 2.0], n_noise=[2], **kw)
+    flow = rf.learning_curve(10, 1.0, [0.5, 2.0], n_noise=[2], train_times=[0.0, 1e3, 1e12], **kw)
+    assert len(flow) == 6 and set(flow.train_time) == {0.0, 1e3, 1e12}
+    np.testing.assert_allclose(flow[flow.train_time == 0].test_loss, 1.0)
+    np.testing.assert_allclose(flow[flow.train_time == 1e12].test_loss.to_numpy(), final.test_loss.to_numpy(), rtol=1e-6)
     x = bigstep.gaussian_noise(1, (10, 10), stream=12)
-    model = rf.fit(x, 0.5, 2, 20, "relu", 1e-2, 1)
-    gd = rf.learning_curve(10, 1.0, [2.0], [2], times=[5, 50], lr=20.0, **kw)
+    model = rf.fit(x, 0.5, p=20, n_noise=2, rho="relu", lam=1e-2, seed=1)
+    gd = rf.learning_curve(10, 1.0, [2.0], n_noise=[2], train_times=[5, 50], lr=20.0, **kw)
     np.testing.assert_allclose(gd.test_loss, model.dynamics([5, 50], lr=20.0)["test_loss"], rtol=1e-9)

@@ -8,6 +8,8 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
+import threading
 import types
 
 import numpy as np
@@ -20,8 +22,9 @@ from bigstep import _backend
 # control, and the benchmarks' and tests' utilities.
 _CORE_UTILITIES = {"available_isas", "compiler", "openmp_max_threads", "set_isa", "set_num_threads", "simd_level",
                    "exp_nonpos", "sampler_normals"}
-# Numba modules that are shared helpers, not families.
-_NUMBA_HELPERS = {"_fast_exp", "_intrinsics"}
+# Numba modules that are shared helpers, not families: jit intrinsics, and the jit loops
+# of bigstep.theory (tv: pure numerics with no other backend, called directly).
+_NUMBA_HELPERS = {"_fast_exp", "_intrinsics", "tv"}
 
 
 def param_names(fn) -> tuple:
@@ -184,3 +187,84 @@ def test_numba_families_importable():
     """Every Numba family module imports (compiles) cleanly."""
     for family in _backend.FAMILIES:
         importlib.import_module(f"bigstep._numba.{family}")
+
+
+def test_kernels_take_their_parameters_by_keyword():
+    """The namespace's parameter names are usable: every backend accepts the spec's names
+    as keywords (the Numba wrapper that aliases read-only inputs included)."""
+    names = _backend.FAMILIES["random"]["gaussian_noise"]
+    args = dict(zip(names, (7, 3, 5, 4, np.float64)))
+    want = bigstep.gaussian_noise(7, 4, stream=3, offset=5)
+    for backend in _backend.backends("random"):
+        got = _backend.kernels("random", backend).gaussian_noise(**args)
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_resolve_names_an_unknown_family():
+    with pytest.raises(ValueError, match="unknown kernel family 'nope'"):
+        _backend.resolve("auto", np.zeros(3), family="nope")
+
+
+@pytest.fixture
+def scratch_package(tmp_path, monkeypatch):
+    """A folder whose modules import as bigstep.<name> (appended to bigstep.__path__);
+    the registry's caches are restored afterwards."""
+    monkeypatch.setattr(bigstep, "__path__", [*bigstep.__path__, str(tmp_path)])
+    monkeypatch.setattr(_backend, "_modules", dict(_backend._modules))
+    monkeypatch.setattr(_backend, "_errors", dict(_backend._errors))
+    before = set(sys.modules)
+    _backend.kernels.cache_clear()
+    importlib.invalidate_caches()
+    yield tmp_path
+    _backend.kernels.cache_clear()
+    for name in set(sys.modules) - before:
+        if name.startswith("bigstep."):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def scratch_torch(scratch_package, monkeypatch):
+    """A stand-in for the torch backend's package (bigstep._scratch_torch, so a real
+    bigstep._torch changes nothing): write its __init__.py and family modules."""
+    pytest.importorskip("torch")
+    real = _backend._module_name
+    monkeypatch.setattr(_backend, "_module_name",
+                        lambda family, backend: f"_scratch_torch.{family}" if backend == "torch" else real(family, backend))
+    pkg = scratch_package / "_scratch_torch"
+    pkg.mkdir()
+    return pkg
+
+
+def test_a_module_backend_missing_a_kernel_is_not_listed(scratch_torch):
+    """A torch backend whose metrics module lacks a kernel is not listed for metrics, and
+    asking for it is a ValueError naming what is missing (not an AttributeError)."""
+    (scratch_torch / "__init__.py").write_text("")
+    (scratch_torch / "metrics.py").write_text("def nearest_neighbors(samples, train, k):\n    return None\n")
+    assert "torch" not in _backend.backends("metrics")
+    with pytest.raises(ValueError, match="'torch'"):
+        _backend.kernels("metrics", "torch")
+    # a Numba module that lacks a kernel (found, not imported, by backends): kernels names it
+    fake = types.ModuleType("bigstep._numba.metrics")
+    fake.nearest_neighbors = lambda samples, train, k: None
+    _backend._modules["_numba.metrics"] = fake
+    with pytest.raises(ValueError, match=r"'numba' lacks the metrics kernels gaussian_kernel_sum, mmd2"):
+        _backend.kernels("metrics", "numba")
+
+
+def test_a_backend_package_that_fails_to_import_is_not_listed(scratch_torch):
+    (scratch_torch / "__init__.py").write_text("raise ImportError('this torch is too old')\n")
+    assert "torch" not in _backend.backends("metrics")  # no exception escapes the listing
+    assert "cpp" in _backend.backends("metrics")
+
+
+def test_a_module_may_use_the_registry_while_it_is_imported(scratch_package):
+    """_load does not hold its lock across the import: a module that asks the registry for
+    something at import time (here the compiled module) loads instead of deadlocking."""
+    (scratch_package / "_probe_reentrant.py").write_text(
+        "from bigstep import _backend\nCORE = _backend.core()\n")
+    got = []
+    t = threading.Thread(target=lambda: got.append(_backend._load("_probe_reentrant")), daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "_load deadlocked on a module that calls the registry while imported"
+    assert got[0] is not None and got[0].CORE is _backend.core()

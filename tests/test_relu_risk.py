@@ -111,7 +111,7 @@ class Case:
         return self.w1.shape[0]
 
     def net(self):
-        return bigstep.ReLUNet1D(self.w1, self.w2, self.b)
+        return bigstep.ReLUNet1D(self.w1, self.b, self.w2)
 
     def args(self):
         return (self.x, self.mu, self.sigma)
@@ -213,7 +213,7 @@ COINCIDING = [k for k, c in CASES.items() if not c.separated]
 def _unported(name: str) -> str | None:
     """Why the backend has no relu_risk kernels yet (the C++ port lands later), or None."""
     try:
-        bigstep.dsm_risk(bigstep.ReLUNet1D([1.0], [1.0], [0.0]), [0.0], 1.0, 1.0, backend=name)
+        bigstep.dsm_risk(bigstep.ReLUNet1D([1.0], [0.0], [1.0]), [0.0], 1.0, 1.0, backend=name)
     except (AttributeError, NotImplementedError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -420,11 +420,11 @@ def test_risk_closed_forms(rb, sigma):
     +-50 on the right side): s = alpha y + beta there and
     R = (1/n) sum_i (alpha mu x_i + beta)^2 + (alpha sigma + 1/sigma)^2."""
     x, mu = X, 0.7
-    zero = bigstep.ReLUNet1D([1.0, -1.0, 2.0], [0.0, 0.0, 0.0], [0.1, 0.2, 0.3])
+    zero = bigstep.ReLUNet1D([1.0, -1.0, 2.0], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
     assert abs(bigstep.dsm_risk(zero, x, mu, sigma, backend=rb) - 1 / sigma**2) <= 4 * EPS / sigma**2
     w1, w2 = np.array([1.0, -1.0, 0.5]), np.array([0.7, -1.9, 2.4])
     b = -w1 * np.array([-50.0, 50.0, -50.0])
-    lin = bigstep.ReLUNet1D(w1, w2, b)
+    lin = bigstep.ReLUNet1D(w1, b, w2)
     m = 3
     alpha, beta = (w2 * w1).sum() / m, (w2 * b).sum() / m
     exact = np.mean((alpha * mu * x + beta) ** 2) + (alpha * sigma + 1 / sigma) ** 2
@@ -447,7 +447,7 @@ def test_gradient_against_differences_of_risk(rb, name, wrt):
     assert r == bigstep.dsm_risk(net, *c.args(), backend=rb)
     h = steps(c, wrt, GRAD_FD_ETA)
     coords = fd_coords(g.shape[0], k=8)  # the closed-form test checks every entry tightly
-    fd = rr.central_difference(lib_risk_fun(c, wrt, rb), net.theta(wrt), h, coords)
+    fd = rr.central_difference(lib_risk_fun(c, wrt, rb), net.theta(wrt=wrt), h, coords)
     bound = GRAD_FD_RTOL * np.abs(g).max() + GRAD_FD_ULPS * EPS * (abs(r) + 1 / c.sigma**2) / h[coords]
     check_close("gradient vs differences of the risk", g[coords], fd, bound, f"({name}, {wrt}, {rb})")
 
@@ -478,7 +478,7 @@ def test_hessian_against_differences_of_gradient(rb, name, wrt):
     P = (2 if wrt == "outer_bias" else 3) * c.m
     assert H.shape == (P, P) and H.dtype == np.float64
     coords = fd_coords(P)
-    fd = rr.central_difference(lib_grad_fun(c, wrt, rb), net.theta(wrt), steps(c, wrt, HESS_FD_ETA), coords)
+    fd = rr.central_difference(lib_grad_fun(c, wrt, rb), net.theta(wrt=wrt), steps(c, wrt, HESS_FD_ETA), coords)
     check_columns("Hessian vs differences of the gradient", H, coords, fd, HESS_FD_RTOL, HESS_FD_FLOOR,
                   f"({name}, {wrt}, {rb})")
 
@@ -502,7 +502,7 @@ def test_dirac_sign(rb, w1):
     x, mu, sigma = X, 0.9, 1e-2
     tau = mu * x[3] + 0.4 * sigma
     w1a, w2a, ba = np.array([w1]), np.array([1.7]), np.array([-w1 * tau])
-    net = bigstep.ReLUNet1D(w1a, w2a, ba)
+    net = bigstep.ReLUNet1D(w1a, ba, w2a)
     H = bigstep.dsm_risk_hessian(net, x, mu, sigma, backend=rb)
     h = 1e-4 * sigma * abs(w1)
     gp = bigstep.dsm_risk_grad(net.with_theta([1.7, ba[0] + h]), x, mu, sigma, backend=rb)[1][1]
@@ -524,7 +524,7 @@ def test_coinciding_kinks(rb, name, wrt):
     c = CASES[name]
     net = c.net()
     H = bigstep.dsm_risk_hessian(net, *c.args(), wrt=wrt, backend=rb)
-    th = net.theta(wrt)
+    th = net.theta(wrt=wrt)
     h = steps(c, wrt, COINCIDE_ETA)
     fd = rr.richardson_difference(lib_grad_fun(c, wrt, rb), th, h)
     check_matrix_rel("Hessian vs Richardson differences of the gradient", H, fd, COINCIDE_RTOL, HESS_FD_FLOOR,
@@ -569,7 +569,7 @@ def test_large_m_against_differences(rb, name, wrt):
     differences of the gradient, on 12 random coordinates each."""
     c = LARGE[name]
     net = c.net()
-    th = net.theta(wrt)
+    th = net.theta(wrt=wrt)
     coords = fd_coords(th.shape[0], k=12)
     r, g = bigstep.dsm_risk_grad(net, *c.args(), wrt=wrt, backend=rb)
     h = steps(c, wrt, GRAD_FD_ETA)
@@ -641,7 +641,7 @@ def test_is_linearly_stable(rb, name):
         assert lam > 0
         crit = 2.0 / (c.m * lam)
         for factor, stable in ((0.5, True), (0.999, True), (1.001, False), (4.0, False)):
-            got = bigstep.is_linearly_stable(net, *c.args(), factor * crit, wrt=wrt, backend=rb)
+            got = bigstep.is_linearly_stable(net, *c.args(), lr=factor * crit, wrt=wrt, backend=rb)
             assert got is stable, f"lr = {factor} * 2/(m lambda): {got} ({name}, {wrt})"
 
 
@@ -707,8 +707,8 @@ def test_tiny_inner_weight(rb, w1):
     """A neuron with |w1| so small that -b/w1 overflows is a kink at +-inf: no warning
     (warnings are errors here), and the same risk and gradient as w1 = 0 up to w1 * y."""
     x, mu, sigma = X, 0.8, 0.5
-    net = bigstep.ReLUNet1D([w1, 1.0], [0.7, -1.2], [1.0, 0.3])
-    zero = bigstep.ReLUNet1D([0.0, 1.0], [0.7, -1.2], [1.0, 0.3])
+    net = bigstep.ReLUNet1D([w1, 1.0], [1.0, 0.3], [0.7, -1.2])
+    zero = bigstep.ReLUNet1D([0.0, 1.0], [1.0, 0.3], [0.7, -1.2])
     assert np.isinf(net.kinks[0]) or np.isnan(net.kinks[0]) or abs(net.kinks[0]) > 1e250
     r, g = bigstep.dsm_risk_grad(net, x, mu, sigma, wrt="all", backend=rb)
     r0, g0 = bigstep.dsm_risk_grad(zero, x, mu, sigma, wrt="all", backend=rb)
@@ -728,8 +728,8 @@ def test_auto_backend_matches_named(rb):
 def test_float32_inputs_promoted(rb):
     c = CASES["real7"]
     w1, w2, b = (v.astype(np.float32) for v in (c.w1, c.w2, c.b))
-    net = bigstep.ReLUNet1D(w1, w2, b)
-    assert net.w1.dtype == np.float64 and net.w2.dtype == np.float64 and net.b.dtype == np.float64
+    net = bigstep.ReLUNet1D(w1, b, w2)
+    assert net.W1.dtype == np.float64 and net.W2.dtype == np.float64 and net.b1.dtype == np.float64
     x32 = c.x.astype(np.float32)
     r = bigstep.dsm_risk(net, x32, np.float32(c.mu), np.float32(c.sigma), backend=rb)
     r64 = rr.risk_quad(w1.astype(np.float64), w2.astype(np.float64), b.astype(np.float64),
@@ -761,8 +761,8 @@ def test_property_permutation_invariance(rb, net, sigma, rnd):
     w1, w2, b = net
     x = X[:8]
     perm = np.array(rnd.sample(range(len(w1)), len(w1)))
-    r, g = bigstep.dsm_risk_grad(bigstep.ReLUNet1D(w1, w2, b), x, 0.8, sigma, wrt="all", backend=rb)
-    rp, gp = bigstep.dsm_risk_grad(bigstep.ReLUNet1D(w1[perm], w2[perm], b[perm]), x, 0.8, sigma, wrt="all",
+    r, g = bigstep.dsm_risk_grad(bigstep.ReLUNet1D(w1, b, w2), x, 0.8, sigma, wrt="all", backend=rb)
+    rp, gp = bigstep.dsm_risk_grad(bigstep.ReLUNet1D(w1[perm], b[perm], w2[perm]), x, 0.8, sigma, wrt="all",
                                    backend=rb)
     m = len(w1)
     idx = np.concatenate([perm, perm + m, perm + 2 * m])
@@ -776,8 +776,8 @@ def test_property_positive_rescaling(rb, net, sigma, k):
     """relu is positively homogeneous: (k w1, w2 / k, k b) is the same function, same risk."""
     w1, w2, b = net
     x = X[:8]
-    r = bigstep.dsm_risk(bigstep.ReLUNet1D(w1, w2, b), x, 0.8, sigma, backend=rb)
-    rk = bigstep.dsm_risk(bigstep.ReLUNet1D(k * w1, w2 / k, k * b), x, 0.8, sigma, backend=rb)
+    r = bigstep.dsm_risk(bigstep.ReLUNet1D(w1, b, w2), x, 0.8, sigma, backend=rb)
+    rk = bigstep.dsm_risk(bigstep.ReLUNet1D(k * w1, k * b, w2 / k), x, 0.8, sigma, backend=rb)
     assert abs(r - rk) <= 1e-12 * (r + 1 / sigma**2)
 
 
@@ -787,7 +787,7 @@ def test_property_duplicated_data(rb, net, sigma):
     """The risk is a mean over the data: listing every point twice changes nothing."""
     w1, w2, b = net
     x = X[:6]
-    n = bigstep.ReLUNet1D(w1, w2, b)
+    n = bigstep.ReLUNet1D(w1, b, w2)
     r1 = bigstep.dsm_risk(n, x, 0.8, sigma, backend=rb)
     r2 = bigstep.dsm_risk(n, np.concatenate([x, x[::-1]]), 0.8, sigma, backend=rb)
     assert abs(r1 - r2) <= 1e-12 * (r1 + 1 / sigma**2)
@@ -798,23 +798,23 @@ def test_property_duplicated_data(rb, net, sigma):
 
 def test_net_is_immutable():
     w1, w2, b = np.array([1.0, -1.0]), np.array([0.5, 2.0]), np.array([0.1, -0.3])
-    net = bigstep.ReLUNet1D(w1, w2, b)
-    for arr in (net.w1, net.w2, net.b):
+    net = bigstep.ReLUNet1D(w1, b, w2)
+    for arr in (net.W1, net.W2, net.b1):
         assert arr.dtype == np.float64 and not arr.flags.writeable
         with pytest.raises(ValueError):
             arr[0] = 7.0
     with pytest.raises(AttributeError):
-        net.w1 = np.zeros(2)
+        net.W1 = np.zeros(2)
     with pytest.raises(AttributeError):
-        net.m = 5
+        net.width = 5
     w1[0], w2[0], b[0] = 9.0, 9.0, 9.0  # the net holds copies
-    assert net.w1[0] == 1.0 and net.w2[0] == 0.5 and net.b[0] == 0.1
+    assert net.W1[0] == 1.0 and net.W2[0] == 0.5 and net.b1[0] == 0.1
     new = net.with_theta([1.0, 2.0, 3.0, 4.0])
-    assert new is not net and net.w2.tolist() == [0.5, 2.0] and net.b.tolist() == [0.1, -0.3]
-    assert new.w2.tolist() == [1.0, 2.0] and new.b.tolist() == [3.0, 4.0] and new.w1.tolist() == [1.0, -1.0]
+    assert new is not net and net.W2.tolist() == [0.5, 2.0] and net.b1.tolist() == [0.1, -0.3]
+    assert new.W2.tolist() == [1.0, 2.0] and new.b1.tolist() == [3.0, 4.0] and new.W1.tolist() == [1.0, -1.0]
     th = net.theta()
     th[0] = 100.0  # a fresh array: changing it does not touch the net
-    assert net.w2[0] == 0.5
+    assert net.W2[0] == 0.5
 
 
 def test_net_call_matches_formula():
@@ -831,61 +831,61 @@ def test_net_call_matches_formula():
 
 
 def test_net_kinks_theta_and_m():
-    net = bigstep.ReLUNet1D([2.0, -0.5, 0.0], [1.0, 2.0, 3.0], [1.0, 1.0, 0.5])
+    net = bigstep.ReLUNet1D([2.0, -0.5, 0.0], [1.0, 1.0, 0.5], [1.0, 2.0, 3.0])
     k = net.kinks
     assert k.dtype == np.float64 and k.shape == (3,)
     assert k[0] == -0.5 and k[1] == 2.0 and np.isnan(k[2])
-    assert net.m == 3 and isinstance(net.m, int)
+    assert net.width == 3 and isinstance(net.width, int)
     np.testing.assert_array_equal(net.theta(), [1.0, 2.0, 3.0, 1.0, 1.0, 0.5])
-    np.testing.assert_array_equal(net.theta("outer_bias"), net.theta())
-    np.testing.assert_array_equal(net.theta("all"), [2.0, -0.5, 0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 0.5])
+    np.testing.assert_array_equal(net.theta(wrt="outer_bias"), net.theta())
+    np.testing.assert_array_equal(net.theta(wrt="all"), [2.0, -0.5, 0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 0.5])
     for wrt in WRTS:
-        back = net.with_theta(net.theta(wrt), wrt=wrt)
-        for a, b in ((back.w1, net.w1), (back.w2, net.w2), (back.b, net.b)):
+        back = net.with_theta(net.theta(wrt=wrt), wrt=wrt)
+        for a, b in ((back.W1, net.W1), (back.W2, net.W2), (back.b1, net.b1)):
             np.testing.assert_array_equal(a, b)
     moved = net.with_theta(np.arange(9.0), wrt="all")
-    np.testing.assert_array_equal(moved.w1, [0, 1, 2])
-    np.testing.assert_array_equal(moved.w2, [3, 4, 5])
-    np.testing.assert_array_equal(moved.b, [6, 7, 8])
+    np.testing.assert_array_equal(moved.W1, [0, 1, 2])
+    np.testing.assert_array_equal(moved.W2, [3, 4, 5])
+    np.testing.assert_array_equal(moved.b1, [6, 7, 8])
 
 
 def test_net_init():
-    a = bigstep.ReLUNet1D.init(64, seed=5)
-    b = bigstep.ReLUNet1D.init(64, seed=5)
-    c = bigstep.ReLUNet1D.init(64, seed=6)
-    for u, v in ((a.w1, b.w1), (a.w2, b.w2), (a.b, b.b)):
+    a = bigstep.ReLUNet1D.init(64, seed=5, inner="sign")
+    b = bigstep.ReLUNet1D.init(64, seed=5, inner="sign")
+    c = bigstep.ReLUNet1D.init(64, seed=6, inner="sign")
+    for u, v in ((a.W1, b.W1), (a.W2, b.W2), (a.b1, b.b1)):
         np.testing.assert_array_equal(u, v)
-    assert not np.array_equal(a.w2, c.w2)
-    assert a.m == 64
-    assert set(np.unique(a.w1).tolist()) == {-1.0, 1.0}
-    np.testing.assert_array_equal(a.b, np.zeros(64))
-    biased = bigstep.ReLUNet1D.init(8, seed=1, bias=0.25)
-    np.testing.assert_array_equal(biased.b, np.full(8, 0.25))
+    assert not np.array_equal(a.W2, c.W2)
+    assert a.width == 64
+    assert set(np.unique(a.W1).tolist()) == {-1.0, 1.0}
+    np.testing.assert_array_equal(a.b1, np.zeros(64))
+    biased = bigstep.ReLUNet1D.init(8, seed=1, bias=0.25, inner="sign")
+    np.testing.assert_array_equal(biased.b1, np.full(8, 0.25))
     sign = bigstep.ReLUNet1D.init(4000, seed=3, inner="sign")
-    frac = float(np.mean(sign.w1 > 0))
+    frac = float(np.mean(sign.W1 > 0))
     assert abs(frac - 0.5) <= 5 * 0.5 / math.sqrt(4000)
     from scipy import stats
 
     g = bigstep.ReLUNet1D.init(4000, seed=3, inner="gaussian")
-    assert stats.kstest(g.w1, "norm").pvalue > 1e-6
-    assert stats.kstest(g.w2, "norm").pvalue > 1e-6
+    assert stats.kstest(g.W1, "norm").pvalue > 1e-6
+    assert stats.kstest(g.W2, "norm").pvalue > 1e-6
     g2 = bigstep.ReLUNet1D.init(4000, seed=3, inner="gaussian")
-    np.testing.assert_array_equal(g.w1, g2.w1)
+    np.testing.assert_array_equal(g.W1, g2.W1)
 
 
 # ============================================================== bad input
 
-_NET = bigstep.ReLUNet1D([1.0, -1.0], [0.5, 0.5], [0.0, 0.2])
+_NET = bigstep.ReLUNet1D([1.0, -1.0], [0.0, 0.2], [0.5, 0.5])
 
 
 @pytest.mark.parametrize("args, exc, match", [
-    (([1.0, 2.0], [1.0], [0.0, 0.0]), ValueError, "w2"),
-    (([1.0, 2.0], [1.0, 2.0], [0.0]), ValueError, "b"),
-    (([], [], []), ValueError, "w1"),
-    (([[1.0, 2.0]], [[1.0, 2.0]], [[0.0, 0.0]]), ValueError, "w1"),
-    (([1.0, np.nan], [1.0, 2.0], [0.0, 0.0]), ValueError, "w1"),
-    (([1.0, 2.0], [1.0, np.inf], [0.0, 0.0]), ValueError, "w2"),
-    (([1.0, 2.0], [1.0, 2.0], [np.nan, 0.0]), ValueError, "b"),
+    (([1.0, 2.0], [0.0, 0.0], [1.0]), ValueError, "W2"),
+    (([1.0, 2.0], [0.0], [1.0, 2.0]), ValueError, "b1"),
+    (([], [], []), ValueError, "W1"),
+    (([[1.0, 2.0]], [[0.0, 0.0]], [[1.0, 2.0]]), ValueError, "W1"),
+    (([1.0, np.nan], [0.0, 0.0], [1.0, 2.0]), ValueError, "W1"),
+    (([1.0, 2.0], [0.0, 0.0], [1.0, np.inf]), ValueError, "W2"),
+    (([1.0, 2.0], [np.nan, 0.0], [1.0, 2.0]), ValueError, "b1"),
 ])
 def test_net_bad_arguments(args, exc, match):
     with pytest.raises(exc, match=match):
@@ -893,11 +893,11 @@ def test_net_bad_arguments(args, exc, match):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(m=0, seed=0), ValueError, "m"),
-    (dict(m=-3, seed=0), ValueError, "m"),
-    (dict(m=2.5, seed=0), TypeError, "m"),
-    (dict(m=4, seed=0, inner="uniform"), ValueError, "inner"),
-    (dict(m=4, seed=-1), ValueError, "seed"),
+    (dict(width=0, seed=0), ValueError, "width"),
+    (dict(width=-3, seed=0), ValueError, "width"),
+    (dict(width=2.5, seed=0), TypeError, "width"),
+    (dict(width=4, seed=0, inner="uniform"), ValueError, "inner"),
+    (dict(width=4, seed=-1), ValueError, "seed"),
 ])
 def test_init_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -910,7 +910,7 @@ def test_with_theta_and_theta_bad_arguments():
     with pytest.raises(ValueError, match="theta"):
         _NET.with_theta(np.zeros(4), wrt="all")
     with pytest.raises(ValueError, match="wrt"):
-        _NET.theta("inner")
+        _NET.theta(wrt="inner")
     with pytest.raises(ValueError, match="wrt"):
         _NET.with_theta(np.zeros(4), wrt="w2")
 
@@ -932,8 +932,8 @@ def test_with_theta_and_theta_bad_arguments():
     (lambda b: bigstep.dsm_risk_hvp(_NET, X, 0.8, 0.5, np.ones(4), wrt="all", backend=b), ValueError, "v"),
     (lambda b: bigstep.sharpness(_NET, X, 0.8, 0.5, method="power", backend=b), ValueError, "method"),
     (lambda b: bigstep.sharpness(_NET, X, 0.8, 0.5, wrt="x", backend=b), ValueError, "wrt"),
-    (lambda b: bigstep.is_linearly_stable(_NET, X, 0.8, 0.5, 0.0, backend=b), ValueError, "lr"),
-    (lambda b: bigstep.is_linearly_stable(_NET, X, 0.8, 0.5, -1.0, backend=b), ValueError, "lr"),
+    (lambda b: bigstep.is_linearly_stable(_NET, X, 0.8, 0.5, lr=0.0, backend=b), ValueError, "lr"),
+    (lambda b: bigstep.is_linearly_stable(_NET, X, 0.8, 0.5, lr=-1.0, backend=b), ValueError, "lr"),
     (lambda b: bigstep.sharpness(_NET, X, 0.8, -1.0, backend=b), ValueError, "sigma"),
 ])
 def test_bad_arguments(rb, call, exc, match):
@@ -945,3 +945,98 @@ def test_bad_arguments(rb, call, exc, match):
 def test_unknown_backend(value):
     with pytest.raises((ValueError, TypeError), match="backend"):
         bigstep.dsm_risk(_NET, X, 0.8, 0.5, backend=value)
+
+
+# ============================================================== DSMRisk, the prepared object
+
+
+@pytest.mark.parametrize("wrt", ["outer_bias", "all"])
+def test_prepared_risk_is_the_functions(rb, wrt):
+    """DSMRisk gives what the one-call functions give (they are built on it), and its
+    LinearOperator multiplies by the exact Hessian: scipy's eigsh on it finds sharpness."""
+    net = bigstep.ReLUNet1D.init(12, seed=4, bias=0.3)
+    mu, sigma = 0.8, 0.4
+    ev = bigstep.DSMRisk(X, mu, sigma, wrt=wrt, backend=rb)
+    assert ev.risk(net) == bigstep.dsm_risk(net, X, mu, sigma, backend=rb)
+    r, g = bigstep.dsm_risk_grad(net, X, mu, sigma, wrt=wrt, backend=rb)
+    np.testing.assert_array_equal(ev.grad(net), g)
+    H = bigstep.dsm_risk_hessian(net, X, mu, sigma, wrt=wrt, backend=rb)
+    np.testing.assert_array_equal(ev.hessian(net), H)
+    v = np.linspace(-1.0, 1.0, H.shape[0])
+    np.testing.assert_array_equal(ev.hvp(net, v), bigstep.dsm_risk_hvp(net, X, mu, sigma, v, wrt=wrt, backend=rb))
+    assert ev.sharpness(net) == bigstep.sharpness(net, X, mu, sigma, wrt=wrt, backend=rb)
+    assert ev.excess_risk(net) == pytest.approx(bigstep.excess_risk(net, X, mu, sigma, backend=rb), rel=1e-14)
+    op = ev.operator(net)
+    assert isinstance(op, LinearOperator) and op.shape == H.shape and ev.n_params(net) == H.shape[0]
+    np.testing.assert_allclose(op @ v, H @ v, rtol=1e-12, atol=1e-12 * np.abs(H).max())
+    top = float(eigsh(op, k=1, which="LA", tol=1e-12, return_eigenvectors=False)[0])
+    assert top == pytest.approx(ev.sharpness(net), rel=1e-9)
+
+
+def test_prepared_risk_builds_each_network_once(monkeypatch):
+    """The O(n m) state is built once per network and reused by risk, gradient, HVPs,
+    Hessian and sharpness; R_n(s*) once per object."""
+    import importlib
+
+    from bigstep import relu_risk
+
+    opt_mod = importlib.import_module("bigstep.optimal_risk")
+
+    builds, optimal = [], []
+    real_exact, real_opt = relu_risk._Exact, opt_mod.optimal_risk
+    monkeypatch.setattr(relu_risk, "_Exact", lambda *a: builds.append(1) or real_exact(*a))
+    monkeypatch.setattr(opt_mod, "optimal_risk", lambda *a: optimal.append(1) or real_opt(*a))
+    ev = bigstep.DSMRisk(X, 0.8, 0.4)
+    a, b = bigstep.ReLUNet1D.init(6, seed=1), bigstep.ReLUNet1D.init(6, seed=2)
+    for _ in range(3):
+        ev.risk(a), ev.grad(a), ev.hvp(a, np.ones(12)), ev.hessian(a), ev.sharpness(a), ev.excess_risk(a)
+    assert len(builds) == 1
+    ev.risk(b), ev.excess_risk(b)
+    assert len(builds) == 2 and len(optimal) == 1
+
+
+def test_train_records_reuse_one_prepared_risk(monkeypatch):
+    """train_sgd's records build one exact state per network and record (risk, excess risk
+    and sharpness share it) and compute R_n(s*) once per run."""
+    pytest.importorskip("pandas")
+    import importlib
+
+    from bigstep import relu_risk
+
+    opt_mod = importlib.import_module("bigstep.optimal_risk")
+
+    builds, optimal = [], []
+    real_exact, real_opt = relu_risk._Exact, opt_mod.optimal_risk
+    monkeypatch.setattr(relu_risk, "_Exact", lambda *a: builds.append(1) or real_exact(*a))
+    monkeypatch.setattr(opt_mod, "optimal_risk", lambda *a: optimal.append(1) or real_opt(*a))
+    res = bigstep.train_sgd(X, 0.8, 0.4, lr=[0.1, 0.01], seed=[0, 1], steps=20, width=8, record_every=5)
+    records = len(res.history)
+    assert records == 4 * 5 and len(builds) == records and len(optimal) == 1
+    np.testing.assert_allclose(res.history["excess_risk"], res.history["risk"] - bigstep.optimal_risk(X, 0.8, 0.4),
+                               rtol=1e-12)
+
+
+def test_prepared_risk_returns_the_callers_array_type():
+    torch = pytest.importorskip("torch")
+    net = bigstep.ReLUNet1D.init(5, seed=0)
+    ev = bigstep.DSMRisk(torch.from_numpy(X), 0.8, 0.4)
+    g, H = ev.grad(net), ev.hessian(net)
+    assert isinstance(g, torch.Tensor) and isinstance(H, torch.Tensor) and g.dtype == torch.float64
+    np.testing.assert_array_equal(g.numpy(), bigstep.DSMRisk(X, 0.8, 0.4).grad(net))
+    hv = bigstep.DSMRisk(X, 0.8, 0.4).hvp(net, torch.ones(10, dtype=torch.float64))
+    assert isinstance(hv, torch.Tensor)
+    assert isinstance(ev.risk(net), float)
+
+
+def test_prepared_risk_bad_arguments():
+    with pytest.raises(ValueError, match="wrt"):
+        bigstep.DSMRisk(X, 0.8, 0.4, wrt="inner")
+    with pytest.raises(ValueError, match="sigma"):
+        bigstep.DSMRisk(X, 0.8, -0.4)
+    ev = bigstep.DSMRisk(X, 0.8, 0.4)
+    with pytest.raises(TypeError, match="net"):
+        ev.risk("net")
+    with pytest.raises(ValueError, match="v"):
+        ev.hvp(_NET, np.ones(3))
+    with pytest.raises(ValueError, match="method"):
+        ev.sharpness(_NET, method="power")

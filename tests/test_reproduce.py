@@ -37,6 +37,8 @@ TINY = {
                  step_scale_high=0.01, sims_high=2, width_high=8, n_mc_high=4, lrs_diff=[1.0, 0.25],
                  steps_diff=10.0, sims_diff=2, width_diff=8, batch_diff=32, n_mc_diff=4),
     "rf-curves": dict(d=8, psi_n=0.5, n_psi=8, span=2.0, seeds=1),
+    "rf-phase": dict(n_grid=12, psi_min=0.1, psi_max=10.0, d=8, seeds=1, overlay_psi_n=(0.5, 2.0),
+                     overlay_psi_p=(0.5, 2.0)),
 }
 PAPER_FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5")
 
@@ -52,7 +54,7 @@ def test_each_reproduction_writes_data_plot_and_summary(figure, tmp_path, monkey
     if figure not in TINY:
         pytest.skip(f"{figure}: no tiny settings here")
     _tiny(monkeypatch, figure)
-    report = reproduce(figure, tmp_path / figure, quick=True, seed=3, progress=False)
+    report = reproduce(figure, out=tmp_path / figure, quick=True, seed=3, progress=False)
     files = [p for p in report.files]
     assert any(f.endswith(".csv") for f in files) and any(f.endswith(".png") for f in files)
     for f in files:
@@ -124,8 +126,8 @@ def test_bad_arguments():
 
 def test_same_seed_same_data(tmp_path, monkeypatch):
     _tiny(monkeypatch, "fig1")
-    a = pd.read_csv(reproduce("fig1", tmp_path / "a", seed=5, progress=False).files[0])
-    b = pd.read_csv(reproduce("fig1", tmp_path / "b", seed=5, progress=False).files[0])
+    a = pd.read_csv(reproduce("fig1", out=tmp_path / "a", seed=5, progress=False).files[0])
+    b = pd.read_csv(reproduce("fig1", out=tmp_path / "b", seed=5, progress=False).files[0])
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -150,10 +152,10 @@ def test_numba_backend_runs_every_cpu_kernel_on_numba(tmp_path, monkeypatch):
         return real(out, **kw)
 
     monkeypatch.setattr(fig1, "run", spy)
-    numba_csv = pd.read_csv(reproduce("fig1", tmp_path / "n", seed=4, progress=False, backend="numba").files[0])
+    numba_csv = pd.read_csv(reproduce("fig1", out=tmp_path / "n", seed=4, progress=False, backend="numba").files[0])
     assert seen == ["numba"] and _backend.resolve("auto") in ("cpp", "numba")
     if _backend.why_unavailable("cpp") is None:
-        cpp_csv = pd.read_csv(reproduce("fig1", tmp_path / "c", seed=4, progress=False, backend="cpp").files[0])
+        cpp_csv = pd.read_csv(reproduce("fig1", out=tmp_path / "c", seed=4, progress=False, backend="cpp").files[0])
         assert seen == ["numba", "cpp"]
         np.testing.assert_allclose(numba_csv["excess_risk"], cpp_csv["excess_risk"], rtol=1e-6)
 
@@ -168,13 +170,61 @@ def test_d_dimensional_figures_need_no_torch(tmp_path):
             "    mod = importlib.import_module('bigstep.reproduce.' + fig)\n"
             "    mod.settings_for = lambda *q, cfg=cfg: {k: ({float(a): b for a, b in v.items()} if isinstance(v, dict)"
             " else v) for k, v in cfg.items()}\n"
-            f"    r = reproduce(fig, r'{tmp_path}/' + fig, quick=True, seed=1, progress=False)\n"
+            f"    r = reproduce(fig, out=r'{tmp_path}/' + fig, quick=True, seed=1, progress=False)\n"
             "    print(fig, r.verdict, len(r.comparisons))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert all(f"{fig} " in out.stdout for fig in ("fig3", "fig4", "fig5"))
     frame = pd.read_csv(tmp_path / "fig5" / "fig5_sharpness.csv")
     assert set(frame["panel"]) == {"d = 1", "d = 10", "diffusion (d = 2)"}
+
+
+def test_parallel_jobs_keep_the_callers_thread_setting(tmp_path, monkeypatch, restore_threads):
+    """map_jobs runs each job on one thread and then gives back the caller's setting (it
+    used to leave os.cpu_count() behind), also across a whole reproduction."""
+    import os
+
+    import bigstep
+    from bigstep.reproduce._parallel import map_jobs
+
+    bigstep.set_num_threads((os.cpu_count() or 1) + 1)
+    mine = bigstep.get_num_threads()
+    inside = map_jobs(lambda job: bigstep.get_num_threads(), list(range(4)), workers=2)
+    assert inside == [1, 1, 1, 1] and bigstep.get_num_threads() == mine
+    _tiny(monkeypatch, "fig1")
+    reproduce("fig1", out=tmp_path, seed=1, progress=False)
+    assert bigstep.get_num_threads() == mine
+
+
+def test_fig4_sample_sets_use_disjoint_seeds(tmp_path, monkeypatch):
+    """Every sample set of a fig4 run (and each set's reference and learned samplers) has
+    its own seed: sets that shared one would share X_0 and the Brownian increments."""
+    from types import SimpleNamespace
+
+    import bigstep.training
+    from bigstep.reproduce import fig4
+    from bigstep.scores import EmpiricalScore
+
+    full = fig4.settings_for(False)
+    seeds = [s for sim in range(full["sims"]) for k in range(full["sets"])
+             for s in fig4.set_seeds(7, sim, k, full["sets"])]
+    assert len(set(seeds)) == len(seeds) == 2 * full["sims"] * full["sets"]
+
+    # the seeds a run really passes to the samplers (training replaced by s*)
+    monkeypatch.setattr(fig4, "settings_for", lambda quick: dict(dims=(2, 3), steps=1, sims=2, sets=3, width=8,
+                                                                 batch=8, samples=40, dtype="float64"))
+    monkeypatch.setattr(bigstep.training, "train_diffusion",
+                        lambda x, **kw: SimpleNamespace(diverged=np.zeros(1, bool), score=EmpiricalScore(x)))
+    used = {}
+    for name in ("reference_samples", "sample_learned"):
+        def record(*args, _name=name, _fn=getattr(fig4, name)):
+            used.setdefault(args[-2] if _name == "sample_learned" else args[0].shape[1], []).append(args[-1])
+            return _fn(*args)
+
+        monkeypatch.setattr(fig4, name, record)
+    reproduce("fig4", out=tmp_path, quick=True, seed=7, progress=False)
+    for d in (2, 3):
+        assert len(used[d]) == 2 * 2 * 3 and len(set(used[d])) == len(used[d])
 
 
 # ------------------------------------------------------------------ statistics
@@ -358,7 +408,7 @@ def test_panels_run_a_part_of_a_figure(tmp_path, monkeypatch):
     from bigstep.cli import main
 
     _tiny(monkeypatch, "fig2")
-    report = reproduce("fig2", tmp_path / "a", seed=1, progress=False, panels="d=1")
+    report = reproduce("fig2", out=tmp_path / "a", seed=1, progress=False, panels="d=1")
     frame = pd.read_csv(report.files[0])
     assert set(frame["d"]) == {1} and all(c.name.startswith("d = 1") for c in report.comparisons)
     assert any("only the panel(s) d=1 ran" in line for line in report.lines)
@@ -367,6 +417,6 @@ def test_panels_run_a_part_of_a_figure(tmp_path, monkeypatch):
                  "--no-progress"]) == 0
     assert set(pd.read_csv(tmp_path / "b" / "fig5_sharpness.csv")["panel"]) == {"d = 1", "diffusion (d = 2)"}
     with pytest.raises(ValueError, match="panels"):
-        reproduce("fig2", tmp_path / "c", panels=["d=3"])
+        reproduce("fig2", out=tmp_path / "c", panels=["d=3"])
     with pytest.raises(ValueError, match="panels"):
-        reproduce("fig1", tmp_path / "c", panels=["d=1"])
+        reproduce("fig1", out=tmp_path / "c", panels=["d=1"])

@@ -24,13 +24,13 @@ import bigstep
 import bigstep.training.sgd1d as sgd_mod
 from bigstep import gaussian_noise, uniform
 
-MU, SIGMA = (float(v) for v in bigstep.ou_schedule(0.05))
+MU, SIGMA = (float(v) for v in bigstep.noise_schedule(0.05))
 X = np.random.default_rng(0).standard_normal(20)
 
 
 def reference_sgd(x, mu, sigma, net, lr, seed, steps, batch, train_inner, clip=None):
     """Plain numpy SGD, the update of docs/design.md section 2 with the trainer's draws."""
-    w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
+    w1, w2, b = net.W1.copy(), net.W2.copy(), net.b1.copy()
     m, n = w1.shape[0], x.shape[0]
     u = uniform(seed, (steps, batch), stream=3)
     z = gaussian_noise(seed, (steps, batch, 1), stream=4)[:, :, 0]
@@ -52,7 +52,7 @@ def reference_sgd(x, mu, sigma, net, lr, seed, steps, batch, train_inner, clip=N
 
 def params(res, k):
     net = res.networks[k]
-    return net.w1, net.w2, net.b
+    return net.W1, net.W2, net.b1
 
 
 # ------------------------------------------------------------------ exactness
@@ -62,24 +62,24 @@ def params(res, k):
                                                 ("gaussian", 0.3, 7, 40)])
 def test_matches_numpy_reference(backend, inner, clip, batch, m):
     lrs, seeds = [0.2, 0.05], [3, 11]
-    res = bigstep.train_sgd(X, MU, SIGMA, lr=lrs, seed=seeds, steps=20, batch_size=batch, m=m, inner=inner,
+    res = bigstep.train_sgd(X, MU, SIGMA, lr=lrs, seed=seeds, steps=20, batch_size=batch, width=m, inner=inner,
                             bias=0.1, clip=clip, record=("loss",), backend=backend)
     train_inner = inner == "gaussian"
     for k in range(4):
         lr, seed = lrs[k // 2], seeds[k % 2]
         assert res.lr[k] == lr and res.seed[k] == seed
-        init = bigstep.ReLUNet1D.init(m, seed, inner, 0.1)
+        init = bigstep.ReLUNet1D.init(m, seed, inner=inner, bias=0.1)
         ref = reference_sgd(X, MU, SIGMA, init, lr, seed, 20, batch, train_inner, clip)
         for got, want in zip(params(res, k), ref):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
         if not train_inner:
-            assert np.array_equal(res.networks[k].w1, init.w1)
+            assert np.array_equal(res.networks[k].W1, init.W1)
         if clip is not None:
-            assert np.abs(res.networks[k].w2).max() <= clip
+            assert np.abs(res.networks[k].W2).max() <= clip
 
 
 def test_batched_equals_one_at_a_time(backend):
-    kw = dict(steps=60, m=24, inner="gaussian", record=("loss",), record_every=20, backend=backend)
+    kw = dict(steps=60, width=24, inner="gaussian", record=("loss",), record_every=20, backend=backend)
     lrs, seeds = [0.3, 0.07], [5, 6, 7]
     res = bigstep.train_sgd(X, MU, SIGMA, lr=lrs, seed=seeds, **kw)
     for k in range(6):
@@ -91,7 +91,7 @@ def test_batched_equals_one_at_a_time(backend):
 
 
 def test_same_bits_whatever_the_chunking_and_threads(backend, monkeypatch, restore_threads):
-    kw = dict(lr=[0.2, 0.05], seed=[1, 2], steps=45, m=19, inner="gaussian", record=("loss",), backend=backend)
+    kw = dict(lr=[0.2, 0.05], seed=[1, 2], steps=45, width=19, inner="gaussian", record=("loss",), backend=backend)
     base = bigstep.train_sgd(X, MU, SIGMA, record_every=45, **kw)
     other = bigstep.train_sgd(X, MU, SIGMA, record_every=7, **kw)  # kernel calls cut at other steps
 
@@ -112,7 +112,7 @@ def test_same_bits_whatever_the_chunking_and_threads(backend, monkeypatch, resto
 
 
 def test_backends_agree(backend):
-    kw = dict(lr=[0.3, 0.02], seed=[4, 9], steps=50, m=45, inner="gaussian", record=("loss",), bias=0.05)
+    kw = dict(lr=[0.3, 0.02], seed=[4, 9], steps=50, width=45, inner="gaussian", record=("loss",), bias=0.05)
     got = bigstep.train_sgd(X, MU, SIGMA, backend=backend, **kw)
     want = bigstep.train_sgd(X, MU, SIGMA, backend="numba", **kw)
     for k in range(4):
@@ -124,7 +124,7 @@ def test_backends_agree(backend):
 
 
 def test_train_gd_decreases_the_exact_risk(backend):
-    res = bigstep.train_gd(X, MU, SIGMA, lr=0.01, seed=[0, 1], steps=40, m=30, inner="sign", bias=0.2,
+    res = bigstep.train_gd(X, MU, SIGMA, lr=0.01, seed=[0, 1], steps=40, width=30, inner="sign", bias=0.2,
                            record=("risk", "loss"), record_every=1, backend=backend)
     for k in range(2):
         risk = res.history[res.history.network == k]["risk"].to_numpy()
@@ -134,8 +134,8 @@ def test_train_gd_decreases_the_exact_risk(backend):
         net = res.networks[k]
         assert risk[-1] == pytest.approx(bigstep.dsm_risk(net, X, MU, SIGMA), rel=1e-14)
     # the GD step is theta - m lr grad R_n
-    net0 = bigstep.ReLUNet1D.init(30, 0, "sign", 0.2)
-    one = bigstep.train_gd(X, MU, SIGMA, lr=0.01, seed=0, steps=1, m=30, inner="sign", bias=0.2, record=(),
+    net0 = bigstep.ReLUNet1D.init(30, 0, inner="sign", bias=0.2)
+    one = bigstep.train_gd(X, MU, SIGMA, lr=0.01, seed=0, steps=1, width=30, inner="sign", bias=0.2, record=(),
                            backend=backend)
     _, g = bigstep.dsm_risk_grad(net0, X, MU, SIGMA)
     np.testing.assert_allclose(one.networks[0].theta(), net0.theta() - 30 * 0.01 * g, rtol=1e-13, atol=1e-15)
@@ -148,12 +148,12 @@ def test_divergence_is_marked_and_contained(backend):
     # at lr = 0.5 here: its neurons die and s collapses to 0; see the report.)
     x = 5.0 * X
     bias = np.random.default_rng(1).normal(0.0, 0.5, 50)
-    res = bigstep.train_sgd(x, MU, SIGMA, lr=[0.5, 0.005], seed=[0, 1], steps=200, m=50, inner="gaussian",
+    res = bigstep.train_sgd(x, MU, SIGMA, lr=[0.5, 0.005], seed=[0, 1], steps=200, width=50, inner="gaussian",
                             bias=bias, record=("loss", "risk"), record_every=50, backend=backend)
     assert res.diverged.tolist() == [True, True, False, False]
     assert (res.diverged_step[:2] >= 1).all() and (res.diverged_step[2:] == -1).all()
     for net in res.networks:
-        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e8 for a in (net.w1, net.w2, net.b))
+        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e8 for a in (net.W1, net.W2, net.b1))
     h = res.history
     for k in range(2):
         rows = h[h.network == k]
@@ -164,7 +164,7 @@ def test_divergence_is_marked_and_contained(backend):
     # the stopped networks keep the parameters before the refused step
     k = 0
     d = int(res.diverged_step[k])
-    again = bigstep.train_sgd(x, MU, SIGMA, lr=0.5, seed=0, steps=d, m=50, inner="gaussian", bias=bias,
+    again = bigstep.train_sgd(x, MU, SIGMA, lr=0.5, seed=0, steps=d, width=50, inner="gaussian", bias=bias,
                               record=(), backend=backend)
     assert not again.diverged[0]
     for a, b in zip(params(res, k), params(again, 0)):
@@ -181,7 +181,7 @@ def test_large_learning_rate_has_larger_excess_risk(backend):
     x = np.random.default_rng(1).standard_normal(20)
     means = []
     for lr, n_steps in zip((0.5, 0.05), steps):
-        res = bigstep.train_sgd(x, MU, SIGMA, lr=lr, seed=list(range(6)), steps=n_steps, m=100,
+        res = bigstep.train_sgd(x, MU, SIGMA, lr=lr, seed=list(range(6)), steps=n_steps, width=100,
                                 record=("excess_risk",), record_every=n_steps, backend=backend)
         final = res.to_frame()
         kept = final[~final.diverged]
@@ -199,7 +199,7 @@ def test_final_sharpness_respects_linear_stability(backend):
     # 6 other seeds; at lr = 0.5 the mid-run values swing up to ~3, so a larger rate would
     # need a run long enough to settle.
     eta, m, steps = 0.1, 100, 3000 if backend != "numba" else 1500
-    res = bigstep.train_sgd(X, MU, SIGMA, lr=eta, seed=[0, 1], steps=steps, m=m,
+    res = bigstep.train_sgd(X, MU, SIGMA, lr=eta, seed=[0, 1], steps=steps, width=m,
                             record=("sharpness", "risk"), record_every=steps // 2, backend=backend)
     h = res.history
     for k in range(2):
@@ -213,7 +213,7 @@ def test_final_sharpness_respects_linear_stability(backend):
 
 
 def test_history_frame():
-    res = bigstep.train_sgd(X, MU, SIGMA, lr=[0.1, 0.01], seed=[0, 1, 2], steps=25, m=10, record_every=10,
+    res = bigstep.train_sgd(X, MU, SIGMA, lr=[0.1, 0.01], seed=[0, 1, 2], steps=25, width=10, record_every=10,
                             record=("loss", "risk", "excess_risk", "sharpness"))
     h = res.history
     assert list(h.columns) == ["network", "lr", "seed", "step", "loss", "risk", "excess_risk", "sharpness",
@@ -230,27 +230,27 @@ def test_history_frame():
     assert not h["diverged"].any()
     summary = res.to_frame()
     assert len(summary) == 6 and summary["step"].tolist() == [25] * 6
-    only = bigstep.train_sgd(X, MU, SIGMA, lr=0.1, steps=5, m=4, inner="sign", record=("risk",))
+    only = bigstep.train_sgd(X, MU, SIGMA, lr=0.1, steps=5, width=4, inner="sign", record=("risk",))
     assert only.history["loss"].isna().all() and only.history["sharpness"].isna().all()
     assert only.history["step"].tolist() == [0, 1, 2, 3, 4, 5]  # record_every = max(1, steps // 100)
 
 
 def test_init_and_common_random_numbers():
-    start = bigstep.ReLUNet1D.init(12, 3, "gaussian", 0.0)
-    a = bigstep.train_sgd(X, MU, SIGMA, lr=0.1, seed=3, steps=10, m=12, record=())
+    start = bigstep.ReLUNet1D.init(12, 3, inner="gaussian", bias=0.0)
+    a = bigstep.train_sgd(X, MU, SIGMA, lr=0.1, seed=3, steps=10, width=12, record=())
     b = bigstep.train_sgd(X, MU, SIGMA, lr=0.1, seed=3, steps=10, init=start, record=())
-    assert np.array_equal(a.networks[0].w2, b.networks[0].w2)
+    assert np.array_equal(a.networks[0].W2, b.networks[0].W2)
     two = bigstep.train_sgd(X, MU, SIGMA, lr=[0.1, 0.2], seed=3, steps=10, init=[start], record=())
-    assert np.array_equal(two.networks[0].w2, a.networks[0].w2)
+    assert np.array_equal(two.networks[0].W2, a.networks[0].W2)
 
 
 @pytest.mark.parametrize("train", [bigstep.train_sgd, bigstep.train_gd])
 def test_zero_steps_returns_the_initial_networks(train):
     """steps=0 means no training (as train_dsm / train_diffusion): the start, one record at step 0."""
-    res = train(X, MU, SIGMA, lr=[0.1, 0.2], seed=[3, 4], steps=0, m=12, bias=0.1, record=("loss", "risk"))
+    res = train(X, MU, SIGMA, lr=[0.1, 0.2], seed=[3, 4], steps=0, width=12, bias=0.1, record=("loss", "risk"))
     for k, s in enumerate([3, 4, 3, 4]):
-        start = bigstep.ReLUNet1D.init(12, s, "gaussian", 0.1)
-        for mine, ref in zip(params(res, k), (start.w1, start.w2, start.b)):
+        start = bigstep.ReLUNet1D.init(12, s, inner="gaussian", bias=0.1)
+        for mine, ref in zip(params(res, k), (start.W1, start.W2, start.b1)):
             np.testing.assert_array_equal(mine, ref)
     h = res.history
     assert h.step.tolist() == [0, 0, 0, 0] and np.isnan(h.loss).all() and np.isfinite(h.risk).all()
@@ -259,7 +259,7 @@ def test_zero_steps_returns_the_initial_networks(train):
 
 def test_init_refuses_arguments_it_would_ignore():
     """With init, bias (the default b) has no effect, nor has inner once train_inner is given."""
-    start = bigstep.ReLUNet1D.init(12, 3, "sign", 0.0)
+    start = bigstep.ReLUNet1D.init(12, 3, inner="sign", bias=0.0)
     kw = dict(lr=0.1, seed=3, steps=5, init=start, record=())
     for train in (bigstep.train_sgd, bigstep.train_gd):
         with pytest.raises(ValueError, match="^bias is ignored when init is given"):
@@ -270,9 +270,9 @@ def test_init_refuses_arguments_it_would_ignore():
             train(X, MU, SIGMA, inner="sign", train_inner=True, **kw)
         # inner still sets train_inner's default, and bias=0.0 / inner="gaussian" are the defaults
         sign = train(X, MU, SIGMA, inner="sign", bias=0.0, **kw)
-        np.testing.assert_array_equal(sign.networks[0].w1, start.w1)
+        np.testing.assert_array_equal(sign.networks[0].W1, start.W1)
         fixed = train(X, MU, SIGMA, inner="gaussian", train_inner=False, **kw)
-        np.testing.assert_array_equal(fixed.networks[0].w2, sign.networks[0].w2)
+        np.testing.assert_array_equal(fixed.networks[0].W2, sign.networks[0].W2)
 
 
 @pytest.mark.parametrize("kwargs,exc,needle", [
@@ -282,7 +282,7 @@ def test_init_refuses_arguments_it_would_ignore():
     (dict(steps=-1), ValueError, "^steps "),
     (dict(steps=2.5), TypeError, "^steps "),
     (dict(batch_size=0), ValueError, "^batch_size "),
-    (dict(m=0), ValueError, "^m "),
+    (dict(width=0), ValueError, "^width "),
     (dict(clip=-1.0), ValueError, "^clip "),
     (dict(inner="tanh"), ValueError, "^inner "),
     (dict(record=("loss", "accuracy")), ValueError, "^record names"),
@@ -299,7 +299,7 @@ def test_init_refuses_arguments_it_would_ignore():
     (dict(train_inner="yes"), TypeError, "^train_inner "),
 ])
 def test_bad_inputs_raise(kwargs, exc, needle):
-    args = dict(x=X, mu=MU, sigma=SIGMA, lr=0.1, steps=3, m=8, record=())
+    args = dict(x=X, mu=MU, sigma=SIGMA, lr=0.1, steps=3, width=8, record=())
     args.update(kwargs)
     x, mu, sigma = args.pop("x"), args.pop("mu"), args.pop("sigma")
     with pytest.raises(exc, match=needle):
@@ -317,7 +317,7 @@ def test_docstring_examples():
 
 
 def test_progress_bar_writes_to_stderr(capsys):
-    bigstep.train_sgd(X, MU, SIGMA, lr=0.1, steps=30, m=8, record=(), progress=True)
+    bigstep.train_sgd(X, MU, SIGMA, lr=0.1, steps=30, width=8, record=(), progress=True)
     assert "30/30 steps" in capsys.readouterr().err
 
 
@@ -331,7 +331,7 @@ def test_scratch_that_cannot_be_allocated_raises_memory_error_in_the_caller():
 
     code = ("import numpy as np, bigstep\n"
             "try:\n"
-            "    bigstep.train_sgd(np.array([0., 1.]), .9, .5, lr=.1, steps=1, m=4, batch_size=2**40, backend='cpp')\n"
+            "    bigstep.train_sgd(np.array([0., 1.]), .9, .5, lr=.1, steps=1, width=4, batch_size=2**40, backend='cpp')\n"
             "except MemoryError:\n"
             "    print('MemoryError')\n")
     if "cpp" not in bigstep.info()["backends"]:
@@ -355,3 +355,25 @@ def test_compiled_trainer_names_the_weight_array_of_the_wrong_shape():
             core.sgd_train(x, 0.9, 0.5, np.array([0.1]), np.array([1], np.uint64), arrays["w1"], arrays["w2"],
                            arrays["b"], 1, False, 0.0, 0, 1, np.full(1, -1, np.int64), np.zeros(1),
                            np.zeros(1, np.int64))
+
+
+def test_one_result_type():
+    """train_sgd and train_gd return bigstep.TrainResult, the class every trainer returns:
+    stacked parameters, steps, steps_done, the exact excess risk of every network."""
+    pytest.importorskip("pandas")
+    res = bigstep.train_sgd(X, MU, SIGMA, lr=[0.1, 50.0], seed=[0, 1], steps=30, width=6, record=("risk",))
+    gd = bigstep.train_gd(X, MU, SIGMA, lr=0.01, steps=3, width=6, record=())
+    for r, kind in ((res, "sgd"), (gd, "gd")):
+        assert isinstance(r, bigstep.TrainResult) and type(r) is bigstep.training.TrainResult and r.kind == kind
+        assert r.W1.shape == r.b1.shape == r.W2.shape == (len(r), 6)
+        for k, net in enumerate(r.networks):
+            np.testing.assert_array_equal(net.W2, r.W2[k])
+            assert r.network(k) is net
+    assert res.diverged.tolist() == [False, False, True, True]
+    np.testing.assert_array_equal(res.steps_done, np.where(res.diverged, res.diverged_step, 30))
+    assert res.steps.tolist() == [30] * 4 and res.seconds > 0 and res.steps_per_second > 0
+    value, se = res.excess_risk()
+    assert value.shape == (4,) and not se.any()
+    assert value[0] == pytest.approx(bigstep.excess_risk(res.networks[0], X, MU, SIGMA), rel=1e-12)
+    assert {"steps_done", "step", "risk", "sharpness"} <= set(res.to_frame().columns)
+    assert gd.score.width == 6 and "TrainResult(kind='gd'" in repr(gd)

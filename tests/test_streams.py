@@ -40,7 +40,9 @@ def test_every_stream_is_documented():
 
 
 def _bare_stream_literals(path: pathlib.Path) -> list:
-    """Calls with stream=<int literal>, and module-level STREAM names bound to int literals."""
+    """Calls with stream=<int literal>; calls of gaussian_noise/uniform that do not name
+    their stream by keyword (a positional literal, or none: the default 0 is the
+    sampler's initial state); STREAM names bound to int literals."""
     tree = ast.parse(path.read_text(), filename=str(path))
     bad = []
     for node in ast.walk(tree):
@@ -48,6 +50,10 @@ def _bare_stream_literals(path: pathlib.Path) -> list:
             for kw in node.keywords:
                 if kw.arg == "stream" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, int):
                     bad.append(f"{path.name}:{node.lineno}: stream={kw.value.value}")
+            f = node.func
+            fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if fname in ("gaussian_noise", "uniform") and all(kw.arg != "stream" for kw in node.keywords):
+                bad.append(f"{path.name}:{node.lineno}: {fname}() without stream=")
         if isinstance(node, ast.Assign):
             names = [t.id for t in node.targets if isinstance(t, ast.Name)]
             values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
@@ -86,5 +92,8 @@ def test_no_bare_stream_numbers_in_the_kernels():
 
 def test_the_literal_check_can_fail(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("from x import g\n_STREAM_A, _STREAM_B = 3, 4\nz = g(1, stream=7)\nQ = g(stream=S)\n")
-    assert _bare_stream_literals(f) == ["m.py:2: _STREAM_A = 3", "m.py:2: _STREAM_B = 4", "m.py:3: stream=7"]
+    f.write_text("from x import g\n_STREAM_A, _STREAM_B = 3, 4\nz = g(1, stream=7)\nQ = g(stream=S)\n"
+                 "a = gaussian_noise(1, 5, 9)\nb = bigstep.uniform(1, 5)\nc = uniform(1, 5, stream=S)\n")
+    assert _bare_stream_literals(f) == ["m.py:2: _STREAM_A = 3", "m.py:2: _STREAM_B = 4", "m.py:3: stream=7",
+                                        "m.py:5: gaussian_noise() without stream=",
+                                        "m.py:6: uniform() without stream="]

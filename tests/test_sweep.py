@@ -1,9 +1,11 @@
 """Sweeps: local and Dask executors give the task's own numbers, the store survives
 interruption and worker death without losing or duplicating cells, failures are
-recorded, and bad grids fail before any work starts."""
+recorded, bad grids fail before any work starts, and no process a sweep started outlives
+its driver (kill -9, Ctrl-C, an exception; real processes, read from /proc)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ import threading
 import time
 
 import numpy as np
+import proctree
 import pytest
 
 pd = pytest.importorskip("pandas")
@@ -44,12 +47,13 @@ def test_local_sweep_equals_direct_calls(tmp_path):
 def test_rf_cell_is_a_point_of_the_learning_curve(tmp_path):
     from bigstep import rf
 
-    grid = {"d": [10], "psi_n": [2.0], "psi_p": [0.5, 3.0], "m": [2, float("inf")], "t": [0.5], "lam": [1e-2]}
+    grid = {"d": [10], "psi_n": [2.0], "psi_p": [0.5, 3.0], "n_noise": [2, float("inf")], "t": [0.5],
+            "lam": [1e-2]}
     table = bigstep.sweep("rf_cell", grid, out=tmp_path, max_workers=1, progress=False)
     assert (table["status"] == "ok").all() and len(table) == 4
-    curve = rf.learning_curve(10, 2.0, [0.5, 3.0], [2, float("inf")], 0.5, lam=1e-2, seeds=[0])
+    curve = rf.learning_curve(10, 2.0, [0.5, 3.0], 0.5, n_noise=[2, float("inf")], lam=1e-2, seed=[0])
     for _, row in table.iterrows():
-        ref = curve[(curve["p"] == row["p"]) & (curve["m"] == row["m"])].iloc[0]
+        ref = curve[(curve["p"] == row["p"]) & (curve["n_noise"] == row["n_noise"])].iloc[0]
         assert row["test_loss"] == ref["test_loss"] and row["regime"] == ref["regime"]
 
 
@@ -207,7 +211,7 @@ def test_cli_config_and_plots(tmp_path, capsys):
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     client = distributed.Client(cluster)
     yield cluster, client
     client.close()
@@ -254,3 +258,170 @@ def test_dask_worker_killed_mid_sweep_loses_nothing(tmp_path, dask_cluster):
     assert table["y"].tolist() == [x * x for x in range(16)] and table["cell_id"].is_unique
     client.wait_for_workers(2, timeout=60)
     assert kill["pid"] not in client.run(os.getpid).values()  # that worker really died (and was replaced)
+
+
+# ------------------------------------------------------------ nothing outlives the driver
+
+# A driver script: two quick cells, then long ones, on two workers.  SIGUSR1 raises an
+# exception in its main thread (an error of the driver itself, as a failed store write
+# would be); SIGINT is Python's own KeyboardInterrupt whatever the shell did with it.
+_DRIVER = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def fail(signum, frame):
+        raise RuntimeError("the driver failed")
+
+    signal.signal(signal.SIGUSR1, fail)
+    import bigstep
+    out, executor = sys.argv[1], sys.argv[2]
+    cells = [{"x": 0, "delay": 0.0}, {"x": 1, "delay": 0.0}] + [{"x": k, "delay": 300.0} for k in range(2, 8)]
+    bigstep.sweep("bigstep.sweeps.tasks:_square", cells, out=out, executor=executor, max_workers=2,
+                  progress=False)
+""")
+
+GONE_WITHIN_S = 5.0
+
+
+def _stop_leftovers(proc, procs):
+    if proc.poll() is None:
+        proc.kill()
+    for pid in proctree.alive(procs):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("executor,how", [("local", "kill -9"), ("local", "ctrl-c"), ("local", "exception"),
+                                          ("dask", "kill -9"), ("dask", "ctrl-c")])
+def test_no_process_outlives_the_driver(tmp_path, executor, how):
+    """Mid-sweep (quick cells stored, workers busy with 300 s cells), the driver is killed
+    with SIGKILL, gets Ctrl-C (SIGINT to its whole process group, as a terminal sends it)
+    or fails with an exception: every process it started (pool workers, multiprocessing's
+    resource tracker, a LocalCluster's workers) is gone within 5 s, and the driver itself
+    exits at once rather than waiting for the cells in flight."""
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    cells = tmp_path / "store" / "cells"
+    started: dict = {}  # filled mid-sweep: what the driver started
+    with subprocess.Popen([sys.executable, "-c", _DRIVER, str(tmp_path / "store"), executor],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            left, took = _interrupt_mid_sweep(proc, cells, executor, how, started)
+        finally:
+            _stop_leftovers(proc, started)
+        err = proc.stderr.read()
+    assert not left, f"{len(left)} process(es) still running {took:.1f} s after {how} of the driver: {left}"
+    if how == "ctrl-c":
+        assert "KeyboardInterrupt" in err, err[-2000:]
+    elif how == "exception":
+        assert "the driver failed" in err, err[-2000:]
+    partial = bigstep.load_sweep(tmp_path / "store")
+    assert sorted(partial["x"]) == [0, 1]  # the finished cells are kept; the abandoned ones are not stored
+
+
+def _interrupt_mid_sweep(proc, cells, executor, how, started):
+    """Wait until the quick cells are stored, record the driver's descendants in
+    ``started``, stop the driver ``how``; (processes still alive 5 s later, seconds waited)."""
+    deadline = time.monotonic() + 180
+    while (len(list(cells.glob("*.parquet"))) if cells.is_dir() else 0) < 2:
+        assert proc.poll() is None, f"the driver ended early: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "the quick cells did not finish within 180 s"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the long cells are under way
+    started.update(proctree.descendants(proc.pid))
+    # local: two workers and the resource tracker; dask: two worker processes at least
+    assert len(started) >= (3 if executor == "local" else 2), started
+    t0 = time.monotonic()
+    if how == "kill -9":
+        proc.kill()
+    elif how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the whole foreground group
+    else:
+        proc.send_signal(signal.SIGUSR1)
+    left = proctree.wait_gone(started, GONE_WITHIN_S)
+    took = time.monotonic() - t0
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the driver did not exit within 30 s of {how}")
+    return left, took
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("use_prctl,poll", [(True, 3600.0), (False, 0.1)], ids=["prctl", "poll"])
+def test_tied_worker_dies_with_its_parent(use_prctl, poll):
+    """Each of the two mechanisms alone ends a worker whose parent is killed: the kernel's
+    parent-death signal (the poll set to an hour, so it cannot be what ends it) and the
+    parent-pid poll (prctl off: what other platforms get)."""
+    child = textwrap.dedent(f"""
+        import sys, time
+        from bigstep.sweeps._lifeline import tie_to_parent
+        tie_to_parent(int(sys.argv[1]), poll={poll!r}, use_prctl={use_prctl!r})
+        print("tied", flush=True)
+        time.sleep(300)
+    """)
+    middle = textwrap.dedent("""
+        import os, subprocess, sys
+        p = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+        p.wait()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", middle, child], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    kids: dict = {}
+    try:
+        assert proc.stdout.readline().strip() == "tied"
+        kids = proctree.descendants(proc.pid)
+        assert len(kids) == 1
+        time.sleep(0.3)
+        assert proctree.alive(kids) == kids  # tied, not ended by the tie itself
+        proc.kill()
+        proc.wait(timeout=30)
+        left = proctree.wait_gone(kids, GONE_WITHIN_S)
+    finally:
+        _stop_leftovers(proc, kids)
+        proc.stdout.close()
+    assert not left, f"the worker outlived its parent: {left}"
+
+
+def test_dask_leaves_the_callers_cluster_running(tmp_path, dask_cluster, monkeypatch):
+    """A sweep on the caller's Client that fails in the driver (the store write raises)
+    leaves that client connected with its workers, and none of this sweep's cells queued."""
+    cluster, client = dask_cluster
+    workers = set(client.scheduler_info()["workers"])
+    writes = {"n": 0}
+    original = Store.write
+
+    def failing_write(self, row):
+        writes["n"] += 1
+        if writes["n"] == 2:
+            raise OSError("disk full")
+        original(self, row)
+
+    monkeypatch.setattr(Store, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        bigstep.sweep(SQUARE, {"x": list(range(12)), "delay": [0.5]}, out=tmp_path, executor="dask",
+                      scheduler=client, progress=False)
+    assert client.status == "running" and set(client.scheduler_info()["workers"]) == workers
+    deadline = time.time() + 30
+    while any(client.processing().values()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(client.processing().values()), "the failed sweep's cells still run on the caller's cluster"
+    assert client.submit(pow, 3, 2).result(timeout=30) == 9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_dask_closes_the_cluster_it_started(tmp_path):
+    """scheduler=None: bigstep starts a LocalCluster for the sweep and closes it, so no
+    process the sweep started is left when it returns (the caller's cluster, the module's
+    fixture, is not involved)."""
+    pytest.importorskip("distributed")
+    before = proctree.descendants(os.getpid())
+    table = bigstep.sweep(SQUARE, {"x": [1, 2, 3]}, out=tmp_path, executor="dask", max_workers=1, progress=False)
+    assert table["y"].tolist() == [1, 4, 9]
+    # multiprocessing's resource tracker belongs to this (pytest's) process and lives as
+    # long as it does; everything else the sweep started must be gone
+    started = {pid: v for pid, v in proctree.descendants(os.getpid()).items()
+               if pid not in before and "resource_tracker" not in v[1]}
+    left = proctree.wait_gone(started, GONE_WITHIN_S)
+    assert not left, f"the sweep's own cluster left processes running: {left}"

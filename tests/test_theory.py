@@ -100,12 +100,12 @@ def tv_star_ref(x, mu, sigma):
 def tv_net_ref(net, x, mu, sigma):
     """(1/m) sum over distinct kinks of |sum |w1| w2| pi(kink), grouped with a dict."""
     groups = {}
-    for w1, w2, b in zip(net.w1, net.w2, net.b):
+    for w1, w2, b in zip(net.W1, net.W2, net.b1):
         if w1 == 0:
             continue
         tau = float(-b / w1)
         groups[tau] = groups.get(tau, 0.0) + abs(w1) * w2
-    return sum(abs(v) * theory.tv_weight(tau, x, mu, sigma) for tau, v in groups.items()) / net.m
+    return sum(abs(v) * theory.tv_weight(tau, x, mu, sigma) for tau, v in groups.items()) / net.width
 
 
 def gauss_newton(net, x, mu, sigma, nodes=16):
@@ -120,8 +120,8 @@ def gauss_newton(net, x, mu, sigma, nodes=16):
     y = (((a + b) / 2)[:, None] + ((b - a) / 2)[:, None] * gx[None, :]).ravel()
     w = (((b - a) / 2)[:, None] * gw[None, :]).ravel()
     p = np.exp(-0.5 * ((y[:, None] - c[None, :]) / sigma) ** 2).sum(1) / (c.size * math.sqrt(2 * math.pi) * sigma)
-    pre = np.outer(y, net.w1) + net.b
-    grad = np.concatenate([np.maximum(pre, 0.0), net.w2 * (pre > 0)], axis=1) / net.m
+    pre = np.outer(y, net.W1) + net.b1
+    grad = np.concatenate([np.maximum(pre, 0.0), net.W2 * (pre > 0)], axis=1) / net.width
     return (grad * (w * p)[:, None]).T @ grad
 
 
@@ -147,7 +147,7 @@ def interpolant_net(x, mu, sigma):
     coef = np.concatenate([[beta + kappa, -kappa], np.diff(slope)])
     tau = np.concatenate([[L1, L2], t[1:-1]])
     m = coef.size
-    return bigstep.ReLUNet1D(np.ones(m), m * coef, -tau)
+    return bigstep.ReLUNet1D(np.ones(m), -tau, m * coef)
 
 
 # ------------------------------------------------------------------ min_spacing, pi
@@ -228,15 +228,15 @@ def test_tv_net_shared_kinks_cancel():
     w2 = np.array([2.0, 2.0, 3.0, -5.0, 7.0, 4.0, 1.0])
     b = np.array([-0.3, 0.3, -0.6, -0.2, 1.0, 5.0, -0.7])
     # kinks: 0.3, 0.3, 0.3 (|w1| w2: 2 + 2 + 6 = 10), 0.2 (-5), none, -5 (outside), -0.7 (1)
-    net = bigstep.ReLUNet1D(w1, w2, b)
+    net = bigstep.ReLUNet1D(w1, b, w2)
     pi = lambda t: theory.tv_weight(t, x, mu, sigma)  # noqa: E731
     expected = (10 * pi(0.3) + 5 * pi(0.2) + 1 * pi(-0.7)) / 7
     assert theory.tv_derivative(net, x, mu, sigma) == pytest.approx(expected, rel=1e-14)
-    cancel = bigstep.ReLUNet1D([1.0, -1.0, 2.0], [2.0, -2.0, 1.0], [-0.3, 0.3, -0.8])  # kinks 0.3, 0.3, 0.4
+    cancel = bigstep.ReLUNet1D([1.0, -1.0, 2.0], [-0.3, 0.3, -0.8], [2.0, -2.0, 1.0])  # kinks 0.3, 0.3, 0.4
     assert theory.tv_derivative(cancel, x, mu, sigma) == pytest.approx(1 * 2 * pi(0.4) / 3, rel=1e-14)
-    zero = bigstep.ReLUNet1D([1.0, -1.0], [2.0, -2.0], [-0.3, 0.3])
+    zero = bigstep.ReLUNet1D([1.0, -1.0], [-0.3, 0.3], [2.0, -2.0])
     assert theory.tv_derivative(zero, x, mu, sigma) == 0.0
-    flat = bigstep.ReLUNet1D([0.0, 0.0], [1.0, 2.0], [0.5, -0.5])
+    flat = bigstep.ReLUNet1D([0.0, 0.0], [0.5, -0.5], [1.0, 2.0])
     assert theory.tv_derivative(flat, x, mu, sigma) == 0.0
 
 
@@ -320,7 +320,7 @@ def test_proposition10_on_random_networks(sigma):
     for seed in range(3):
         net = random_net(8, seed)
         lam = np.linalg.eigvalsh(gauss_newton(net, x, mu, sigma))[-1]
-        assert lam >= 2 / net.m * theory.tv_derivative(net, x, mu, sigma)
+        assert lam >= 2 / net.width * theory.tv_derivative(net, x, mu, sigma)
 
 
 @pytest.mark.parametrize("sigma", [0.05, 0.3, 1.0])
@@ -335,28 +335,29 @@ def test_proposition6_on_random_networks(sigma):
         q = b.quantities
         assert q["lambda_max"] == pytest.approx(bigstep.sharpness(net, x, mu, sigma), rel=1e-12)
         assert q["risk"] == pytest.approx(bigstep.dsm_risk(net, x, mu, sigma), rel=1e-12)
-        assert q["A"] == max(np.abs(net.w2).max(), 1 / sigma**2)
+        assert q["A"] == max(np.abs(net.W2).max(), 1 / sigma**2)
         # the numbers-only form gives the same value
-        same = theory.proposition6_bound(x, mu, sigma, lambda_max=q["lambda_max"], risk=q["risk"], m=net.m, A=q["A"])
+        same = theory.proposition6_bound(x, mu, sigma, lambda_max=q["lambda_max"], risk=q["risk"], width=net.width,
+                                         A=q["A"])
         assert same.value == b.value and same.holds and len(same.unchecked) == 2
         # the sharpness term alone is not enough at these networks: the bound's other terms matter
         assert b.proved_value >= b.value
 
 
 def test_proposition6_formula_and_conditions():
-    b = theory.proposition6_bound([-1.0, 0.0, 1.0], 1.0, 0.5, lambda_max=2.0, risk=0.1, m=10, A=4.0)
+    b = theory.proposition6_bound([-1.0, 0.0, 1.0], 1.0, 0.5, lambda_max=2.0, risk=0.1, width=10, A=4.0)
     n, A, s, R = 3, 4.0, 0.5, 0.1
     lead = A / (math.sqrt(2 * math.pi) * s)
     third = lead * max(math.sqrt(2 * n * R), (math.sqrt(2 * math.pi) * math.e * A * s * n * R) ** (1 / 3))
     third_proved = lead * max(math.sqrt(2 * n * R), (2 * math.sqrt(2 * math.pi * math.e) * A * s * n * R) ** (1 / 3))
     assert b.value == pytest.approx(2.0 * 10 / 4 + math.sqrt(R) / 2 + third, rel=1e-14)
     assert b.proved_value == pytest.approx(2.0 * 10 / 4 + math.sqrt(R) / 2 + third_proved, rel=1e-14)
-    low_a = theory.proposition6_bound([0.0, 1.0], 1.0, 0.5, lambda_max=1.0, risk=0.1, m=2, A=3.9)
+    low_a = theory.proposition6_bound([0.0, 1.0], 1.0, 0.5, lambda_max=1.0, risk=0.1, width=2, A=3.9)
     assert not low_a.holds and not low_a.conditions["A >= 1/sigma^2"]
-    big = bigstep.ReLUNet1D([1.0, -1.0], [10.0, 1.0], [0.0, 0.5])
+    big = bigstep.ReLUNet1D([1.0, -1.0], [0.0, 0.5], [10.0, 1.0])
     b = theory.proposition6_bound([0.0, 1.0], 1.0, 0.5, net=big, A=5.0)
     assert not b.conditions["max_l |w2_l| <= A"] and not b.holds
-    gauss = bigstep.ReLUNet1D([0.5, -1.0], [1.0, 1.0], [0.0, 0.5])
+    gauss = bigstep.ReLUNet1D([0.5, -1.0], [0.0, 0.5], [1.0, 1.0])
     assert not theory.proposition6_bound([0.0, 1.0], 1.0, 0.5, net=gauss).holds      # |w1| != 1
 
 
@@ -394,16 +395,16 @@ def test_proposition7_formula_and_conditions():
 def test_theorem8_values():
     x, mu, sigma, A = X_GRID, 0.9, 0.02, 1 / 0.02**2
     n, delta = 12, 1.0
-    thr = theory.lr_threshold(x, mu, sigma, A)
+    thr = theory.lr_threshold(x, mu, sigma, A=A)
     assert thr.value == pytest.approx(2**12 * sigma**2 / (mu * n**2 * delta), rel=1e-14)
     assert thr.holds and thr.proved_holds and not thr.unchecked
-    b = theory.excess_risk_lower_bound(x, mu, sigma, A, lr=2 * thr.value)
+    b = theory.excess_risk_lower_bound(x, mu, sigma, A=A, lr=2 * thr.value)
     assert b.value == pytest.approx(math.pi * n**5 * mu**3 * delta**3 / (2**36 * math.sqrt(math.e) * A**4 * sigma**4),
                                     rel=1e-14)
     assert b.holds and b.proved_holds
     assert 0 < b.proved_value < b.value / 10
     assert "theta* is a local minimum of R_n" in b.unchecked
-    assert not theory.excess_risk_lower_bound(x, mu, sigma, A, lr=thr.value / 2).holds
+    assert not theory.excess_risk_lower_bound(x, mu, sigma, A=A, lr=thr.value / 2).holds
 
 
 def test_theorem8_conditions():
@@ -418,8 +419,8 @@ def test_theorem8_conditions():
     b = theory.excess_risk_lower_bound(X_GRID, 1.0, 0.1, A=100.0)
     assert not b.holds
     # a network outside the model class, and linear stability checked with lr
-    net = bigstep.ReLUNet1D.init(4, seed=0)
-    b = theory.excess_risk_lower_bound(X_GRID, 1.0, 0.02, 2500.0, lr=1.0, net=net)
+    net = bigstep.ReLUNet1D.init(4, seed=0, inner="sign")
+    b = theory.excess_risk_lower_bound(X_GRID, 1.0, 0.02, A=2500.0, lr=1.0, net=net)
     lam = bigstep.sharpness(net, X_GRID, 1.0, 0.02)
     assert b.conditions["theta* linearly stable: sharpness <= 2/(m lr)"] == (lam <= 2 / (4 * 1.0))
     assert b.conditions["max_l |w2_l| <= A"]
@@ -444,17 +445,17 @@ def test_bound_is_frozen():
     (lambda: theory.tv_derivative("net", [0.0, 1.0], 1.0, 0.1), TypeError, "net must be a bigstep.ReLUNet1D"),
     (lambda: theory.tv_derivative(None, [0.0, np.nan], 1.0, 0.1), ValueError, "x must be finite"),
     (lambda: theory.theorem4_bound([1.0], 1.0, 0.1), ValueError, "at least two points"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, m=3, A=100.0), ValueError, "risk"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=-1.0, m=3, A=100.0),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, width=3, A=100.0), ValueError, "risk"),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=-1.0, width=3, A=100.0),
      ValueError, "risk must be a non-negative finite number"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=np.nan, risk=1.0, m=3, A=100.0),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=np.nan, risk=1.0, width=3, A=100.0),
      ValueError, "lambda_max must be a finite number"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=1.0, m=2.5, A=100.0),
-     TypeError, "m must be an integer"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=1.0, m=3, A=0.0),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=1.0, width=2.5, A=100.0),
+     TypeError, "width must be an integer"),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, lambda_max=1.0, risk=1.0, width=3, A=0.0),
      ValueError, "A must be a positive finite number"),
-    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, net=bigstep.ReLUNet1D.init(3, 0), m=4),
-     ValueError, "m must equal net.m"),
+    (lambda: theory.proposition6_bound([0.0, 1.0], 1.0, 0.1, net=bigstep.ReLUNet1D.init(3, 0, inner="sign"), width=4),
+     ValueError, "width must equal net.width"),
     (lambda: theory.proposition7_bound([0.0, 1.0], 1.0, 0.1, net=3), TypeError, "net must be a bigstep.ReLUNet1D"),
     (lambda: theory.excess_risk_lower_bound([0.0, 1.0], 1.0, 0.1, A=-2.0), ValueError, "A must be a positive"),
     (lambda: theory.excess_risk_lower_bound([0.0, 1.0], 1.0, 0.1, A=2.0, lr=0.0), ValueError, "lr must be a positive"),

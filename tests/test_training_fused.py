@@ -70,7 +70,7 @@ def reference(x, lr, seed, steps, B, m, *, mu=None, sigma=None, grid=None, coord
 
 def _close(res, r, ref, tol=1e-10):
     scale = max(1.0, max(np.abs(a).max() for a in ref))
-    for mine, want in zip((res.W1[r], res.b[r], res.W2[r]), ref):
+    for mine, want in zip((res.W1[r], res.b1[r], res.W2[r]), ref):
         np.testing.assert_allclose(mine, want, rtol=0, atol=tol * scale)
 
 
@@ -99,10 +99,10 @@ def test_diffusion_replays_plain_numpy_sgd(backend, d, weights, schedule):
     x = 2 * _data(d + 20, 10, d)
     kw = dict(steps=15, batch_size=33, width=24, time_weights=weights, schedule=schedule, n_times=17, delta=0.05)
     res = bigstep.train_diffusion(x, lr=[0.5, 0.05], seed=3, dtype="float64", backend=backend, **kw)
-    times, probs = time_grid(17, 1.0, 0.05, weights, schedule)
+    times, probs = time_grid(n_times=17, T=1.0, delta=0.05, time_weights=weights, schedule=schedule)
     from bigstep.scores import noise_schedule
 
-    mus, sigmas = noise_schedule(times, schedule)
+    mus, sigmas = noise_schedule(times, kind=schedule)
     for r, lr in enumerate((0.5, 0.05)):
         _close(res, r, reference(x, lr, 3, 15, 33, 24, grid=(times, mus, sigmas, probs)))
 
@@ -121,7 +121,7 @@ def test_float32_follows_float64(backend):
     kw = dict(lr=0.3, seed=1, steps=30, batch_size=64, width=40, backend=backend)
     r32 = bigstep.train_diffusion(x, dtype="float32", **kw)
     r64 = bigstep.train_diffusion(x, dtype="float64", **kw)
-    for a, b in zip((r32.W1, r32.b, r32.W2), (r64.W1, r64.b, r64.W2)):
+    for a, b in zip((r32.W1, r32.b1, r32.W2), (r64.W1, r64.b1, r64.W2)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
         assert not np.array_equal(a, b)  # it really ran in float32
 
@@ -131,7 +131,7 @@ def test_backends_agree(backend):
     kw = dict(lr=[0.2, 0.02], seed=[4, 9], steps=25, batch_size=7, width=45, record=("loss",), record_every=10)
     got = bigstep.train_dsm(x, 0.9, 0.4, backend=backend, **kw)
     want = bigstep.train_dsm(x, 0.9, 0.4, backend="numba", **kw)
-    for a, b in zip((got.W1, got.b, got.W2), (want.W1, want.b, want.W2)):
+    for a, b in zip((got.W1, got.b1, got.W2), (want.W1, want.b1, want.W2)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
     np.testing.assert_allclose(got.history.loss, want.history.loss, rtol=1e-12)
 
@@ -148,7 +148,7 @@ def test_same_as_the_torch_cpu_trainer_up_to_rounding(backend):
                   record_every=7)
         a = problems.train_dsm(x, 0.9, 0.5, backend="torch", **kw)
         b = problems.train_dsm(x, 0.9, 0.5, backend=backend, **kw)
-        for u, v in zip((a.W1, a.b, a.W2), (b.W1, b.b, b.W2)):
+        for u, v in zip((a.W1, a.b1, a.W2), (b.W1, b.b1, b.W2)):
             np.testing.assert_allclose(v, u, rtol=0, atol=1e-12 * np.abs(u).max())
         pd_a, pd_b = a.history, b.history
         assert pd_a.drop(columns="loss").equals(pd_b.drop(columns="loss"))
@@ -158,7 +158,7 @@ def test_same_as_the_torch_cpu_trainer_up_to_rounding(backend):
             kw = dict(lr=[0.5, 0.05], seed=[0, 1], steps=40, batch_size=64, width=50, record_every=10, dtype=dtype)
             a = problems.train_diffusion(x2, backend="torch", **kw)
             b = problems.train_diffusion(x2, backend=backend, **kw)
-            for u, v in zip((a.W1, a.b, a.W2), (b.W1, b.b, b.W2)):
+            for u, v in zip((a.W1, a.b1, a.W2), (b.W1, b.b1, b.W2)):
                 np.testing.assert_allclose(v, u, rtol=0, atol=tol * np.abs(u).max())
     finally:
         torch.set_num_threads(before)
@@ -168,14 +168,14 @@ def test_one_d_dsm_is_the_one_d_trainer(backend):
     """d = 1, loss summed: the same network, update and draws (streams 3 and 4) as
     bigstep.train_sgd with inner="gaussian" (every parameter trained)."""
     x = np.random.default_rng(0).standard_normal(20)
-    mu, sigma = (float(v) for v in bigstep.ou_schedule(0.05))
+    mu, sigma = (float(v) for v in bigstep.noise_schedule(0.05))
     nd = bigstep.train_dsm(x, mu, sigma, lr=[0.3, 0.01], seed=[2, 3], steps=25, batch_size=50, width=40,
                            record=(), backend=backend)
-    one = bigstep.train_sgd(x, mu, sigma, lr=[0.3, 0.01], seed=[2, 3], steps=25, batch_size=50, m=40,
+    one = bigstep.train_sgd(x, mu, sigma, lr=[0.3, 0.01], seed=[2, 3], steps=25, batch_size=50, width=40,
                             inner="gaussian", record=(), backend=backend)
     for r in range(4):
         net = one.networks[r]
-        for mine, want in zip((nd.W1[r, :, 0], nd.b[r], nd.W2[r, 0]), (net.w1, net.b, net.w2)):
+        for mine, want in zip((nd.W1[r, :, 0], nd.b1[r], nd.W2[r, 0]), (net.W1, net.b1, net.W2)):
             np.testing.assert_allclose(mine, want, rtol=0, atol=1e-10 * np.abs(want).max())
 
 
@@ -189,7 +189,7 @@ def test_bit_identical_whatever_the_chunking_threads_and_batching(backend, monke
     bigstep.set_num_threads(2)
     two = bigstep.train_diffusion(x, record_every=45, **kw)
     for res in (other, one_thread, two):
-        for a, b in zip((res.W1, res.b, res.W2), (base.W1, base.b, base.W2)):
+        for a, b in zip((res.W1, res.b1, res.W2), (base.W1, base.b1, base.W2)):
             assert np.array_equal(a, b)
     for r in range(4):
         alone = bigstep.train_diffusion(x, record_every=45, **dict(kw, lr=base.lr[r], seed=int(base.seed[r])))
@@ -204,10 +204,10 @@ def test_block_size_does_not_change_the_result(backend):
     m = 2048  # blocks of 8 (float64) samples: 8 blocks per step
     res = bigstep.train_diffusion(x, lr=0.2, seed=4, steps=3, batch_size=64, width=m, dtype="float64",
                                   backend=backend, n_times=9)
-    times, probs = time_grid(9)
+    times, probs = time_grid(n_times=9)
     from bigstep.scores import noise_schedule
 
-    mus, sigmas = noise_schedule(times, "ou")
+    mus, sigmas = noise_schedule(times, kind="ou")
     _close(res, 0, reference(x, 0.2, 4, 3, 64, m, grid=(times, mus, sigmas, probs)))
 
 
@@ -221,7 +221,7 @@ def test_divergence_is_marked_contained_and_keeps_the_last_good_step(backend):
     assert res.diverged.tolist() == [True, False]
     j = int(res.diverged_step[0])
     assert 0 <= j < 40 and res.diverged_step[1] == -1 and res.steps_done[0] == j
-    for a in (res.W1, res.b, res.W2):
+    for a in (res.W1, res.b1, res.W2):
         assert np.isfinite(a).all() and np.abs(a).max() <= 1e8
     if j > 0:  # the parameters after j accepted steps
         upto = bigstep.train_dsm(x, 0.9, 0.3, lr=500.0, **dict(kw, steps=j))
@@ -247,7 +247,7 @@ def test_steps_per_learning_rate_and_zero_steps(backend):
     res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01, 0.02], steps=[0, 20, 7], width=8, batch_size=4,
                             record=("loss",), backend=backend)
     assert res.steps_done.tolist() == [0, 20, 7]
-    for mine, ref in zip((res.W1, res.b, res.W2), init_params(0, 8, 2, 2)):
+    for mine, ref in zip((res.W1, res.b1, res.W2), init_params(0, 8, 2, 2)):
         np.testing.assert_array_equal(mine[0], ref)
     h = res.history
     assert h[h.network == 0].step.tolist() == [0] and h[h.network == 1].step.tolist() == [20]

@@ -132,7 +132,7 @@ def test_train_dsm_replays_plain_numpy_sgd_for_20_steps():
     res = bigstep.train_dsm(x, mu, sigma, lr=lr, seed=seed, steps=20, batch_size=B, width=m, record=())
     W1, b, W2 = _reference_dsm(x, mu, sigma, lr, 20, B, m, seed)
     scale = max(np.abs(W1).max(), np.abs(W2).max())
-    for mine, ref in zip((res.W1[0], res.b[0], res.W2[0]), (W1, b, W2)):
+    for mine, ref in zip((res.W1[0], res.b1[0], res.W2[0]), (W1, b, W2)):
         assert np.abs(mine - ref).max() <= 1e-10 * scale
     assert not res.diverged[0] and res.steps_done[0] == 20
 
@@ -146,7 +146,7 @@ def test_row_blocked_step_equals_full_batch_step(monkeypatch):
     monkeypatch.setattr(_batch, "_MIN_BLOCK_ROWS", 1)
     monkeypatch.setattr(_batch, "_BLOCK_ELEMS", 7 * 16 * 4)   # 7 rows for 4 networks of width 16
     blocked = bigstep.train_diffusion(x, **kw)
-    for a, c in zip((full.W1, full.b, full.W2), (blocked.W1, blocked.b, blocked.W2)):
+    for a, c in zip((full.W1, full.b1, full.W2), (blocked.W1, blocked.b1, blocked.W2)):
         np.testing.assert_allclose(c, a, rtol=0, atol=1e-12)
     np.testing.assert_allclose(blocked.history.loss, full.history.loss, rtol=1e-12)
     monkeypatch.setattr(_batch, "_BLOCK_ELEMS", 7 * 16)       # 7 rows for one network
@@ -158,9 +158,9 @@ def test_row_blocked_step_equals_full_batch_step(monkeypatch):
 def test_init_in_one_d_is_relunet1d_gaussian_init():
     res = bigstep.train_dsm(np.array([0.5, -1.0]), 0.9, 0.5, lr=0.1, steps=0, width=8, seed=3, record=())
     net = bigstep.ReLUNet1D.init(8, 3, inner="gaussian")
-    np.testing.assert_array_equal(res.W1[0, :, 0], net.w1)
-    np.testing.assert_array_equal(res.W2[0, 0], net.w2)
-    np.testing.assert_array_equal(res.b[0], net.b)
+    np.testing.assert_array_equal(res.W1[0, :, 0], net.W1)
+    np.testing.assert_array_equal(res.W2[0, 0], net.W2)
+    np.testing.assert_array_equal(res.b1[0], net.b1)
 
 
 def test_zero_step_network_keeps_its_initial_weights():
@@ -170,7 +170,7 @@ def test_zero_step_network_keeps_its_initial_weights():
     kw = dict(width=8, batch_size=4, record=("loss",))
     res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01], steps=[0, 20], **kw)
     assert res.steps_done.tolist() == [0, 20] and not res.diverged.any()
-    for mine, ref in zip((res.W1, res.b, res.W2), nets.init_params(0, 8, 2, 2)):
+    for mine, ref in zip((res.W1, res.b1, res.W2), nets.init_params(0, 8, 2, 2)):
         np.testing.assert_array_equal(mine[0], ref)
     one = bigstep.train_dsm(x, 0.9, 0.5, lr=0.01, steps=20, **kw)
     np.testing.assert_array_equal(res.W1[1], one.W1[0])
@@ -181,7 +181,7 @@ def test_zero_step_network_keeps_its_initial_weights():
     dif = bigstep.train_diffusion(x, lr=[0.5, 0.1], steps=[5, 0], batch_size=16, width=8, seed=[2, 3])
     assert dif.steps_done.tolist() == [5, 5, 0, 0]
     for r, s in ((2, 2), (3, 3)):
-        for mine, ref in zip((dif.W1, dif.b, dif.W2), nets.init_params(s, 8, 3, 2)):
+        for mine, ref in zip((dif.W1, dif.b1, dif.W2), nets.init_params(s, 8, 3, 2)):
             np.testing.assert_array_equal(mine[r], ref.astype(np.float32))  # the float32 start
     assert not np.array_equal(dif.W1[0], nets.init_params(2, 8, 3, 2)[0].astype(np.float32))
 
@@ -197,7 +197,7 @@ def test_batched_networks_equal_one_at_a_time():
     assert res.steps_done.tolist() == [30, 30, 20, 20]
     for r in range(4):
         one = bigstep.train_dsm(x, 0.9, 0.5, lr=res.lr[r], seed=int(res.seed[r]), steps=int(res.steps[r]), **kw)
-        for mine, ref in zip((res.W1, res.b, res.W2), (one.W1, one.b, one.W2)):
+        for mine, ref in zip((res.W1, res.b1, res.W2), (one.W1, one.b1, one.W2)):
             np.testing.assert_allclose(mine[r], ref[0], rtol=0, atol=1e-12)
         h, h1 = res.history, one.history
         np.testing.assert_allclose(h[h.network == r].loss.to_numpy(), h1.loss.to_numpy(), rtol=1e-12)
@@ -218,7 +218,7 @@ def test_divergence_is_marked_and_neighbours_unaffected():
     assert res.diverged.tolist() == [True, False]
     assert 0 <= res.diverged_step[0] < 40 and res.diverged_step[1] == -1
     assert res.steps_done[0] == res.diverged_step[0]
-    for a in (res.W1, res.b, res.W2):
+    for a in (res.W1, res.b1, res.W2):
         assert np.isfinite(a).all() and np.abs(a).max() <= 1e8
     one = bigstep.train_dsm(x, 0.9, 0.3, lr=0.05, **kw)
     np.testing.assert_allclose(res.W1[1], one.W1[0], atol=1e-12)
@@ -234,13 +234,13 @@ def test_mc_excess_risk_covers_exact_one_d_value():
     x = np.array([-1.3, -0.2, 0.4, 1.1, 2.0])
     mu, sigma = 0.8, 0.6
     w1 = gaussian_noise(0, 12, stream=20)
-    net = bigstep.ReLUNet1D(w1, 3 * gaussian_noise(1, 12, stream=20), 0.5 * gaussian_noise(2, 12, stream=20))
+    net = bigstep.ReLUNet1D(w1, 0.5 * gaussian_noise(2, 12, stream=20), 3 * gaussian_noise(1, 12, stream=20))
     exact = bigstep.excess_risk(net, x, mu, sigma)
     mean, se = bigstep.excess_risk_mc(net, x, mu, sigma, n_mc=4000, seed=3)
     assert 0 < se < 0.1 * exact
     assert abs(mean - exact) < 4 * se
     # the same network as a d-D tuple (W1 (m, 1), b, W2 (1, m)) gives the same estimate
-    mean2, se2 = bigstep.excess_risk_mc((net.w1[:, None], net.b, net.w2[None, :]), x[:, None], mu, sigma,
+    mean2, se2 = bigstep.excess_risk_mc((net.W1[:, None], net.b1, net.W2[None, :]), x[:, None], mu, sigma,
                                         n_mc=4000, seed=3)
     assert mean2 == pytest.approx(mean, rel=1e-12) and se2 == pytest.approx(se, rel=1e-9)
 
@@ -315,7 +315,7 @@ def test_train_diffusion_score_is_the_trained_network_and_reproducible():
     y = gaussian_noise(1, (17, 3), stream=30)
     t = 0.05 + 0.9 * uniform(1, 17, stream=31)
     u = np.concatenate([y, t[:, None]], axis=1)
-    r = np.maximum(u @ res.W1[0].T + res.b[0], 0.0) @ res.W2[0].T / 32
+    r = np.maximum(u @ res.W1[0].T + res.b1[0], 0.0) @ res.W2[0].T / 32
     np.testing.assert_allclose(score.r(y, t), r, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(score(y, t), -r / bigstep.noise_schedule(t)[1][:, None], rtol=1e-12)
     again = bigstep.train_diffusion(x, **kw)
@@ -334,7 +334,7 @@ def test_train_diffusion_score_is_the_trained_network_and_reproducible():
 def test_time_sampling_probabilities(weights):
     """Frequencies of the time indices drawn by the trainer match p_k = w(t_k)/sum w: each
     count within 5 binomial standard deviations (N = 200,000 draws, 10 grid points)."""
-    times, probs = problems.time_grid(10, 1.0, 0.01, weights)
+    times, probs = problems.time_grid(n_times=10, T=1.0, delta=0.01, time_weights=weights)
     from bigstep.scores import noise_schedule
 
     sig = noise_schedule(times)[1]
@@ -458,7 +458,7 @@ def test_coordinate_mean_is_the_sum_loss_at_lr_over_d():
     x = bigstep.gaussian_noise(4, (12, 3))
     a = bigstep.train_dsm(x, 0.9, 0.5, lr=0.05, steps=15, width=16, seed=2, record=("loss",))
     b = bigstep.train_dsm(x, 0.9, 0.5, lr=0.15, steps=15, width=16, seed=2, record=("loss",), coordinates="mean")
-    for name in ("W1", "b", "W2"):
+    for name in ("W1", "b1", "W2"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-11, atol=1e-12)
     with pytest.raises(ValueError, match="coordinates"):
         bigstep.train_dsm(x, 0.9, 0.5, lr=0.05, steps=2, width=4, coordinates="max")
@@ -512,8 +512,8 @@ def test_diffusion_sharpness_mc_is_the_top_eigenvalue_of_the_dense_fixed_sample_
     n, d, m, K, seed = 3, 2, 4, 5, 2
     x = 2 * _data(5, n, d)
     W1, b, W2 = _tiny_params(9, m, d + 1, d)
-    times, probs = problems.time_grid(7, T=1.0, delta=0.05, time_weights="inv_sigma")
-    mus, sigmas = bigstep.noise_schedule(times, "ou")
+    times, probs = problems.time_grid(n_times=7, T=1.0, delta=0.05, time_weights="inv_sigma")
+    mus, sigmas = bigstep.noise_schedule(times, kind="ou")
     cdf = np.cumsum(probs) / probs.sum()
     z = gaussian_noise(seed, (n, K, d), stream=14).reshape(n * K, d)
     kt = np.minimum(np.searchsorted(cdf, uniform(seed, n * K, stream=14, offset=n * K * d), side="right"), 6)
@@ -527,7 +527,7 @@ def test_diffusion_sharpness_mc_is_the_top_eigenvalue_of_the_dense_fixed_sample_
     res = bigstep.train_diffusion(x, lr=0.5, steps=5, batch_size=16, width=m, n_times=7, delta=0.05,
                                   time_weights="inv_sigma", dtype="float64")
     a = bigstep.diffusion_sharpness_mc(res, x, n_mc=K, seed=seed)
-    b_ = bigstep.diffusion_sharpness_mc((res.W1[0], res.b[0], res.W2[0]), x, n_mc=K, seed=seed, n_times=7,
+    b_ = bigstep.diffusion_sharpness_mc((res.W1[0], res.b1[0], res.W2[0]), x, n_mc=K, seed=seed, n_times=7,
                                         delta=0.05, time_weights="inv_sigma")
     assert a == pytest.approx(b_, rel=1e-10)
 
@@ -563,9 +563,9 @@ def test_sharpness_mc_in_one_d_agrees_with_the_exact_sharpness():
 def _exact_without_kink_term(net, x, mu, sigma):
     """lambda_max of the exact 1-D Hessian (wrt (w1, w2, b)) minus its Dirac terms
     (bigstep.relu_risk docstring): the limit K -> infinity of the fixed-sample Hessian."""
-    m, n = net.m, len(x)
+    m, n = net.width, len(x)
     H = bigstep.dsm_risk_hessian(net, x, mu, sigma, wrt="all")
-    w1, w2, b = net.w1, net.w2, net.b
+    w1, w2, b = net.W1, net.W2, net.b1
     tau = -b / w1
     f = net(tau)[:, None] + (tau[:, None] - mu * x[None, :]) / sigma ** 2
     dens = np.exp(-0.5 * ((tau[:, None] - mu * x[None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
@@ -590,3 +590,19 @@ def test_fixed_sample_sharpness_misses_the_kink_term():
     mc = bigstep.sharpness_mc(net, x, mu, sigma, n_mc=3000, seed=0, tol=1e-6)
     assert no_kink < 0.7 * exact
     assert mc == pytest.approx(no_kink, rel=0.02)
+
+
+def test_every_trainer_returns_one_result_type():
+    x = bigstep.gaussian_noise(1, (8, 2))
+    results = [bigstep.train_dsm(x, 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",)),
+               bigstep.train_diffusion(x, lr=0.1, steps=3, width=4, batch_size=16),
+               bigstep.train_sgd(x[:, 0], 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",)),
+               bigstep.train_gd(x[:, 0], 0.9, 0.5, lr=0.1, steps=3, width=4, record=("loss",))]
+    assert [r.kind for r in results] == ["dsm", "diffusion", "sgd", "gd"]
+    for r in results:
+        assert type(r) is bigstep.TrainResult
+        assert r.steps_done.tolist() == [3] and r.network(0).width == 4 and r.score is r.networks[0]
+        assert {"network", "lr", "seed", "step", "loss", "diverged"} <= set(r.history.columns)
+    with pytest.raises(ValueError, match="excess_risk"):
+        results[1].excess_risk()
+

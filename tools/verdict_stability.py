@@ -34,7 +34,7 @@ def run(fig: str, seed: int, config: str, out: str) -> None:
     else:
         raise SystemExit(f"unknown configuration {config!r} (cpp-<isa> or numba)")
     t0 = time.perf_counter()
-    report = reproduce(fig, out, quick=True, seed=seed, progress=False, backend=backend)
+    report = reproduce(fig, out=out, quick=True, seed=seed, progress=False, backend=backend)
     summary = json.loads((Path(out) / "summary.json").read_text())
     summary.update(config=config, base_seed=seed, wall_seconds=time.perf_counter() - t0,
                    isa=bigstep._backend.core().simd_level() if backend == "cpp" else None)

@@ -38,6 +38,14 @@ check("cpp" in info["backends"] and "numba" in info["backends"], f"backends {inf
 simd, runnable = info["cpp"]["simd"], info["cpp"]["simd_available"]
 check(simd in DISPATCH and simd in runnable and "baseline" in runnable,
       f"instruction set {simd} from the dispatch list (runnable here: {runnable})")
+try:  # the dispatch sees what the CPU has (a toolchain whose cpu-model runtime reads nothing gives baseline only)
+    flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+except (OSError, StopIteration):
+    flags = None
+if flags is not None:
+    expect = {"baseline"} | ({"avx2"} if {"avx2", "fma"} <= flags else set()) | \
+        ({"avx512"} if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= flags else set())
+    check(set(runnable) == expect, f"runnable instruction sets {sorted(runnable)} match /proc/cpuinfo ({sorted(expect)})")
 out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "bigstep"), "info"], capture_output=True,
                      text=True, check=True).stdout
 check(f"SIMD {simd}" in out and "backends available: cpp" in out, "`bigstep info` says the same")
@@ -70,7 +78,7 @@ samples = bigstep.sample_reverse(bigstep.EmpiricalScore(data), 500, 2, n_steps=1
 check(samples.shape == (500, 2) and np.isfinite(samples).all(), "sampler runs")
 check(bigstep.memorized_fraction(samples, data) > 0.5, "the s* sampler memorizes")
 
-net = bigstep.ReLUNet1D.init(m=50, seed=0, inner="sign")
+net = bigstep.ReLUNet1D.init(width=50, seed=0, inner="sign")
 xs = rng.standard_normal(20)
 r_c, g_c = bigstep.dsm_risk_grad(net, xs, mu, sigma, backend="cpp")
 r_n, g_n = bigstep.dsm_risk_grad(net, xs, mu, sigma, backend="numba")
@@ -78,9 +86,9 @@ check(np.isclose(r_c, r_n, rtol=1e-10) and np.allclose(g_c, g_n, rtol=1e-8, atol
       "exact risk and gradient agree between cpp and numba")
 check(bigstep.excess_risk(net, xs, mu, sigma) > 0, "excess risk over s* is positive")
 
-res = {be: bigstep.train_sgd(xs, mu, sigma, lr=[0.1, 0.01], seed=[0, 1], steps=300, m=30, record=("loss",),
+res = {be: bigstep.train_sgd(xs, mu, sigma, lr=[0.1, 0.01], seed=[0, 1], steps=300, width=30, record=("loss",),
                              backend=be) for be in ("cpp", "numba")}
 check(not res["cpp"].diverged.any(), "trainer runs")
-check(all(np.allclose(a.w2, b.w2, rtol=1e-9, atol=1e-12) for a, b in zip(res["cpp"].networks, res["numba"].networks)),
+check(all(np.allclose(a.W2, b.W2, rtol=1e-9, atol=1e-12) for a, b in zip(res["cpp"].networks, res["numba"].networks)),
       "trainer agrees between cpp and numba")
 print("wheel_smoke: all checks passed")

@@ -9,6 +9,10 @@
 #include <omp.h>
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace bigstep::cpu {
 namespace {
 
@@ -30,14 +34,40 @@ bool compiled(Isa isa) {
   }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// The CPU's and the OS's support, from cpuid and xgetbv directly: __builtin_cpu_supports
+// needs the compiler runtime's cpu model, which the release wheel's toolchain (zig's
+// clang, tools/zig-cxx) does not fill in (every feature reads as absent there).
+struct X86Features {
+  bool avx2 = false;    // AVX2 + FMA, YMM state enabled by the OS
+  bool avx512 = false;  // AVX-512 F, DQ, VL, BW, ZMM state enabled by the OS
+};
+
+X86Features x86_features() {
+  X86Features f;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
+  if (!osxsave || !avx) return f;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool ymm = (xcr0_lo & 0x6u) == 0x6u;    // SSE + AVX state
+  const bool zmm = (xcr0_lo & 0xe6u) == 0xe6u;  // + opmask, ZMM0-15 upper halves, ZMM16-31
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const bool avx2 = b & (1u << 5), f512 = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30),
+             vl = b & (1u << 31);
+  f.avx2 = ymm && avx2 && fma;
+  f.avx512 = ymm && zmm && f512 && dq && vl && bw;
+  return f;
+}
+#endif
+
 bool supported(Isa isa) {
   if (!compiled(isa)) return false;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (isa == Isa::avx512)
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  static const X86Features features = x86_features();
+  if (isa == Isa::avx2) return features.avx2;
+  if (isa == Isa::avx512) return features.avx512;
 #endif
   return true;
 }

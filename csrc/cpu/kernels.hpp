@@ -1,6 +1,7 @@
 // The CPU kernel registry: every entry point, declared once, by family.
 //
-// Per-instruction-set kernels.  The kernel files (csrc/cpu/*_kernels.cpp) are compiled
+// Per-instruction-set kernels.  The kernel files (BIGSTEP_KERNEL_SOURCES in CMakeLists.txt:
+// csrc/cpu/*_kernels.cpp, optimal_score_nd_flash.cpp, optimal_score_nd_screened.cpp) are compiled
 // once per instruction set, each into its own namespace (BIGSTEP_ISA_NS, set by CMake:
 // isa_baseline, isa_avx2, isa_avx512 or isa_native).  Each family lists its entry points
 // below as KERNEL(name, return type, (parameters)):
@@ -52,16 +53,38 @@ struct SgdNdChunk;  // bigstep/sgd_nd.hpp
      const T* sigma, index_t sigma_stride, T* score, T* log_density, T* mean))                      \
   KERNEL(exp_nonpos_array, void, (const T* x, T* out, index_t n))
 
+// --- fast Gauss transform family (fgt_kernels.cpp, math and bound in bigstep/fgt.hpp) ----
+// The s* family for one noise level (mu, sigma) by the fast Gauss transform; mode 0: the
+// FGT where its cost model prefers it to the pairwise kernel, else the pairwise kernel;
+// mode 1: the FGT always.  fgt_1d: x_sorted ascending [n], y [q], outputs as
+// optimal_score_1d; fgt_nd: d <= 3 (else the pairwise kernel), y [q, d], x [n, d], outputs
+// as optimal_score_nd.  stats [8] or null: used FGT, boxes, boxes expanded, targets summed
+// directly, largest order, largest bound, estimated cost of the FGT and of the pairwise
+// kernel (units of one term of a direct sum).
+#define BIGSTEP_FGT_TYPED(KERNEL)                                                                   \
+  KERNEL(fgt_1d, void,                                                                              \
+    (const T* y, index_t q, const T* x_sorted, index_t n, double mu, double sigma, int mode,        \
+     T* score, T* log_density, T* mean, T* d1, T* d2, double* stats))                               \
+  KERNEL(fgt_nd, void,                                                                              \
+    (const T* y, index_t q, const T* x, index_t n, index_t d, double mu, double sigma, int mode,    \
+     T* score, T* log_density, T* mean, double* stats))
+// sampler_empirical_fgt: steps st.k0 .. st.k1 - 1 of the fused sampler (sampler family)
+//   with s* by the FGT (mode 1), or per step by whichever of the FGT and the fused pairwise
+//   loop the cost model prefers (mode 0); d <= 3 (else the pairwise loop); stats[0] += the
+//   steps that used the FGT.
+#define BIGSTEP_FGT_PLAIN(KERNEL)                                                                   \
+  KERNEL(sampler_empirical_fgt, void,                                                               \
+    (const SamplerSteps& st, const double* data, index_t n_data, bool one_d, int mode, double* stats))
 // optimal_score_vjp_y / optimal_score_vjp_x: the backward pass (bigstep/optimal_score.hpp,
 //   vjp): with w_qi = exp(-||y_q - mu_q x_i||^2 / (2 sigma_q^2) - lse_q), y [q, d], x [n, d],
-//   lse [q], g, a, b, u [q, d], e, f [q]:
-//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . x_i) x_i;
+//   lse [q], mean (E[W|y_q]), g, a, b, u [q, d], e, f [q]:
+//   vjp_y: out [q, d], out_q = sum_i w_qi (g_q . (x_i - mean_q)) (x_i - mean_q) = Cov(W|y_q) g_q;
 //   vjp_x: out [n, d], out_j = sum_q w_qj (a_q + t u_q + (e_q + f_q t) x_j), t = b_q . x_j.
 #define BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                         \
   KERNEL(optimal_score_vjp_y, void,                                                                 \
     (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
      index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \
-     const double* g, double* out))                                                                 \
+     const double* mean, const double* g, double* out))                                             \
   KERNEL(optimal_score_vjp_x, void,                                                                 \
     (const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,           \
      index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,               \
@@ -123,12 +146,14 @@ struct SgdNdChunk;  // bigstep/sgd_nd.hpp
 // --- every family ----------------------------------------------------------------------
 #define BIGSTEP_TYPED_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_TYPED(KERNEL)                                                               \
+  BIGSTEP_FGT_TYPED(KERNEL)                                                                         \
   BIGSTEP_METRICS_TYPED(KERNEL)                                                                     \
   BIGSTEP_SGD_TYPED(KERNEL)
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \
   BIGSTEP_SAMPLER_PLAIN(KERNEL)                                                                     \
+  BIGSTEP_FGT_PLAIN(KERNEL)                                                                         \
   BIGSTEP_SGD_PLAIN(KERNEL)
 
 namespace bigstep::cpu {

@@ -1,5 +1,5 @@
 // Sample-quality metrics: Gaussian-kernel sums (MMD) and k nearest neighbours
-// (compiled once per instruction set, see isa.hpp; per-element math in
+// (compiled once per instruction set, entry points listed in kernels.hpp; per-element math in
 // bigstep/metrics.hpp).
 //
 // Both stream over tiles of row points (QB) against tiles of column points (NB): the

@@ -1,4 +1,4 @@
-// 1-D optimal-score kernel (compiled once per instruction set, see isa.hpp).
+// 1-D optimal-score kernel (compiled once per instruction set; entry points listed in kernels.hpp).
 //
 // Per query: binary search for the nearest data point x_s and for the window of data
 // whose terms do not underflow, then vectorised sums of p_i = exp(l_i) and

@@ -4,7 +4,9 @@
 // With w_qi = exp(l_qi - lse_q), l_qi = -||y_q - mu_q x_i||^2 / (2 sigma_q^2) (the distance
 // form: no cancellation at small sigma) and lse_q = log sum_i exp(l_qi) from the forward
 // pass, both kernels stream over the pairs with no q x n buffer:
-//   optimal_score_vjp_y: out_q = sum_i w_qi (g_q . x_i) x_i                      [q, d]
+//   optimal_score_vjp_y: out_q = sum_i w_qi (g_q . (x_i - m_q)) (x_i - m_q)        [q, d]
+//                        (Cov(W|y_q) g_q about the forward pass's mean m_q, centred term
+//                        by term: no cancellation where the weights are sharp)
 //   optimal_score_vjp_x: out_j = sum_q w_qj (a_q + t_qj u_q + (e_q + f_q t_qj) x_j),
 //                        t_qj = b_q . x_j                                         [n, d]
 // vjp_y splits the queries over threads, vjp_x the data points, so each output row is
@@ -45,11 +47,25 @@ inline void axpy(double a, const double* x, double* out, index_t d) {
   for (index_t k = 0; k < d; ++k) out[k] += a * x[k];
 }
 
+// g . (x - m)
+inline double dot_centred(const double* g, const double* x, const double* m, index_t d) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (index_t k = 0; k < d; ++k) s += g[k] * (x[k] - m[k]);
+  return s;
+}
+
+// out += a (x - m)
+inline void axpy_centred(double a, const double* x, const double* m, double* out, index_t d) {
+#pragma omp simd
+  for (index_t k = 0; k < d; ++k) out[k] += a * (x[k] - m[k]);
+}
+
 }  // namespace
 
 void optimal_score_vjp_y(const double* y, index_t q, const double* x, index_t n, index_t d, const double* mu,
                          index_t mu_stride, const double* sigma, index_t sigma_stride, const double* lse,
-                         const double* g, double* out) {
+                         const double* mean, const double* g, double* out) {
   const index_t tiles = (q + kTile - 1) / kTile;
   const int threads = team_size(tiles);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel_worth(3.0 * q * n * d))
@@ -65,7 +81,8 @@ void optimal_score_vjp_y(const double* y, index_t q, const double* x, index_t n,
       for (index_t p = q0; p < q1; ++p) {
         const double w = vjp::weight(dist2(y + p * d, mu[p * mu_stride], xi, d), neg_h[p - q0], lse[p]);
         if (w == 0.0) continue;
-        axpy(w * dot(g + p * d, xi, d), xi, out + p * d, d);
+        const double* mp = mean + p * d;
+        axpy_centred(w * dot_centred(g + p * d, xi, mp, d), xi, mp, out + p * d, d);
       }
     }
   }

@@ -1,5 +1,5 @@
 // Random-features DSM: streamed feature Gram matrix (compiled once per instruction
-// set, see isa.hpp; per-element math in bigstep/random_features.hpp).
+// set, entry points listed in kernels.hpp; per-element math in bigstep/random_features.hpp).
 //
 // The n m noisy samples are processed in blocks of S.  For one block:
 //   1. noise xi [S, dp] from Philox and inputs y = mu x_nu + sigma xi [S, d];

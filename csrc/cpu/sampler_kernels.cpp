@@ -1,4 +1,4 @@
-// Fused reverse-diffusion sampler (compiled once per instruction set, see isa.hpp).
+// Fused reverse-diffusion sampler (compiled once per instruction set; entry points listed in kernels.hpp).
 //
 // Particles in tiles of TP rows spread over threads.  A tile keeps its state in
 // columns (xs[j][p], one vector of W particles per load) and runs every step of the chunk [k0, k1) before

@@ -2,16 +2,25 @@
 
 Start with :func:`optimal_score` (the empirical optimal score s*), :func:`info` (what
 is built here) and :func:`gaussian_noise` (the shared Philox stream).
+
+``import bigstep`` loads the array kernels' front ends only (numpy; no numba, scipy,
+torch or pandas).  The subpackages ``bigstep.rf``, ``bigstep.sweeps``,
+``bigstep.theory``, ``bigstep.reproduce`` and ``bigstep.training`` (and the names
+re-exported from them, such as :func:`train_sgd` and :func:`sweep`) are attributes of
+the package, imported on first use.
 """
+
+import importlib
 
 from .info import __version__, info
 from .metrics import memorization_ratio, memorized_fraction, mmd2, nearest_neighbors
-from . import theory
 from .optimal_risk import optimal_risk
-from .optimal_score import log_density, optimal_score, optimal_score_derivatives, ou_schedule, posterior_mean
+from .optimal_score import log_density, optimal_score, optimal_score_derivatives, posterior_mean
+from .fgt import fgt_plan
 from .random import gaussian_noise, uniform
 from .nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from .relu_risk import (
+    DSMRisk,
     dsm_risk,
     dsm_risk_grad,
     dsm_risk_hessian,
@@ -22,17 +31,30 @@ from .relu_risk import (
 )
 from .sampler import sample_forward, sample_reverse
 from .scores import EmpiricalScore, GaussianScore, noise_schedule
-from .sweeps import load_sweep, register_task, sweep
-from .training import (
-    TrainResult,
-    diffusion_sharpness_mc,
-    excess_risk_mc,
-    sharpness_mc,
-    train_diffusion,
-    train_dsm,
-    train_gd,
-    train_sgd,
-)
+
+# Subpackages, and public names that live in them: imported on first access.
+_SUBPACKAGES = ("rf", "sweeps", "theory", "reproduce", "training")
+_LAZY = {
+    "load_sweep": "sweeps", "register_task": "sweeps", "sweep": "sweeps",
+    "TrainResult": "training", "diffusion_sharpness_mc": "training", "excess_risk_mc": "training",
+    "sharpness_mc": "training", "train_diffusion": "training", "train_dsm": "training", "train_gd": "training",
+    "train_sgd": "training",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")  # the import binds it here
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
@@ -41,11 +63,12 @@ __all__ = [
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
-    "ou_schedule",
+    "fgt_plan",
     "gaussian_noise",
     "uniform",
     "ReLUNet1D",
     "ReLUNetND",
+    "DSMRisk",
     "dsm_risk",
     "dsm_risk_grad",
     "dsm_risk_hessian",
@@ -55,6 +78,10 @@ __all__ = [
     "excess_risk",
     "optimal_risk",
     "theory",
+    "rf",
+    "sweeps",
+    "reproduce",
+    "training",
     "mmd2",
     "nearest_neighbors",
     "memorization_ratio",

@@ -91,12 +91,13 @@ def _cai_device(a) -> int:
 
 
 def common_device(named: dict) -> str:
-    """The one device of the arrays ``{name: array}`` (None values and Python numbers are
-    ignored; a call with only those is on the CPU).  Arrays on different devices raise a
-    ValueError naming both."""
+    """The one device of the arrays ``{name: array}``.  None values, Python numbers and
+    0-d host arrays (numpy scalars, 0-d CPU tensors: torch's rule for scalars, which may
+    join arrays on any device) are ignored; a call with only those is on the CPU.  Arrays
+    on different devices raise a ValueError naming both."""
     first = None
     for name, a in named.items():
-        if a is None or kind(a) == "other":
+        if a is None or kind(a) == "other" or (getattr(a, "ndim", None) == 0 and device_of(a) == "cpu"):
             continue
         dev = device_of(a)
         if first is None:
@@ -193,7 +194,8 @@ def writable_alias(a):
 def wrap_like(out, like):
     """``out`` (a numpy array, a device array of another library, or None) in the array
     type of ``like``: numpy for numpy, numbers, sequences and unknown DLPack producers;
-    torch for torch (same device); CuPy for CuPy; JAX for JAX."""
+    torch for torch (same device); CuPy for CuPy; JAX for JAX.  A device result for an
+    unknown producer stays a torch tensor (there is no array type to give it)."""
     if out is None:
         return None
     k = kind(like)
@@ -215,4 +217,9 @@ def wrap_like(out, like):
         return jnp.asarray(out) if isinstance(out, np.ndarray) else jnp.from_dlpack(out)
     if isinstance(out, np.ndarray) or np.isscalar(out):
         return out
-    return np.from_dlpack(out)
+    if device_of(like) != "cpu":  # an unknown producer on a device: the result stays a torch tensor
+        return out
+    if device_of(out) != "cpu":  # host caller, device result (backend="cuda" on host arrays)
+        out = out.cpu()
+    arr = np.from_dlpack(out)
+    return arr[()] if arr.ndim == 0 else arr  # 0-d results as numpy scalars, as the host path gives

@@ -38,8 +38,14 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     "optimal_score": {
         "optimal_score_1d": ("y", "x_sorted", "mu", "sigma", "what"),
         "optimal_score_nd": ("y", "x", "mu", "sigma", "what"),
-        "optimal_score_vjp_y": ("y", "x", "mu", "sigma", "lse", "g"),
+        "optimal_score_vjp_y": ("y", "x", "mu", "sigma", "lse", "mean", "g"),
         "optimal_score_vjp_x": ("y", "x", "mu", "sigma", "lse", "a", "b", "u", "e", "f"),
+    },
+    "fgt": {  # the fast Gauss transform of the s* family (bigstep.fgt); mode 0 auto, 1 fgt
+        "fgt_1d": ("y", "x_sorted", "mu", "sigma", "what", "mode"),
+        "fgt_nd": ("y", "x", "mu", "sigma", "what", "mode"),
+        "sampler_empirical_fgt_1d": _SAMPLER + ("data_sorted", "mode"),
+        "sampler_empirical_fgt_nd": _SAMPLER + ("data", "mode"),
     },
     "metrics": {
         "gaussian_kernel_sum": ("x", "y", "bandwidth", "symmetric"),
@@ -82,19 +88,25 @@ _errors: dict[str, str] = {}
 
 
 def _load(name: str):
-    """Import bigstep.<name> once; returns the module or None (reason in _errors)."""
+    """Import bigstep.<name> once; returns the module or None (reason in _errors).
+
+    The lock guards the two dicts only, never the import itself: Python's import
+    machinery serialises imports of one module, and a module that calls back into this
+    registry while it is being imported (directly, or from a thread that holds that
+    module's import lock) must not wait on a lock its own import holds."""
     with _lock:
         if name in _modules:
             return _modules[name]
         if name in _errors:
             return None
-        try:
-            mod = importlib.import_module(f"bigstep.{name}")
-        except Exception as exc:  # ImportError, OSError from a missing libcudart, ...
-            _errors[name] = f"{type(exc).__name__}: {exc}"
-            return None
-        _modules[name] = mod
-        return mod
+    try:
+        mod = importlib.import_module(f"bigstep.{name}")
+    except Exception as exc:  # ImportError, OSError from a missing libcudart, ...
+        with _lock:
+            _errors.setdefault(name, f"{type(exc).__name__}: {exc}")
+        return None
+    with _lock:
+        return _modules.setdefault(name, mod)
 
 
 def core():
@@ -167,16 +179,37 @@ def _module_name(family: str, backend: str) -> str:
 
 
 def _has_family(family: str, backend: str) -> bool:
-    """Whether ``backend`` implements the kernels of ``family`` (without importing the
-    per-family modules of numba, torch and cuda: such a module exists or it does not;
-    tests/test_registry.py checks that each has every kernel)."""
-    if backend in ("numba", "torch", "cuda"):
+    """Whether ``backend`` implements the kernels of ``family``.
+
+    numba: its module exists (found, not imported: importing compiles it; a module that
+    lacks a kernel is refused by :func:`kernels`, and tests/test_registry.py checks that
+    each has every kernel).  torch and cuda (asked only once the backend is available,
+    so the import is cheap): the module imports and has every kernel of the family."""
+    if backend == "numba":
         try:
             return importlib.util.find_spec(f"bigstep.{_module_name(family, backend)}") is not None
-        except ModuleNotFoundError:  # no bigstep._torch package at all
+        except ImportError:
             return False
-    mod = core()
-    return mod is not None and all(hasattr(mod, fn) for fn in FAMILIES[family])
+    if backend in ("torch", "cuda"):
+        name = _module_name(family, backend)
+        try:
+            if importlib.util.find_spec(f"bigstep.{name}") is None:  # no module for this family
+                return False
+        except ModuleNotFoundError:  # no bigstep._torch (or _cuda_kernels) package at all
+            return False
+        except Exception as exc:  # the package exists but fails to import
+            with _lock:
+                _errors.setdefault(name, f"{type(exc).__name__}: {exc}")
+            return False
+        mod = _load(name)
+    else:
+        mod = core()
+    return mod is not None and not _missing(mod, family)
+
+
+def _missing(mod, family: str) -> list[str]:
+    """The kernels of ``family`` that ``mod`` lacks."""
+    return [fn for fn in FAMILIES[family] if not callable(getattr(mod, fn, None))]
 
 
 def backends(family: str) -> list[str]:
@@ -209,6 +242,9 @@ def kernels(family: str, backend: str) -> types.SimpleNamespace:
     if mod is None:
         raise ValueError(f"backend {backend!r} failed to load its {family} kernels: "
                          f"{_errors.get(_module_name(family, backend))}")
+    missing = _missing(mod, family)
+    if missing:
+        raise ValueError(f"backend {backend!r} lacks the {family} kernels {', '.join(missing)}")
     fns = {name: getattr(mod, name) for name in FAMILIES[family]}
     if backend == "numba":
         fns = {name: _host_arrays_as_mutable(fn) for name, fn in fns.items()}
@@ -221,27 +257,31 @@ def _host_arrays_as_mutable(fn):
     from ._arrays import writable_alias
 
     @functools.wraps(fn)
-    def call(*args):
-        return fn(*(writable_alias(a) for a in args))
+    def call(*args, **kwargs):
+        return fn(*(writable_alias(a) for a in args), **{k: writable_alias(v) for k, v in kwargs.items()})
 
     return call
 
 
-def resolve(backend: str, *arrays, family: str | None = None) -> str:
-    """Pick the backend for a call on ``arrays``.
+def resolve(backend: str, *arrays, family: str | None = None, **named) -> str:
+    """Pick the backend for a call on ``arrays`` and the keyword ``named`` arrays (whose
+    names the device errors use: "y is on cpu but x is on cuda:0").
 
     ``"auto"``: the inputs' device decides: host arrays run on cpp, then numba; device
     arrays on cuda (where built, a device is visible and the family has CUDA kernels),
-    else torch for torch tensors.  A named backend that cannot run (or, given
-    ``family``, has no kernels for it) raises ValueError listing what is available and
-    why the others are not."""
+    else torch (any device array: the device path converts it through DLPack).  A named
+    backend that cannot run (or, given ``family``, has no kernels for it) raises
+    ValueError listing what is available and why the others are not."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend must be one of 'auto', {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    from ._arrays import common_device, is_torch
+    if family is not None:
+        _check_family(family)
+    from ._arrays import common_device
 
-    device = common_device({f"argument {i}": a for i, a in enumerate(arrays)})
+    named = {**{f"argument {i}": a for i, a in enumerate(arrays)}, **named}
+    device = common_device(named)
     if backend == "auto":
         if device == "cpu":
             for b in CPU_BACKENDS:
@@ -251,8 +291,7 @@ def resolve(backend: str, *arrays, family: str | None = None) -> str:
         candidates = []
         if device.startswith("cuda"):
             candidates.append("cuda")
-        if any(is_torch(a) for a in arrays):
-            candidates.append("torch")
+        candidates.append("torch")  # torch reads any device array (CuPy, JAX, ... through DLPack)
         for b in candidates:
             if why_unavailable(b) is None and (family is None or _has_family(family, b)):
                 return b

@@ -20,7 +20,7 @@ def _demo(args) -> int:
     print(f"{'t':>6} {'mu':>7} {'sigma':>7} {'backend':>8} {'pairs/s':>10} {'mean |s*|':>10} "
           f"{'max|s* - s*_numba|/max|s*|':>27}")
     for t in (0.01, 0.05, 0.2, 1.0):
-        mu, sigma = bigstep.ou_schedule(t)
+        mu, sigma = bigstep.noise_schedule(t)
         ref = bigstep.optimal_score(y, x, mu, sigma, backend="numba")
         for backend in _backend.backends("optimal_score"):
             if backend == "cuda":
@@ -39,7 +39,7 @@ def _reproduce(args) -> int:
     from .reproduce import reproduce
 
     try:
-        report = reproduce(args.figure, args.out, quick=not args.full, seed=args.seed, device=args.device,
+        report = reproduce(args.figure, out=args.out, seed=args.seed, quick=not args.full, device=args.device,
                            progress=not args.no_progress, backend=args.backend, panels=args.panel)
     except ImportError as exc:  # an optional package: one line saying which and how to install it
         print(f"bigstep reproduce {args.figure}: {exc}", file=sys.stderr)

@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 
 def info() -> dict:
     """Version, backends available (with reasons for the others), compiler, the
-    instruction set the CPU kernels chose at run time, OpenMP threads, CUDA devices.
+    instruction set the CPU kernels chose at run time, OpenMP threads, the torch backend's
+    families and devices, CUDA devices.
 
     Example
     -------
@@ -37,6 +38,8 @@ def info() -> dict:
         out["numba"] = {"version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
     except Exception:
         pass
+    if _backend.why_unavailable("torch") is None:
+        out["torch"] = _torch_info()
     cuda = _backend.cuda_module()
     if cuda is not None:
         out["cuda"] = {
@@ -47,6 +50,22 @@ def info() -> dict:
         }
     out["cpu_count"] = os.cpu_count()
     return out
+
+
+def _torch_info() -> dict:
+    """The torch backend: torch's version, the families it has kernels for, the devices
+    torch can run them on (its own view: CUDA/ROCm and MPS), its CPU threads."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return {"version": torch.__version__, "families": [f for f in _backend.FAMILIES if "torch" in _backend.backends(f)],
+            "devices": devices, "threads": torch.get_num_threads(),
+            "hip": getattr(torch.version, "hip", None), "cuda_runtime": getattr(torch.version, "cuda", None)}
 
 
 def format_info(d: dict | None = None) -> str:
@@ -60,6 +79,10 @@ def format_info(d: dict | None = None) -> str:
                      f"OpenMP {'on' if c['openmp'] else 'off'}, {c['threads']} threads")
     if "numba" in d:
         lines.append(f"numba: {d['numba']['version']}, {d['numba']['threads']} threads")
+    if "torch" in d:
+        t = d["torch"]
+        lines.append(f"torch: {t['version']}, {t['threads']} CPU threads; families: {', '.join(t['families'])}; "
+                     f"devices: {', '.join(t['devices'])}")
     if "cuda" in d:
         c = d["cuda"]
         lines.append(f"cuda: archs {c['compiled_archs']}; runtime {c['runtime_version']}, driver {c['driver_version']}")

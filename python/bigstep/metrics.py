@@ -24,7 +24,8 @@ import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, prepare, result_dtype, wrap_like
-from ._validate import real_scalar
+from ._torch import device_route
+from ._validate import _all_finite, real_scalar
 
 __all__ = ["mmd2", "nearest_neighbors", "memorization_ratio", "memorized_fraction"]
 
@@ -32,26 +33,27 @@ __all__ = ["mmd2", "nearest_neighbors", "memorization_ratio", "memorized_fractio
 # --------------------------------------------------------------------------- checks
 
 
-def _points(value, name: str, *, allow_empty: bool = False) -> np.ndarray:
-    """A point set: shape (N, d), or (N,) read as N points in d = 1; finite."""
-    arr = as_numpy(value, name)
+def _points(value, name: str, *, allow_empty: bool = False, convert=as_numpy):
+    """A point set: shape (N, d), or (N,) read as N points in d = 1; finite.  (``convert``:
+    the device-array path's conversion to torch.)"""
+    arr = convert(value, name)
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
     elif arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, d) or (N,), got {arr.ndim} dimensions {arr.shape}")
+        raise ValueError(f"{name} must have shape (N, d) or (N,), got {arr.ndim} dimensions {tuple(arr.shape)}")
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one column, got shape {arr.shape}")
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(arr.shape)}")
     if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must contain at least one point, got shape {tuple(arr.shape)}")
+    if (not isinstance(arr, np.ndarray) or arr.dtype.kind == "f") and not _all_finite(arr):
         raise ValueError(f"{name} must be finite, got NaN or infinity")
     return arr
 
 
-def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+def _same_dim(a, b, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"{name_a} and {name_b} must have the same dimension d, got {name_a} of shape {a.shape} "
-                         f"and {name_b} of shape {b.shape}")
+        raise ValueError(f"{name_a} and {name_b} must have the same dimension d, got {name_a} of shape "
+                         f"{tuple(a.shape)} and {name_b} of shape {tuple(b.shape)}")
 
 
 def _impl(backend: str, *arrays):
@@ -61,7 +63,7 @@ def _impl(backend: str, *arrays):
 # --------------------------------------------------------------------------- MMD
 
 
-def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float:
+def mmd2(a, b, *, bandwidth=1.0, unbiased=False, backend: str = "auto") -> float:
     """Squared MMD between samples a and b with the Gaussian kernel
     k(u, v) = exp(-||u - v||^2 / (2 h^2)), h = ``bandwidth``.
 
@@ -96,38 +98,54 @@ def mmd2(a, b, bandwidth=1.0, unbiased=False, *, backend: str = "auto") -> float
     >>> abs(bigstep.mmd2(x, x)) < 1e-12
     True
     """
-    aa = _points(a, "a")
-    ba = _points(b, "b")
+    if device_route(backend, {"a": a, "b": b, "bandwidth": bandwidth}):  # device arrays, or backend torch/cuda
+        from ._torch._api import mmd2 as device_mmd2
+
+        return device_mmd2(a, b, bandwidth, unbiased, backend)
+    aa, ba, h = _mmd2_args(a, b, bandwidth, unbiased)
+    dtype = result_dtype(aa, ba)
+    impl = _impl(backend, aa, ba)
+    return float(impl.mmd2(prepare(aa, dtype), prepare(ba, dtype), h, bool(unbiased)))
+
+
+def _mmd2_args(a, b, bandwidth, unbiased, convert=as_numpy):
+    """Checked (a, b, bandwidth) of mmd2."""
+    aa = _points(a, "a", convert=convert)
+    ba = _points(b, "b", convert=convert)
     _same_dim(aa, ba, "a", "b")
-    h = real_scalar(bandwidth, "bandwidth")
+    h = real_scalar(bandwidth, "bandwidth", convert=convert)
     if not isinstance(unbiased, (bool, np.bool_)):
         raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
     if unbiased:
         for arr, name in ((aa, "a"), (ba, "b")):
             if arr.shape[0] < 2:
                 raise ValueError(f"the unbiased MMD needs at least 2 points in {name}, got {arr.shape[0]}")
-    dtype = result_dtype(aa, ba)
-    impl = _impl(backend, aa, ba)
-    return float(impl.mmd2(prepare(aa, dtype), prepare(ba, dtype), h, bool(unbiased)))
+    return aa, ba, h
 
 
 # --------------------------------------------------------------------------- neighbours
 
 
-def _neighbors(samples, train, k, backend):
-    sa = _points(samples, "samples", allow_empty=True)
-    ta = _points(train, "train")
+def _neighbor_args(samples, train, k, convert=as_numpy):
+    """Checked (samples, train, k) of the neighbour functions."""
+    sa = _points(samples, "samples", allow_empty=True, convert=convert)
+    ta = _points(train, "train", convert=convert)
     _same_dim(sa, ta, "samples", "train")
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if not 1 <= k <= ta.shape[0]:
         raise ValueError(f"k must be between 1 and the number of training points ({ta.shape[0]}), got {k}")
+    return sa, ta, int(k)
+
+
+def _neighbors(samples, train, k, backend):
+    sa, ta, k = _neighbor_args(samples, train, k)
     dtype = result_dtype(sa, ta)
     impl = _impl(backend, sa, ta)
     return impl.nearest_neighbors(prepare(sa, dtype), prepare(ta, dtype), int(k))
 
 
-def nearest_neighbors(samples, train, k=2, *, backend: str = "auto"):
+def nearest_neighbors(samples, train, *, k=2, backend: str = "auto"):
     """The k nearest training points of each sample, by Euclidean distance.
 
     distances[i, e] = ||samples_i - train_{indices[i, e]}||, ascending in e; equal
@@ -151,7 +169,12 @@ def nearest_neighbors(samples, train, k=2, *, backend: str = "auto"):
     >>> dist.tolist(), idx.tolist()
     ([[1.0, 2.0]], [[1, 2]])
     """
-    dist, idx = _neighbors(samples, train, k, backend)
+    if device_route(backend, {"samples": samples, "train": train}):  # device arrays, or backend torch/cuda
+        from ._torch._api import nearest_neighbors as device_neighbors
+
+        dist, idx = device_neighbors(samples, train, k, backend)
+    else:
+        dist, idx = _neighbors(samples, train, k, backend)
     return wrap_like(dist, samples), wrap_like(idx, samples)
 
 
@@ -180,6 +203,10 @@ def memorization_ratio(samples, train, *, backend: str = "auto"):
     >>> bigstep.memorization_ratio(np.array([0.1, 0.5]), np.array([0.0, 1.0])).tolist()
     [0.11111111111111112, 1.0]
     """
+    if device_route(backend, {"samples": samples, "train": train}):  # device arrays, or backend torch/cuda
+        from ._torch._api import memorization_ratio as device_ratio
+
+        return wrap_like(device_ratio(samples, train, backend), samples)
     ta = as_numpy(train, "train")
     if ta.ndim in (1, 2) and ta.shape[0] < 2:
         raise ValueError(f"train must contain at least 2 points for the memorization ratio, got shape {ta.shape}")
@@ -192,7 +219,7 @@ def memorization_ratio(samples, train, *, backend: str = "auto"):
     return wrap_like(ratio.astype(dist.dtype), samples)
 
 
-def memorized_fraction(samples, train, threshold=1 / 3, *, backend: str = "auto") -> float:
+def memorized_fraction(samples, train, *, threshold=1 / 3, backend: str = "auto") -> float:
     """Share of samples whose memorization ratio d1 / d2 is below ``threshold``.
 
     A sample counts as memorized when d1 / d2 < threshold (strictly), with d1, d2 the
@@ -218,6 +245,10 @@ def memorized_fraction(samples, train, threshold=1 / 3, *, backend: str = "auto"
         raise TypeError(f"threshold must be a real number, got {type(threshold).__name__}")
     if not (0 < float(threshold) <= 1):
         raise ValueError(f"threshold must lie in (0, 1], got {threshold!r}")
+    if device_route(backend, {"samples": samples, "train": train}):  # device arrays, or backend torch/cuda
+        from ._torch._api import memorized_fraction as device_fraction
+
+        return device_fraction(samples, train, float(threshold), backend)
     sa = as_numpy(samples, "samples")
     if sa.ndim in (1, 2) and sa.shape[0] == 0:
         raise ValueError(f"samples must contain at least one point, got shape {sa.shape}")

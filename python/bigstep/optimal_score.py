@@ -30,30 +30,39 @@ from __future__ import annotations
 
 import numpy as np
 
+import functools
+
 from . import _autograd, _backend
-from ._arrays import as_numpy, is_torch, prepare, result_dtype, wrap_like
-from ._validate import noise_level, queries, training_data
+from . import fgt as _fgt
+from ._arrays import as_numpy, prepare, result_dtype, wrap_like
+from ._torch import device_route
+from ._validate import first_true, noise_level, queries, training_data
 
 __all__ = [
     "optimal_score",
     "log_density",
     "posterior_mean",
     "optimal_score_derivatives",
-    "ou_schedule",
 ]
 
 _SCORE, _LOGP, _MEAN, _DERIV = 1, 2, 4, 8
 
 
-def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
+def _compute(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, method: str = "pairwise"):
     """Validate, convert and run one call: the outputs (score, log_density, mean[, d1,
     d2]), each None unless asked for by ``what``."""
-    return _run(y, x, mu, sigma, what, backend, one_d_only=one_d_only)[0]
+    return _run(y, x, mu, sigma, what, backend, one_d_only=one_d_only, method=method)[0]
 
 
-def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
-    """(outputs, backend used, (mu, sigma) as validated float64 arrays of shape (1,) or (q,))."""
-    name = _backend.resolve(backend, y, x, mu, sigma, family="optimal_score")
+def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False, method: str = "pairwise"):
+    """(outputs, backend used, (mu, sigma) as validated float64 arrays of shape (1,) or (q,));
+    ``method`` as in :func:`optimal_score` (bigstep.fgt)."""
+    method = _fgt.check_method(method)
+    if device_route(backend, {"y": y, "x": x, "mu": mu, "sigma": sigma}):  # device arrays, or backend torch/cuda
+        from ._torch._api import optimal_score_family
+
+        return optimal_score_family(y, x, mu, sigma, what, backend, one_d_only, method)
+    name = _backend.resolve(backend, family="optimal_score", y=y, x=x, mu=mu, sigma=sigma)
     xa = training_data(x, ndim=1 if one_d_only else None)
     ya = queries(y, xa)
     single = ya.ndim == xa.ndim - 1  # one query: a scalar for 1-D data, a (d,) vector in d-D
@@ -72,29 +81,33 @@ def _run(y, x, mu, sigma, what: int, backend: str, *, one_d_only: bool = False):
     if q == 0:
         outs = _empty(yk, what, xa.ndim)
     elif xa.ndim == 1:
-        outs = impl.optimal_score_1d(yk, np.sort(xk, kind="stable"), muk, sigk, what)
+        xs = np.sort(xk, kind="stable")
+        outs = _fgt.compute(name, yk, xs, muk, sigk, what, method, True)
+        outs = impl.optimal_score_1d(yk, xs, muk, sigk, what) if outs is None else outs
     else:
-        outs = impl.optimal_score_nd(yk, xk, muk, sigk, what)
+        outs = _fgt.compute(name, yk, xk, muk, sigk, what, method, False)
+        outs = impl.optimal_score_nd(yk, xk, muk, sigk, what) if outs is None else outs
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
     return outs, name, (mua, siga)
 
 
-def _one(kind: int, y, x, mu, sigma, backend: str):
+def _one(kind: int, y, x, mu, sigma, backend: str, method: str = "auto"):
     """One output of the family in the caller's array type; a torch graph to y and x when
     they require grad (bigstep._autograd)."""
     if _autograd.wants_graph(y, x):
-        return _autograd.apply(kind, y, x, mu, sigma, backend, _run)
-    return wrap_like(_compute(y, x, mu, sigma, kind, backend)[{_SCORE: 0, _LOGP: 1, _MEAN: 2}[kind]], y)
+        return _autograd.apply(kind, y, x, mu, sigma, backend, functools.partial(_run, method=method))
+    return wrap_like(_compute(y, x, mu, sigma, kind, backend, method=method)[{_SCORE: 0, _LOGP: 1, _MEAN: 2}[kind]], y)
 
 
-def _check_float32_levels(v: np.ndarray, name: str) -> None:
-    """float32 calls compute with float32 mu and sigma: they must round to normal numbers."""
+def _check_float32_levels(v, name: str) -> None:
+    """float32 calls compute with float32 mu and sigma: they must round to normal numbers
+    (v: a float64 numpy array, or a torch tensor on the device-array path)."""
     f = np.finfo(np.float32)
     bad = (v > f.max) | (v < f.tiny)
     if bad.any():
         raise ValueError(f"{name} must lie in [{f.tiny:.3g}, {f.max:.3g}] for float32 inputs, "
-                         f"got {v[np.argmax(bad)]!r}; pass float64 arrays for a wider range")
+                         f"got {np.float64(float(v[first_true(bad)]))!r}; pass float64 arrays for a wider range")
 
 
 def _empty(yk, what, ndim):
@@ -108,7 +121,7 @@ def _empty(yk, what, ndim):
             z(shape_vec) if what & _MEAN else None)
 
 
-def optimal_score(y, x, mu, sigma, *, backend: str = "auto"):
+def optimal_score(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """Empirical optimal score s*(y) of data x at noise level (mu, sigma) (eq. 6).
 
     s*(y) = (mu sum_i w_i(y) x_i - y) / sigma^2,
@@ -119,6 +132,10 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto"):
     y : array (q,) for 1-D data, (q, d) or (d,) for d-D data
     x : array (n,) or (n, d), finite, n >= 1
     mu, sigma : positive scalars or arrays of shape (q,) (one noise level per query)
+    method : "auto" (the fast Gauss transform where its cost model says it is faster and its
+        error bound meets the target, the pairwise kernel elsewhere), "pairwise" (every
+        pair, streamed) or "fgt" (the fast Gauss transform, d <= 3; per query relative error
+        of s* ~1e-15 where s* is well conditioned, see :mod:`bigstep.fgt`)
     backend : "auto" (cpp, then numba), "cpp" or "numba"
 
     Returns an array of the shape of y: float32 for float32 inputs, float64 otherwise;
@@ -130,13 +147,14 @@ def optimal_score(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.optimal_score(np.array([0.5]), np.array([-1.0, 1.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.0378...
     """
-    return _one(_SCORE, y, x, mu, sigma, backend)
+    return _one(_SCORE, y, x, mu, sigma, backend, method)
 
 
-def log_density(y, x, mu, sigma, *, backend: str = "auto"):
+def log_density(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """log p(y) with p = (1/n) sum_i N(y; mu x_i, sigma^2 I), shape (q,) (a scalar for one d-D query).
 
-    Same arguments as :func:`optimal_score`.
+    Same arguments as :func:`optimal_score` (``method="fgt"``: log p within ~1e-14 of the
+    exact value, also where every term underflows).
 
     Example
     -------
@@ -144,10 +162,10 @@ def log_density(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.log_density(np.array([0.0]), np.array([0.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.9189...
     """
-    return _one(_LOGP, y, x, mu, sigma, backend)
+    return _one(_LOGP, y, x, mu, sigma, backend, method)
 
 
-def posterior_mean(y, x, mu, sigma, *, backend: str = "auto"):
+def posterior_mean(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """Posterior mean E[W | y] = sum_i w_i(y) x_i (the optimal denoiser), shape of y.
 
     Same arguments as :func:`optimal_score`; s*(y) = (mu E[W|y] - y) / sigma^2.
@@ -158,10 +176,10 @@ def posterior_mean(y, x, mu, sigma, *, backend: str = "auto"):
     >>> float(bigstep.posterior_mean(np.array([0.9]), np.array([-1.0, 1.0]), 1.0, 0.1)[0])  # doctest: +ELLIPSIS
     1.0...
     """
-    return _one(_MEAN, y, x, mu, sigma, backend)
+    return _one(_MEAN, y, x, mu, sigma, backend, method)
 
 
-def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto"):
+def optimal_score_derivatives(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
     """(s*, s*', s*'') for 1-D data x (n,) and queries y (q,) (eq. 9).
 
     With W(y) taking value x_i with probability w_i(y):
@@ -169,6 +187,8 @@ def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto"):
     s*''(y) = mu^3 E[(W - E W)^3] / sigma^6.
 
     Returns three arrays of shape (q,).
+    ``method`` and ``backend`` as for :func:`optimal_score` (``method="fgt"``: an absolute
+    error bound on the derivatives, see :mod:`bigstep.fgt`; "auto" keeps them pairwise).
 
     Example
     -------
@@ -177,27 +197,5 @@ def optimal_score_derivatives(y, x, mu, sigma, *, backend: str = "auto"):
     >>> round(float(ds[0]), 6)   # -1 + Var = -1 + 1 = 0
     0.0
     """
-    outs = _compute(y, x, mu, sigma, _DERIV, backend, one_d_only=True)
+    outs = _compute(y, x, mu, sigma, _DERIV, backend, one_d_only=True, method=method)
     return wrap_like(outs[0], y), wrap_like(outs[3], y), wrap_like(outs[4], y)
-
-
-def ou_schedule(t):
-    """Noise level of the Ornstein-Uhlenbeck forward process at time t > 0:
-    (mu(t), sigma(t)) = (exp(-t), sqrt(1 - exp(-2 t))), same shape as t.
-
-    Example
-    -------
-    >>> import bigstep
-    >>> mu, sigma = bigstep.ou_schedule(0.2)
-    >>> round(float(mu), 4), round(float(sigma), 4)
-    (0.8187, 0.5742)
-    """
-    ta = as_numpy(t, "t")
-    tf = ta.astype(result_dtype(ta), copy=False)
-    if not np.isfinite(tf).all() or (tf <= 0).any():
-        raise ValueError(f"t must be positive and finite, got {tf.min() if tf.size else tf!r}")
-    mu = np.exp(-tf)
-    sigma = np.sqrt(-np.expm1(-2 * tf))
-    if tf.ndim == 0 and not is_torch(t):
-        return tf.dtype.type(mu), tf.dtype.type(sigma)
-    return wrap_like(mu, t), wrap_like(sigma, t)

@@ -59,10 +59,12 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
         raise ValueError(f"offset + size must be <= 2**64, got {offset} + {count}")
     impl = _backend.kernels("random", _backend.resolve(backend, family="random"))
     out = getattr(impl, kind)(seed, stream, offset, count, dt)
+    if not isinstance(out, np.ndarray):  # a device backend's tensor: these functions return numpy arrays
+        out = out.cpu().numpy()
     return out.reshape(shape)
 
 
-def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def gaussian_noise(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Standard normals from the Philox stream (seed, stream), starting at counter offset.
 
     Element i (row-major) is the normal at counter offset + i, identical on every
@@ -79,7 +81,7 @@ def gaussian_noise(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend
     return _draw("gaussian_noise", seed, shape, stream, offset, dtype, backend)
 
 
-def uniform(seed, shape, stream=0, offset=0, *, dtype=np.float64, backend="auto"):
+def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Uniforms in [0, 1) from the Philox stream (seed, stream), 53 random bits each.
 
     Example

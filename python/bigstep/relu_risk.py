@@ -1,6 +1,7 @@
 """Exact denoising score-matching risk of two-layer ReLU networks (paper Sections 4-6).
 
-Network (width m):  s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l),  kinks tau_l = -b_l / w1_l.
+Network (:class:`bigstep.ReLUNet1D`, m = width):  s_theta(y) = (1/m) sum_l w2_l relu(w1_l y + b_l),
+kinks tau_l = -b_l / w1_l, with w1, b, w2 the network's W1, b1, W2 (the paper's symbols).
 
 DSM risk at noise level (mu, sigma) on 1-D data x (n,), exact (no sampling):
 
@@ -28,8 +29,8 @@ p_i the N(mu x_i, sigma^2) density.  The paper's printed eq. (15) has the opposi
 on the Dirac term for w1 = +1; differentiating int_{tau}^{inf} g(y) dy in b gives
 +g(tau)/|w1| (see docs/design.md section 2 and the finite-difference tests).
 
-Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (w2, b), 2m
-entries; ``wrt="all"`` is theta = (w1, w2, b), 3m entries.
+Parameters: ``wrt="outer_bias"`` (default; the theory setting) is theta = (W2, b1), 2m
+entries; ``wrt="all"`` is theta = (W1, W2, b1), 3m entries (:meth:`bigstep.ReLUNet1D.theta`).
 
 Accuracy: each truncated moment comes from the Gaussian tail that keeps it accurate
 (erfc, not 1 - Phi), so far-out segments are exact to rounding.  The risk is a sum of
@@ -46,11 +47,12 @@ import functools
 import numpy as np
 
 from . import _backend
-from ._arrays import as_numpy
+from ._arrays import as_numpy, is_torch, wrap_like
 from ._validate import check_wrt, real_scalar, training_data
 from .nets import ReLUNet1D
 
 __all__ = [
+    "DSMRisk",
     "dsm_risk",
     "dsm_risk_grad",
     "dsm_risk_hessian",
@@ -89,13 +91,13 @@ class _Exact:
     Hessian-vector product O(m) and the Hessian O(m^2).
     """
 
-    def __init__(self, net: ReLUNet1D, x: np.ndarray, mu: float, sigma: float, kernels):
+    def __init__(self, net: ReLUNet1D, c: np.ndarray, sigma: float, kernels):
         self.kernels = kernels
-        self.n = x.shape[0]
-        self.m = net.m
+        self.n = c.shape[0]
+        self.m = net.width
         self.sigma = sigma
         # writable copies: the kernels take plain (not read-only) arrays
-        self.w1, self.w2, self.b = w1, w2, b = net.w1.copy(), net.w2.copy(), net.b.copy()
+        self.w1, self.w2, self.b = w1, w2, b = net.W1.copy(), net.W2.copy(), net.b1.copy()
         all_tau = net.kinks
         kinked = np.flatnonzero(~np.isnan(all_tau))
         tau = all_tau[kinked]
@@ -108,7 +110,6 @@ class _Exact:
         cls = np.where(b > 0, 2, 0).astype(np.int8)  # no kink: constant relu(b)
         cls[kinked] = np.where(w1[kinked] > 0, 1, -1)
         self.cls = cls
-        c = np.ascontiguousarray(mu * x)
         self.S, self.T, self.P = kernels.segment_moments(self.t, c, sigma)
         # s = alpha_k y + beta_k on segment k
         self.alpha, self.beta = self._segment_lines(w2 * w1 / self.m, w2 * b / self.m)
@@ -255,12 +256,139 @@ class _Exact:
         return H
 
 
-def _prepare(net, x, mu, sigma, backend) -> _Exact:
-    _check_net(net)
-    xa = _data(x)
-    mu_v = real_scalar(mu, "mu")
-    sigma_v = real_scalar(sigma, "sigma")
-    return _Exact(net, xa, mu_v, sigma_v, _kernels(backend))
+class DSMRisk:
+    """The exact DSM risk of 1-D two-layer ReLU networks on fixed data, prepared once:
+
+        R_n(theta) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s_theta(Y) + (Y - mu x_i)/sigma^2)^2].
+
+    The data are checked and the kernels chosen when the object is built; each method takes
+    a :class:`bigstep.ReLUNet1D`.  The O(n m + m log m) state of the last network asked
+    about is kept, so its risk, gradient, Hessian-vector products, Hessian and sharpness
+    share it (then O(m) per product, O(m^2) for the Hessian).  The trainers' records use
+    one DSMRisk per run; :func:`dsm_risk`, :func:`dsm_risk_grad`, ... are one-call
+    shortcuts.
+
+    Parameters
+    ----------
+    x : array (n,), the 1-D training data (numpy, torch or any DLPack producer)
+    mu, sigma : positive scalars, the noise level
+    wrt : "outer_bias" (theta = (W2, b1), P = 2 width, the theory setting) or "all"
+        (theta = (W1, W2, b1), P = 3 width); the layout of :meth:`bigstep.ReLUNet1D.theta`
+    backend : "auto" (cpp, then numba), "cpp" or "numba"
+
+    Arrays come back as the type of ``x`` (of ``v`` for :meth:`hvp`), scalars as floats.
+
+    Example
+    -------
+    >>> import bigstep, numpy as np
+    >>> risk = bigstep.DSMRisk([-1.0, 0.0, 1.0], 0.9, 0.5)
+    >>> net = bigstep.ReLUNet1D.init(4, seed=0)
+    >>> H = risk.hessian(net)
+    >>> bool(np.allclose(risk.hvp(net, np.ones(8)), H @ np.ones(8)))
+    True
+    >>> op = risk.operator(net)                   # a scipy LinearOperator, products by hvp
+    >>> op.shape, bool(np.allclose(op @ np.ones(8), H @ np.ones(8)))
+    ((8, 8), True)
+    """
+
+    def __init__(self, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
+        xa = _data(x)
+        self.mu = real_scalar(mu, "mu")
+        self.sigma = real_scalar(sigma, "sigma")
+        check_wrt(wrt)
+        self.wrt = wrt
+        self.x = xa
+        self._c = np.ascontiguousarray(self.mu * xa)
+        self._kernels = _kernels(backend)
+        self._like = x if is_torch(x) else None
+        self._last = None  # (net, its _Exact state)
+        self._optimal = None
+
+    def _state(self, net) -> _Exact:
+        last = self._last
+        if last is not None and last[0] is net:  # networks are immutable: identity is enough
+            return last[1]
+        _check_net(net)
+        state = _Exact(net, self._c, self.sigma, self._kernels)
+        self._last = (net, state)
+        return state
+
+    def _out(self, arr, like=None):
+        return wrap_like(arr, self._like if like is None else like)
+
+    def n_params(self, net) -> int:
+        """P, the length of theta: 2 width (wrt="outer_bias") or 3 width ("all")."""
+        _check_net(net)
+        return (2 if self.wrt == "outer_bias" else 3) * net.width
+
+    def risk(self, net) -> float:
+        """R_n(theta), O(n m + m log m) (O(m) when the network's state is kept)."""
+        return self._state(net).risk()
+
+    def grad(self, net):
+        """grad R_n(theta) = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)], shape (P,)."""
+        return self._out(self._state(net).grad(self.wrt))
+
+    def hvp(self, net, v):
+        """(Hess R_n) v without forming the Hessian, shape (P,); v of shape (P,)."""
+        ex = self._state(net)
+        return self._out(ex.hvp(_vector(v, self.n_params(net)), self.wrt), like=v)
+
+    def hessian(self, net):
+        """The exact Hessian, shape (P, P): Gauss-Newton part from cumulative Gaussian moments
+        at the kinks (O(1) per entry) plus the curvature and (corrected-sign) Dirac terms on
+        each neuron's own block (module docstring).  Memory O(m^2) for the output only."""
+        return self._out(self._state(net).hessian(self.wrt))
+
+    def sharpness(self, net, *, method: str = "auto", tol: float = 1e-10) -> float:
+        """lambda_max of the Hessian: method="dense" (numpy.linalg.eigvalsh of the Hessian),
+        "lanczos" (full reorthogonalisation on exact HVPs until the top Ritz pair's residual
+        is below tol |lambda|) or "auto" (dense up to 1024 parameters, Lanczos above)."""
+        if method not in ("auto", "dense", "lanczos"):
+            raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
+        tol = float(tol)
+        if not (0 < tol < 1):
+            raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
+        ex = self._state(net)
+        P = self.n_params(net)
+        if method == "dense" or (method == "auto" and P <= _DENSE_MAX):
+            return float(np.linalg.eigvalsh(ex.hessian(self.wrt))[-1])
+        from ._lanczos import largest_eigenvalue
+
+        return largest_eigenvalue(lambda v: ex.hvp(v, self.wrt), P, tol=tol)
+
+    @property
+    def optimal_risk(self) -> float:
+        """R_n(s*) of these data (:func:`bigstep.optimal_risk`, computed once)."""
+        if self._optimal is None:
+            from .optimal_risk import optimal_risk
+
+            self._optimal = optimal_risk(self.x, self.mu, self.sigma)
+        return self._optimal
+
+    def excess_risk(self, net) -> float:
+        """R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2] >= 0."""
+        return self.risk(net) - self.optimal_risk
+
+    def operator(self, net):
+        """The Hessian at ``net`` as a ``scipy.sparse.linalg.LinearOperator`` (P, P),
+        symmetric, float64, each product one exact HVP (for scipy's eigsh, cg, minres, ...).
+        Needs scipy."""
+        try:
+            from scipy.sparse.linalg import LinearOperator
+        except ImportError:
+            raise ImportError("DSMRisk.operator returns a scipy LinearOperator: pip install scipy") from None
+        ex = self._state(net)
+        P = self.n_params(net)
+        wrt = self.wrt
+
+        def matvec(v):
+            return ex.hvp(np.ascontiguousarray(np.asarray(v, dtype=np.float64).reshape(P)), wrt)
+
+        return LinearOperator((P, P), matvec=matvec, rmatvec=matvec, dtype=np.float64)
+
+    def __repr__(self):
+        return f"DSMRisk(n={self.x.shape[0]}, mu={self.mu!r}, sigma={self.sigma!r}, wrt={self.wrt!r})"
 
 
 # -------------------------------------------------------------------- public API
@@ -276,23 +404,25 @@ def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
     mu, sigma : positive scalars (the noise level)
     backend : "auto" (cpp, then numba), "cpp" or "numba"
 
-    Cost O(n m + m log m).
+    Cost O(n m + m log m).  For several quantities of one network, or of many networks on
+    the same data, build a :class:`DSMRisk` once.
 
     Example
     -------
     >>> import bigstep
-    >>> net = bigstep.ReLUNet1D([1.0], [0.0], [0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
+    >>> net = bigstep.ReLUNet1D(W1=[1.0], b1=[0.0], W2=[0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
     >>> round(bigstep.dsm_risk(net, [0.0, 1.0], 1.0, 0.5), 12)   # = 1 / sigma^2
     4.0
     """
-    return _prepare(net, x, mu, sigma, backend).risk()
+    _check_net(net)
+    return DSMRisk(x, mu, sigma, backend=backend).risk(net)
 
 
 def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
     """(R_n(theta), grad R_n(theta)), grad = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)].
 
-    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order w2, b) or
-    (3m,) for wrt="all" (order w1, w2, b).  Cost O(n m + m log m).
+    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order W2, b1) or
+    (3m,) for wrt="all" (order W1, W2, b1).  Cost O(n m + m log m).
 
     Example
     -------
@@ -302,17 +432,14 @@ def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = 
     >>> g.shape
     (6,)
     """
-    check_wrt(wrt)
-    ex = _prepare(net, x, mu, sigma, backend)
-    return ex.risk(), ex.grad(wrt)
+    _check_net(net)
+    ev = DSMRisk(x, mu, sigma, wrt=wrt, backend=backend)
+    return ev.risk(net), ev.grad(net)
 
 
-def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto") -> np.ndarray:
-    """Exact Hessian of R_n(theta), shape (P, P) with P = 2m (outer_bias) or 3m (all).
-
-    Gauss-Newton part from cumulative Gaussian moments at the kinks (O(1) per entry),
-    plus the curvature and (corrected-sign) Dirac terms on each neuron's own block; see
-    the module docstring.  Cost O(n m + m^2); memory O(m^2) for the output only.
+def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
+    """Exact Hessian of R_n(theta), shape (P, P) with P = 2m (outer_bias) or 3m (all)
+    (:meth:`DSMRisk.hessian`).  Cost O(n m + m^2); memory O(m^2) for the output only.
 
     Example
     -------
@@ -322,25 +449,25 @@ def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str
     >>> H.shape, bool(np.allclose(H, H.T))
     ((10, 10), True)
     """
-    check_wrt(wrt)
-    return _prepare(net, x, mu, sigma, backend).hessian(wrt)
+    _check_net(net)
+    return DSMRisk(x, mu, sigma, wrt=wrt, backend=backend).hessian(net)
 
 
 def _vector(v, P: int) -> np.ndarray:
     va = as_numpy(v, "v")
     if va.shape != (P,):
         raise ValueError(f"v must have shape ({P},) (the parameter count), got shape {va.shape}")
-    va = np.asarray(va, dtype=np.float64)
+    va = np.ascontiguousarray(va, dtype=np.float64)
     if not np.isfinite(va).all():
         raise ValueError("v must be finite")
     return va
 
 
-def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str = "auto") -> np.ndarray:
+def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str = "auto"):
     """Hessian-vector product (Hess R_n) v without forming the Hessian, shape (P,).
 
-    Cost O(n m + m log m) for the first product; :func:`sharpness` reuses the O(n m)
-    part across products (O(m) each).
+    Cost O(n m + m log m) for the product; a :class:`DSMRisk` reuses the O(n m) part
+    across products (O(m) each).
 
     Example
     -------
@@ -351,14 +478,14 @@ def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str 
     >>> bool(np.allclose(hv, bigstep.dsm_risk_hessian(net, x, 0.9, 0.5) @ v))
     True
     """
-    check_wrt(wrt)
-    ex = _prepare(net, x, mu, sigma, backend)
-    return ex.hvp(_vector(v, (2 if wrt == "outer_bias" else 3) * net.m), wrt)
+    _check_net(net)
+    return DSMRisk(x, mu, sigma, wrt=wrt, backend=backend).hvp(net, v)
 
 
-def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto", backend: str = "auto",
-              tol: float = 1e-10) -> float:
-    """lambda_max, the largest eigenvalue of the exact Hessian of R_n at theta.
+def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto", tol: float = 1e-10,
+              backend: str = "auto") -> float:
+    """lambda_max, the largest eigenvalue of the exact Hessian of R_n at theta
+    (:meth:`DSMRisk.sharpness`).
 
     method="dense" forms the Hessian and calls numpy.linalg.eigvalsh; "lanczos" runs
     Lanczos with full reorthogonalisation on the exact Hessian-vector product (O(m) per
@@ -373,22 +500,11 @@ def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto
     >>> bool(np.isclose(bigstep.sharpness(net, x, 0.9, 0.5, method="lanczos"), np.linalg.eigvalsh(H)[-1]))
     True
     """
-    check_wrt(wrt)
-    if method not in ("auto", "dense", "lanczos"):
-        raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
-    tol = float(tol)
-    if not (0 < tol < 1):
-        raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
-    ex = _prepare(net, x, mu, sigma, backend)
-    P = (2 if wrt == "outer_bias" else 3) * net.m
-    if method == "dense" or (method == "auto" and P <= _DENSE_MAX):
-        return float(np.linalg.eigvalsh(ex.hessian(wrt))[-1])
-    from ._lanczos import largest_eigenvalue
-
-    return largest_eigenvalue(lambda v: ex.hvp(v, wrt), P, tol=tol)
+    _check_net(net)
+    return DSMRisk(x, mu, sigma, wrt=wrt, backend=backend).sharpness(net, method=method, tol=tol)
 
 
-def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backend: str = "auto") -> bool:
+def is_linearly_stable(net, x, mu, sigma, *, lr, wrt: str = "outer_bias", backend: str = "auto") -> bool:
     """Whether lambda_max <= 2 / (m lr), the linear-stability condition of SGD with step m * lr (eq. 8).
 
     Example
@@ -400,7 +516,7 @@ def is_linearly_stable(net, x, mu, sigma, lr, *, wrt: str = "outer_bias", backen
     """
     lr_v = real_scalar(lr, "lr")
     lam = sharpness(net, x, mu, sigma, wrt=wrt, backend=backend)
-    return bool(lam <= 2.0 / (net.m * lr_v))
+    return bool(lam <= 2.0 / (net.width * lr_v))
 
 
 def excess_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
@@ -415,6 +531,5 @@ def excess_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
     >>> bigstep.excess_risk(net, [-1.0, 1.0], 0.9, 0.5) > 0
     True
     """
-    from .optimal_risk import optimal_risk
-
-    return dsm_risk(net, x, mu, sigma, backend=backend) - optimal_risk(x, mu, sigma)
+    _check_net(net)
+    return DSMRisk(x, mu, sigma, backend=backend).excess_risk(net)

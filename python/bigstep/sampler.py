@@ -23,9 +23,11 @@ import numpy as np
 
 from . import _streams as streams
 from . import _backend
+from . import fgt as _fgt
 from ._arrays import as_numpy, wrap_like
 from ._progress import Progress, run_in_chunks
-from ._validate import integer, real_scalar
+from ._torch import device_route
+from ._validate import _all_finite, as_float64, integer, real_scalar
 from .random import gaussian_noise
 from .nets import TimeReLUScore
 from .scores import EmpiricalScore, GaussianScore, noise_schedule
@@ -69,11 +71,16 @@ def _initial_state(x0, n_samples, dim, seed):
     if x0 is None:
         return gaussian_noise(seed, (n_samples, dim), stream=_STREAM_X0)
     xa = np.array(as_numpy(x0, "x0"), dtype=np.float64)  # a copy: the sampler updates it in place
-    if xa.shape != (n_samples, dim):
-        raise ValueError(f"x0 must have shape (n_samples, dim) = ({n_samples}, {dim}), got shape {xa.shape}")
-    if not np.isfinite(xa).all():
-        raise ValueError("x0 must be finite, got NaN or infinity")
+    _check_x0(xa, n_samples, dim)
     return np.ascontiguousarray(xa)
+
+
+def _check_x0(xa, n_samples, dim):
+    """x0 (a numpy array or, on the device path, a torch tensor): shape (n_samples, dim), finite."""
+    if tuple(xa.shape) != (n_samples, dim):
+        raise ValueError(f"x0 must have shape (n_samples, dim) = ({n_samples}, {dim}), got shape {tuple(xa.shape)}")
+    if not _all_finite(xa):
+        raise ValueError("x0 must be finite, got NaN or infinity")
 
 
 def _fused(score, backend: str):
@@ -82,6 +89,8 @@ def _fused(score, backend: str):
     keep, path, *extra) (bigstep._backend.FAMILIES["sampler"])."""
     if type(score) not in (EmpiricalScore, GaussianScore, TimeReLUScore):  # subclasses may override __call__
         return None
+    if type(score) is EmpiricalScore and _fgt.sampler_kernel(score, backend) is not None:
+        return _fgt.sampler_kernel(score, backend)  # s* by the fast Gauss transform (score.method)
     k = _backend.kernels("sampler", backend)
     if type(score) is EmpiricalScore:
         if score.one_d:
@@ -92,8 +101,8 @@ def _fused(score, backend: str):
     return k.sampler_relu, (score.W1, score.b1, np.ascontiguousarray(score.W2.T), score.b2)
 
 
-def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, seed=0, x0=None, times=None,
-                   method="em", return_path=False, progress=False, backend="auto"):
+def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_steps=100, x0=None, seed=0,
+                   return_path=False, method="em", progress=False, backend="auto"):
     """Samples of the reverse diffusion driven by ``score`` (paper Section 3).
 
     X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k  ("em"), or
@@ -147,6 +156,12 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
     if isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore)) and score_dim != dim:
         raise ValueError(f"dim must match the score's dimension {score_dim}, got dim = {dim}")
     tau, h = _grid(T, delta, n_steps, times)
+    builtin = isinstance(score, (EmpiricalScore, GaussianScore, TimeReLUScore))
+    if device_route(backend, {"x0": x0, **(score._arrays() if builtin else {})}):  # device arrays, or torch/cuda
+        from ._torch._api import sample_reverse as device_sample
+
+        return device_sample(score, n_samples, dim, tau, h, _METHODS[method], seed, x0, return_path, progress,
+                             backend)
     fused = _fused(score, _backend.resolve(backend, family="sampler"))  # raises for unknown or unavailable backends
     n_steps = h.shape[0]
     c = _METHODS[method]
@@ -160,7 +175,7 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, n_steps=100, see
         _run_generic(score, x, tau, h, r, c, seed, path, return_path, bar)
     else:
         kernel, extra = fused
-        mu, sigma = noise_schedule(tau[:-1], score.schedule)
+        mu, sigma = noise_schedule(tau[:-1], kind=score.schedule)
         first = _first_chunk(score, n_samples, dim, n_steps)
         _run_fused(kernel, extra, x, tau[:-1].copy(), h, r, c, mu, sigma, seed, path, return_path, bar, first)
     return wrap_like(path if return_path else x, x0)
@@ -207,7 +222,7 @@ def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
         bar.update(k + 1)
 
 
-def sample_forward(x0, t, seed=0, *, schedule="ou"):
+def sample_forward(x0, t, *, schedule="ou", seed=0, backend="auto"):
     """Forward noising X_t = mu(t) x0 + sigma(t) xi, xi ~ N(0, I) from Philox stream 5.
 
     Parameters
@@ -216,8 +231,10 @@ def sample_forward(x0, t, seed=0, *, schedule="ou"):
     t : positive time, scalar or shape (N,) (one per row).
     seed : int >= 0; xi = gaussian_noise(seed, x0.shape, stream=5).
     schedule : "ou" (mu = exp(-t), default) or "notebook" (mu = exp(-2t)).
+    backend : "auto" (the inputs' device: host arrays on the CPU, device arrays there),
+        or a backend name; "torch" and "cuda" draw xi on the device (the same numbers).
 
-    Returns a float64 array of x0's shape (torch in, torch out).
+    Returns a float64 array of x0's shape, in x0's array type on x0's device.
 
     Example
     -------
@@ -225,16 +242,27 @@ def sample_forward(x0, t, seed=0, *, schedule="ou"):
     >>> bigstep.sample_forward(np.zeros((3, 2)), 0.5, seed=4).shape
     (3, 2)
     """
-    xa = np.asarray(as_numpy(x0, "x0"), dtype=np.float64)
-    if xa.ndim not in (1, 2):
-        raise ValueError(f"x0 must have shape (N,) or (N, d), got shape {xa.shape}")
-    if not np.isfinite(xa).all():
-        raise ValueError("x0 must be finite, got NaN or infinity")
-    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
-    if ta.ndim != 0 and ta.shape != (xa.shape[0],):
-        raise ValueError(f"t must be a scalar or have shape ({xa.shape[0]},), got shape {ta.shape}")
-    mu, sigma = noise_schedule(ta, schedule)
+    if device_route(backend, {"x0": x0, "t": t}):  # device arrays, or backend torch/cuda
+        from ._torch._api import sample_forward as device_forward
+
+        return device_forward(x0, t, integer(seed, "seed", minimum=0), schedule, backend)
+    xa, ta = _forward_args(x0, t)
+    mu, sigma = noise_schedule(ta, kind=schedule)
     if ta.ndim == 1 and xa.ndim == 2:
         mu, sigma = mu[:, None], sigma[:, None]
-    xi = gaussian_noise(integer(seed, "seed", minimum=0), xa.shape, stream=_STREAM_FORWARD)
+    xi = gaussian_noise(integer(seed, "seed", minimum=0), xa.shape, stream=_STREAM_FORWARD,
+                        backend=_backend.resolve(backend, family="random"))
     return wrap_like(mu * xa + sigma * xi, x0)
+
+
+def _forward_args(x0, t, convert=as_numpy):
+    """Checked float64 (x0, t) of sample_forward."""
+    xa = as_float64(convert(x0, "x0"))
+    if xa.ndim not in (1, 2):
+        raise ValueError(f"x0 must have shape (N,) or (N, d), got shape {tuple(xa.shape)}")
+    if not _all_finite(xa):
+        raise ValueError("x0 must be finite, got NaN or infinity")
+    ta = as_float64(convert(t, "t"))
+    if ta.ndim != 0 and tuple(ta.shape) != (xa.shape[0],):
+        raise ValueError(f"t must be a scalar or have shape ({xa.shape[0]},), got shape {tuple(ta.shape)}")
+    return xa, ta

@@ -21,24 +21,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import as_numpy, wrap_like
-from ._validate import training_data
+from ._arrays import as_numpy, is_torch, result_dtype, wrap_like
+from ._torch import device_route
+from ._validate import as_float64, schedule_rate, training_data
 
 __all__ = ["Score", "EmpiricalScore", "GaussianScore", "noise_schedule"]
 
-_SCHEDULES = {"ou": 1.0, "notebook": 2.0}  # mu(t) = exp(-rate t)
+def noise_schedule(t, *, kind: str = "ou"):
+    """Noise level (mu(t), sigma(t)) of the forward process X_t = mu(t) X_0 + sigma(t) xi
+    at times t > 0 (finite), the one schedule function of bigstep:
 
+    - ``kind="ou"`` (default, the paper's text): (exp(-t), sqrt(1 - exp(-2t))), the
+      Ornstein-Uhlenbeck process;
+    - ``kind="notebook"`` (the authors' notebooks): (exp(-2t), sqrt(1 - exp(-2t))).
 
-def _schedule_rate(schedule) -> float:
-    if schedule not in _SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, _SCHEDULES))}, got {schedule!r}")
-    return _SCHEDULES[schedule]
-
-
-def noise_schedule(t, schedule: str = "ou"):
-    """(mu(t), sigma(t)) as float64 arrays of t's shape, t > 0 finite.
-
-    ``"ou"``: (exp(-t), sqrt(1 - exp(-2t))); ``"notebook"``: (exp(-2t), sqrt(1 - exp(-2t))).
+    sigma is computed as sqrt(-expm1(-2t)), accurate at tiny t.  Shape and type follow t:
+    a float32 array (or tensor) gives float32, anything else float64; a torch tensor gives
+    torch tensors, a scalar gives numpy scalars.  The scores and samplers choose the kind
+    with their ``schedule=`` argument.
 
     Example
     -------
@@ -46,29 +46,40 @@ def noise_schedule(t, schedule: str = "ou"):
     >>> mu, sigma = bigstep.noise_schedule(0.2)
     >>> round(float(mu), 4), round(float(sigma), 4)
     (0.8187, 0.5742)
+    >>> bigstep.noise_schedule(np.float32(0.2), kind="notebook")[0].dtype
+    dtype('float32')
     """
-    rate = _schedule_rate(schedule)
-    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
-    if not np.isfinite(ta).all() or (ta <= 0).any():
-        bad = ta[~(np.isfinite(ta) & (ta > 0))]
+    rate = schedule_rate(kind, "kind")
+    if device_route("auto", {"t": t}):  # t on a device: mu and sigma there, in t's array type and dtype
+        from ._torch._api import noise_schedule as device_schedule
+
+        return tuple(wrap_like(v, t) for v in device_schedule(t, rate))
+    ta = as_numpy(t, "t")
+    tf = ta.astype(result_dtype(ta), copy=False)
+    if not np.isfinite(tf).all() or (tf <= 0).any():
+        bad = tf[~(np.isfinite(tf) & (tf > 0))]
         raise ValueError(f"t must be positive and finite, got {bad.flat[0]!r}")
-    return np.exp(-rate * ta), np.sqrt(-np.expm1(-2.0 * ta))
+    mu = np.exp(tf.dtype.type(-rate) * tf)
+    sigma = np.sqrt(-np.expm1(-2 * tf))
+    if tf.ndim == 0 and not is_torch(t):
+        return tf.dtype.type(mu), tf.dtype.type(sigma)
+    return wrap_like(mu, t), wrap_like(sigma, t)
 
 
-def _points(x, dim: int) -> np.ndarray:
-    arr = np.asarray(as_numpy(x, "x"), dtype=np.float64)
+def _points(x, dim: int, convert=as_numpy):
+    arr = as_float64(convert(x, "x"))
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"x must have shape (N, {dim}), got shape {arr.shape}")
+        raise ValueError(f"x must have shape (N, {dim}), got shape {tuple(arr.shape)}")
     return arr
 
 
-def _times(t, n: int) -> np.ndarray:
+def _times(t, n: int, convert=as_numpy):
     """t as shape (1,) or (n,)."""
-    ta = np.asarray(as_numpy(t, "t"), dtype=np.float64)
+    ta = as_float64(convert(t, "t"))
     if ta.ndim == 0:
         return ta.reshape(1)
-    if ta.shape != (n,):
-        raise ValueError(f"t must be a scalar or have shape ({n},) (one time per row), got shape {ta.shape}")
+    if tuple(ta.shape) != (n,):
+        raise ValueError(f"t must be a scalar or have shape ({n},) (one time per row), got shape {tuple(ta.shape)}")
     return ta
 
 
@@ -78,10 +89,16 @@ class Score:
 
     dim: int
     schedule: str
+    _device = None  # {name: torch tensor} of a score built from device arrays
+    _like = None  # then an empty array of the caller's type on that device
+
+    def _arrays(self) -> dict:
+        """The arrays a call of this score reads (their device must be the call's)."""
+        return {}
 
     @staticmethod
     def _check_schedule(schedule) -> None:
-        _schedule_rate(schedule)
+        schedule_rate(schedule)
 
     def _inputs(self, x, t):
         """x as float64 (N, dim) and t as (1,) or (N,)."""
@@ -90,9 +107,13 @@ class Score:
 
     def noise_level(self, t):
         """(mu(t), sigma(t)) of this score's schedule, float64 arrays of t's shape."""
-        return noise_schedule(t, self.schedule)
+        return noise_schedule(t, kind=self.schedule)
 
     def __call__(self, x, t):
+        if device_route("auto", {"x": x, "t": t, **self._arrays()}):  # device arrays: torch on their device
+            from ._torch._api import call_score
+
+            return call_score(self, x, t)
         xa, ta = self._inputs(x, t)
         mu, sigma = self.noise_level(ta)
         return wrap_like(self._evaluate(xa, ta, mu, sigma), x)
@@ -111,6 +132,9 @@ class EmpiricalScore(Score):
     x_train : array (n, d), or (n,) for 1-D data (then dim = 1 and x has shape (N, 1));
         finite, n >= 1.
     schedule : "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+    method : how s* is evaluated, here and in :func:`bigstep.sample_reverse`'s fused loop:
+        "auto" (the fast Gauss transform at the steps where its cost model prefers it, d <= 3),
+        "pairwise" or "fgt" (see :func:`bigstep.optimal_score`).
 
     Example
     -------
@@ -120,13 +144,26 @@ class EmpiricalScore(Score):
     (1, 2)
     """
 
-    def __init__(self, x_train, *, schedule: str = "ou"):
-        _schedule_rate(schedule)
-        xa = training_data(x_train)
-        self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
+    def __init__(self, x_train, *, schedule: str = "ou", method: str = "auto"):
+        from .fgt import check_method
+
+        schedule_rate(schedule)
+        self.method = check_method(method)
+        if device_route("auto", {"x_train": x_train}):  # device data stays there: x_train a float64 torch tensor
+            from ._torch._api import empirical_data
+
+            self.x_train, self._like = empirical_data(x_train)
+        else:
+            xa = training_data(x_train)
+            self.x_train = np.array(xa, dtype=np.float64)  # a private copy: later edits by the caller do not leak in
         self.one_d = self.x_train.ndim == 1
         self.dim = 1 if self.one_d else self.x_train.shape[1]
         self.schedule = schedule
+        if method == "fgt" and self.dim > 3:
+            raise ValueError(f"method='fgt' needs data of dimension d <= 3, got d = {self.dim}")
+
+    def _arrays(self) -> dict:
+        return {"x_train": self.x_train}
 
     def _evaluate(self, x, t, mu, sigma):
         from .optimal_score import optimal_score
@@ -134,8 +171,9 @@ class EmpiricalScore(Score):
         if mu.shape[0] == 1:  # one time for every row
             mu, sigma = mu[0], sigma[0]
         if self.one_d:
-            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma).reshape(-1, 1)
-        return optimal_score(x, self.x_train, mu, sigma)
+            return optimal_score(np.ascontiguousarray(x[:, 0]), self.x_train, mu, sigma,
+                                 method=self.method).reshape(-1, 1)
+        return optimal_score(x, self.x_train, mu, sigma, method=self.method)
 
     def __repr__(self):
         return f"EmpiricalScore(n={self.x_train.shape[0]}, dim={self.dim}, schedule={self.schedule!r})"
@@ -166,7 +204,12 @@ class GaussianScore(Score):
     """
 
     def __init__(self, mean, cov, *, schedule: str = "ou"):
-        _schedule_rate(schedule)
+        schedule_rate(schedule)
+        dev = None
+        if device_route("auto", {"mean": mean, "cov": cov}):  # checked and decomposed on the host, kept on the device
+            from ._torch._api import to_host
+
+            dev, (mean, cov) = to_host(mean=mean, cov=cov)
         m = np.array(as_numpy(mean, "mean"), dtype=np.float64)
         if m.ndim != 1 or m.shape[0] == 0:
             raise ValueError(f"mean must have shape (d,) with d >= 1, got shape {m.shape}")
@@ -192,10 +235,21 @@ class GaussianScore(Score):
         self.eigenvectors = np.ascontiguousarray(vecs)
         self.dim = d
         self.schedule = schedule
+        if dev is not None:
+            from ._torch._api import to_device
+
+            self._device, self._like = to_device(dev, mean=m, vecs=self.eigenvectors, lam=self.eigenvalues)
+
+    def _arrays(self) -> dict:
+        return {"mean": self.mean if self._device is None else self._device["mean"]}
 
     @classmethod
     def fit(cls, x_train, *, schedule: str = "ou"):
         """GaussianScore with the sample mean and covariance (divisor n) of x_train (n, d)."""
+        if device_route("auto", {"x_train": x_train}):  # moments on the device
+            from ._torch._api import gaussian_moments
+
+            return cls(*gaussian_moments(x_train), schedule=schedule)
         xa = np.asarray(training_data(x_train, ndim=2), dtype=np.float64)
         m = xa.mean(axis=0)
         xc = xa - m

@@ -83,7 +83,7 @@ BIGSTEP_HD void sincos_turn(V x, V& cos_x, V& sin_x) {
   const auto odd = (quadrant & 1ull) != 0ull;
   const V cos_abs = odd ? s : c;
   const V sin_abs = odd ? c : s;
-  cos_x = (quadrant == 1ull) | (quadrant == 2ull) ? V{} - cos_abs : cos_abs;
+  cos_x = ((quadrant == 1ull) | (quadrant == 2ull)) ? V{} - cos_abs : cos_abs;
   sin_x = quadrant >= 2ull ? V{} - sin_abs : sin_abs;
 }
 

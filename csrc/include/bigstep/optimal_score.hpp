@@ -86,7 +86,8 @@ BIGSTEP_HD T gemm_logit(T dot, T xnorm2, T a, T c) {
 // distance form l_i = -||y - mu x_i||^2 / (2 sigma^2), which has no cancellation:
 //   w_i = exp(l_i - lse).
 // With m = E[W|y], c = mu / sigma^2 and a cotangent g:
-//   d(E[W|y])/dy = c Cov(W|y)            (symmetric), so  g^T dE/dy = c (E[(g.W) W] - (g.m) m);
+//   d(E[W|y])/dy = c Cov(W|y)            (symmetric), so  g^T dE/dy = c E[(g.(W - m)) (W - m)]
+//     (summed in this centred form: E[(g.W) W] - (g.m) m cancels where the weights are sharp);
 //   d(E[W|y])/dx_j = w_j (I + c (x_j - m)(y - mu x_j)^T),
 //   s* = (mu m - y)/sigma^2:  ds*/dy = c^2 Cov(W|y) - I/sigma^2,  ds*/dx_j = c dm/dx_j;
 //   log p: d/dy = s*(y),  d/dx_j = w_j c (y - mu x_j).

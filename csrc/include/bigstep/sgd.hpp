@@ -1,4 +1,4 @@
-// Per-step math of the fused batched 1-D SGD trainer (python/bigstep/sgd.py has the
+// Per-step math of the fused batched 1-D SGD trainer (python/bigstep/training/sgd1d.py has the
 // user-facing description).  Shared by the CPU launcher (csrc/cpu/sgd_kernels.cpp) and, later,
 // a CUDA launcher; mirrored line for line in python/bigstep/_numba/sgd.py.
 //

@@ -579,8 +579,8 @@ def _dot_rows(a, p, x, i):
 
 
 @jit("void(float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
-     "float64[:, ::1])", parallel=True)
-def _vjp_y(y, x, mu, sigma, lse, g, out):
+     "float64[:, ::1], float64[:, ::1])", parallel=True)
+def _vjp_y(y, x, mu, sigma, lse, mean, g, out):
     q, d = y.shape
     n = x.shape[0]
     mu_step = 1 if mu.shape[0] > 1 else 0
@@ -595,9 +595,12 @@ def _vjp_y(y, x, mu, sigma, lse, g, out):
             w = math.exp(_dist2(y, p, m, x, i) * neg_h - lse[p])
             if w == 0.0:
                 continue
-            wt = w * _dot_rows(g, p, x, i)
+            s = 0.0
             for k in range(d):
-                out[p, k] += wt * x[i, k]
+                s += g[p, k] * (x[i, k] - mean[p, k])
+            wt = w * s
+            for k in range(d):
+                out[p, k] += wt * (x[i, k] - mean[p, k])
 
 
 @jit("void(float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64[::1], float64[:, ::1], "
@@ -625,10 +628,11 @@ def _vjp_x(y, x, mu, sigma, lse, a, b, u, e, f, out):
             out[j, k] += cx * x[j, k]
 
 
-def optimal_score_vjp_y(y, x, mu, sigma, lse, g):
-    """out_q = sum_i w_qi (g_q . x_i) x_i, shape (q, d) (bigstep._core.optimal_score_vjp_y)."""
+def optimal_score_vjp_y(y, x, mu, sigma, lse, mean, g):
+    """out_q = sum_i w_qi (g_q . (x_i - mean_q)) (x_i - mean_q) = Cov(W|y_q) g_q, shape (q, d),
+    centred term by term (bigstep._core.optimal_score_vjp_y)."""
     out = np.empty(y.shape)
-    _vjp_y(y, x, mu, sigma, lse, g, out)
+    _vjp_y(y, x, mu, sigma, lse, mean, g, out)
     return out
 
 

@@ -27,10 +27,11 @@ FIGURES = {
     "fig4": ("fig4", "memorization of diffusion samples vs dimension (Figure 4)"),
     "fig5": ("fig5", "sharpness at the end of training vs 2/(m lr) (Figure 5)"),
     "rf-curves": ("rf_curves", "random-features DSM learning curves vs p/d for m in {1, 4, 16, inf} (issue 8)"),
+    "rf-phase": ("rf_phase", "random-features DSM phase diagram (test - train loss) in the d -> inf limit (issue 19)"),
 }
 
 
-def reproduce(figure: str, out=None, *, quick: bool = False, seed: int = 0, device: str = "cpu",
+def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, device: str = "cpu",
               progress: bool = True, backend: str = "auto", panels=None) -> Report:
     """Run one reproduction and write its files under ``out`` (default ``./bigstep-<figure>``).
 

@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 
 from .. import _streams as streams
-from ..optimal_score import ou_schedule
+from ..scores import noise_schedule
 from ..random import gaussian_noise
 
 DATA_STREAM = streams.REPRO_DATA  # Philox stream of the reproductions' training sets
@@ -20,7 +20,7 @@ LR_STEPS_1D = {0.5: 5_000, 0.1: 25_000, 0.05: 50_000, 0.01: 200_000}
 
 
 def noise_level(t: float) -> tuple[float, float]:
-    mu, sigma = ou_schedule(float(t))
+    mu, sigma = noise_schedule(float(t))
     return float(mu), float(sigma)
 
 

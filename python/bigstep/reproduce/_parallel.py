@@ -3,6 +3,11 @@
 The compiled trainers release the GIL, so threads give real parallelism for jobs that
 each train one network; the Numba fallback's parallel runtime must not be entered from
 two threads at once, so without the C++ extension the jobs run one after another.
+
+Threads, not processes: nothing this pool starts can outlive the process that runs the
+reproduction (``kill -9`` of it ends every job with it).  On Ctrl-C or an exception in a
+job, the jobs not yet started are cancelled at once; the ones in flight (at most one per
+thread) finish before the interpreter exits.
 """
 
 from __future__ import annotations
@@ -33,16 +38,20 @@ def map_jobs(fn, jobs, *, cost=None, progress=False, label="jobs", workers=None)
     import bigstep
 
     before = bigstep.get_num_threads()  # the caller's setting, given back afterwards
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        bigstep.set_num_threads(1)  # one core per job
-        try:
-            futures = {pool.submit(fn, jobs[i]): i for i in order}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                done += cost[i] if cost is not None else 1
-                bar.update(done)
-        finally:
-            bigstep.set_num_threads(before)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    bigstep.set_num_threads(1)  # one core per job
+    try:
+        futures = {pool.submit(fn, jobs[i]): i for i in order}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            done += cost[i] if cost is not None else 1
+            bar.update(done)
+    except BaseException:  # Ctrl-C or a failed job: start nothing more (a `with` block would run every queued job)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        bigstep.set_num_threads(before)
+    pool.shutdown(wait=True)
     return results
 

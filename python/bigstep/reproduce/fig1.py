@@ -56,7 +56,7 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     def one(job):
         (mu, sigma), x, n_steps = pairs[job["k"]], data[job["rep"]], steps[job["lr"]]
         s = replicate_seed(seed, job["rep"])
-        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=n_steps, batch_size=BATCH, m=cfg["width"],
+        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=n_steps, batch_size=BATCH, width=cfg["width"],
                         inner="gaussian", seed=s, record=("excess_risk",),
                         record_every=max(1, n_steps // cfg["readings"]), progress=False)
         diverged = bool(res.diverged[0])

@@ -88,7 +88,7 @@ def _panel_1d(cfg, seed, progress):
 
     def one(job):
         res = train_sgd(job["x"], job["mu"], job["sigma"], lr=job["lr"], steps=job["steps"], batch_size=BATCH,
-                        m=cfg["width"], inner="gaussian", seed=replicate_seed(seed, job["sim"]),
+                        width=cfg["width"], inner="gaussian", seed=replicate_seed(seed, job["sim"]),
                         record=("excess_risk",), record_every=max(1, job["steps"] // 50), progress=False)
         diverged = bool(res.diverged[0])
         gap = float("nan") if diverged else late_excess_risk(res.history, job["steps"])

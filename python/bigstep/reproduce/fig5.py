@@ -116,9 +116,9 @@ def _panel_1d(cfg, seed, mu, sigma, progress):
     def one(job):
         x = data_sets[job["sim"]]
         steps = job["steps"]
-        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, m=cfg["width"], inner="gaussian",
-                        seed=replicate_seed(seed, job["sim"]), record_every=max(1, steps // cfg["readings"]),
-                        record=("sharpness",), progress=False)
+        res = train_sgd(x, mu, sigma, lr=job["lr"], steps=steps, batch_size=BATCH, width=cfg["width"],
+                        inner="gaussian", seed=replicate_seed(seed, job["sim"]),
+                        record_every=max(1, steps // cfg["readings"]), record=("sharpness",), progress=False)
         h = res.history
         late = h[(h["step"] >= 0.8 * steps) & np.isfinite(h["sharpness"])]
         diverged = bool(res.diverged[0])

@@ -1,6 +1,7 @@
 """rf-curves: learning curves of random-features DSM versus psi_p = p / d (issue 8).
 
-Test and train loss of the exact ridge fit (bigstep.rf.learning_curve) for m in
+Test and train loss of the exact ridge fit (bigstep.rf.learning_curve) for m (the paper's
+symbol for ``n_noise``, the noise samples per training point) in
 {1, 4, 16, infinity} (m = infinity: the noise average computed exactly, not a large m),
 relu features, averaged (median) over seeds, with p = n and p = n m marked.  The claim
 checked is the one reported by follow-up work on the George-Veiga-Macris model; the
@@ -109,13 +110,14 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     size = settings_for(quick)
     psi, n = _grid(size["d"], size["psi_n"], size["n_psi"], size["span"])
     seeds = list(range(seed, seed + size["seeds"]))
-    df = learning_curve(size["d"], size["psi_n"], psi, list(MS), T, LAM, RHO, seeds, progress=progress)
+    df = learning_curve(size["d"], size["psi_n"], psi, T, n_noise=list(MS), rho=RHO, lam=LAM, seed=seeds,
+                        progress=progress)
     csv = out / "rf_curves.csv"
     df.to_csv(csv, index=False)
-    med = df.groupby(["m", "p"])[["test_loss", "train_loss"]].median()
+    med = df.groupby(["n_noise", "p"])[["test_loss", "train_loss"]].median()
     curves = {m: med.loc[m].test_loss for m in MS}
     lines, ok = _judge(curves, n)
-    counts = df[df.seed == seeds[0]].groupby(["m", "regime"]).size()
+    counts = df[df.seed == seeds[0]].groupby(["n_noise", "regime"]).size()
     lines.append("regimes per curve (points): " + "; ".join(
         f"m = {m}: " + ", ".join(f"{r} {int(k)}" for r, k in counts.loc[m].items()) for m in MS))
     lines.append("each point's regime (p < n, n <= p < n m, p >= n m) is in the 'regime' column of rf_curves.csv")
@@ -143,7 +145,8 @@ def run(out, *, quick: bool, seed: int, device: str, progress: bool) -> Report:
     fig.savefig(png, dpi=120)
     pyplot.close(fig)
 
-    settings = dict(size, quick=quick, n=n, t=T, lam=LAM, rho=RHO, m=[str(m) for m in MS], seeds=seeds, device="cpu",
+    settings = dict(size, quick=quick, n=n, t=T, lam=LAM, rho=RHO, n_noise=[str(m) for m in MS], seeds=seeds,
+                    device="cpu",
                     statistic="median over seeds", note=("finite-d exact curves; W, xi, data from Philox "
                                                          "streams 10, 11, 12; m = inf by the exact Hermite series"))
     if device != "cpu":

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import linalg
 
 from .._progress import Progress
-from .._validate import integer
+from .._validate import integer, sequence
 from ..random import gaussian_noise
 from . import _gaussian, _model
 
@@ -21,13 +21,13 @@ def _pandas():
     return pd
 
 
-def regime(p: int, n: int, m) -> str:
-    """'p<n', 'n<=p<nm' or 'p>=nm' (m = inf: never the last)."""
+def regime(p: int, n: int, n_noise) -> str:
+    """'p<n', 'n<=p<n*n_noise' or 'p>=n*n_noise' (n_noise = inf: never the last)."""
     if p < n:
         return "p<n"
-    if p < n * m:
-        return "n<=p<nm"
-    return "p>=nm"
+    if p < n * n_noise:
+        return "n<=p<n*n_noise"
+    return "p>=n*n_noise"
 
 
 def _curve_losses(K, R, xi2, U, Cy, lam, ps, d, delta):
@@ -63,52 +63,54 @@ def _curve_losses(K, R, xi2, U, Cy, lam, ps, d, delta):
         yield p, train, (zuz - 2 * math.sqrt(delta) * zc + d) / d, (zuz / delta - 2 * zc / math.sqrt(delta) + d) / d
 
 
-def _training_rows(x, W, U, Cy, K, R, xi2, ps, common, times, lr):
+def _training_rows(x, W, U, Cy, K, R, xi2, ps, common, train_times, lr):
     from ._fit import RFModel
 
     rows = []
     for p in ps:
-        model = RFModel(x, W[:p], common["t"], common["m"], common["rho"], common["lam"], common["seed"],
+        model = RFModel(x, W[:p], common["t"], common["n_noise"], common["rho"], common["lam"], common["seed"],
                         K[:p, :p], R[:p], xi2, Z=np.zeros((p, x.shape[1])))
         model._pop = (U[:p, :p], Cy[:p], 0.0)
-        dyn = model.dynamics(times, lr)
-        for j, tau in enumerate(dyn["time"]):
-            rows.append(dict(common, p=p, psi_p=p / common["d"], time=tau, train_loss=dyn["train_loss"][j],
+        dyn = model.dynamics(train_times, lr=lr)
+        for j, tau in enumerate(dyn["train_time"]):
+            rows.append(dict(common, p=p, psi_p=p / common["d"], train_time=tau, train_loss=dyn["train_loss"][j],
                              test_loss=dyn["test_loss"][j], score_error=dyn["score_error"][j],
-                             regime=regime(p, common["n"], common["m"])))
+                             regime=regime(p, common["n"], common["n_noise"])))
     return rows
 
 
-def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, times=None, lr=None,
-                   backend="auto", progress=False):
+def learning_curve(d, psi_n, psi_p, t, *, n_noise, rho="relu", lam=1e-3, train_times=None, lr=None, seed=0,
+                   progress=False, backend="auto"):
     """Train loss, test loss and score error of the exact fit versus psi_p = p / d.
 
     For each seed: training data x = gaussian_noise(seed, (n, d), stream=12), n = round(psi_n d);
     weights W = gaussian_noise(seed, (p_max, d), stream=10), so the p-feature model uses the
     first p rows; noise xi from stream 11 (as :func:`bigstep.rf.fit` with the same seed, which
-    gives the same numbers).  One streamed Gram matrix at p_max per (seed, m) serves every p
+    gives the same numbers).  One streamed Gram matrix at p_max per (seed, n_noise) serves every p
     (leading blocks), with one Cholesky factor when lam > 0.
 
     Parameters
     ----------
     d : dimension >= 1;  psi_n : n / d > 0;  psi_p : array of p / d (p = max(1, round(psi_p d)))
-    m : int >= 1 (n m max(d, p_max) < 2**62), math.inf (noise averaged exactly), or a list of them
-    t : diffusion time > 0;  lam : ridge >= 0;  rho : activation (see fit)
-    seeds : iterable of ints >= 0 (one row per seed, m and psi_p)
-    times, lr : optional training times: the curves along gradient descent from A = 0 (lr
-        given, times = step counts) or gradient flow (lr None), one row per time as well, from
-        one eigendecomposition per (seed, m, p) (RFModel.dynamics); None: the converged fit.
+    t : diffusion time > 0
+    n_noise : noise samples M per point, int >= 1 (n M max(d, p_max) < 2**62), math.inf
+        (noise averaged exactly), or a list of them
+    rho : activation (see fit);  lam : ridge >= 0
+    seed : int >= 0 or a sequence of them (one row per seed, n_noise and psi_p)
+    train_times, lr : optional training times: the curves along gradient descent from A = 0
+        (lr given, train_times = step counts) or gradient flow (lr None), one row per time as well, from
+        one eigendecomposition per (seed, n_noise, p) (RFModel.dynamics); None: the converged fit.
 
-    Returns a pandas DataFrame (tidy), one row per (seed, m, p[, time]): d, n, p, psi_n, psi_p,
-    m, t, lam, rho, seed, [time,] train_loss, test_loss, score_error, regime ('p<n',
-    'n<=p<nm', 'p>=nm').
+    Returns a pandas DataFrame (tidy), one row per (seed, n_noise, p[, train_time]): d, n, p, psi_n,
+    psi_p, n_noise, t, lam, rho, seed, [train_time,] train_loss, test_loss, score_error, regime
+    ('p<n', 'n<=p<n*n_noise', 'p>=n*n_noise').
 
     Example
     -------
     >>> from bigstep import rf
-    >>> df = rf.learning_curve(20, 1.0, [0.5, 1.0, 2.0], [1, 4], t=0.5, lam=1e-3)
+    >>> df = rf.learning_curve(20, 1.0, [0.5, 1.0, 2.0], 0.5, n_noise=[1, 4], lam=1e-3)
     >>> df.shape[0], list(df.regime[:3])
-    (6, ['p<n', 'p>=nm', 'p>=nm'])
+    (6, ['p<n', 'p>=n*n_noise', 'p>=n*n_noise'])
     """
     pd = _pandas()
     d = integer(d, "d", minimum=1)
@@ -116,13 +118,14 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, t
     psi = np.atleast_1d(np.asarray(psi_p, dtype=np.float64))
     if psi.ndim != 1 or psi.size == 0 or not (np.isfinite(psi).all() and (psi > 0).all()):
         raise ValueError(f"psi_p must be a non-empty 1-D array of positive numbers, got {psi_p!r}")
-    ms = [_model.check_m(v) for v in (m if isinstance(m, (list, tuple, np.ndarray)) else [m])]
     t = _model.check_positive(t, "t")
-    lam = _model.check_lam(lam)
+    many = isinstance(n_noise, (list, tuple, np.ndarray))
+    ms = [_model.check_n_noise(v) for v in (n_noise if many else [n_noise])]
+    if not ms:
+        raise ValueError("n_noise must not be empty")
     rho = _model.check_rho(rho)
-    seeds = [_model.check_seed(s) for s in (seeds if hasattr(seeds, "__iter__") else [seeds])]
-    if not seeds:
-        raise ValueError("seeds must not be empty")
+    lam = _model.check_lam(lam)
+    seeds = [_model.check_seed(s) for s in sequence(seed, "seed")]
     n = max(1, int(round(psi_n * d)))
     ps = np.maximum(1, np.rint(psi * d).astype(np.int64))
     order = np.argsort(ps, kind="stable")
@@ -140,15 +143,16 @@ def learning_curve(d, psi_n, psi_p, m, t, lam=1e-3, rho="relu", seeds=(0,), *, t
         Cy = _gaussian.stein_rows(rho, W)
         for mm in ms:
             K, R, xi2, _ = _model.gram(x, W, t, mm, seed, rho, backend)
-            if times is not None:
-                rows += _training_rows(x, W, U, Cy, K, R, xi2, [int(ps[i]) for i in order],
-                                       dict(d=d, n=n, psi_n=psi_n, m=mm, t=t, lam=lam, rho=rho, seed=seed), times, lr)
+            if train_times is not None:
+                common = dict(d=d, n=n, psi_n=psi_n, n_noise=mm, t=t, lam=lam, rho=rho, seed=seed)
+                rows += _training_rows(x, W, U, Cy, K, R, xi2, [int(ps[i]) for i in order], common, train_times,
+                                       lr)
                 done += 1
                 bar.update(done)
                 continue
             for p, train, test, err in _curve_losses(K, R, xi2, U, Cy, lam, [int(ps[i]) for i in order], d,
                                                      delta):
-                rows.append(dict(d=d, n=n, p=p, psi_n=psi_n, psi_p=p / d, m=mm, t=t, lam=lam, rho=rho,
+                rows.append(dict(d=d, n=n, p=p, psi_n=psi_n, psi_p=p / d, n_noise=mm, t=t, lam=lam, rho=rho,
                                  seed=seed, train_loss=train, test_loss=test, score_error=err,
                                  regime=regime(p, n, mm)))
             done += 1

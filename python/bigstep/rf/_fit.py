@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .._arrays import as_numpy, wrap_like
 from .._validate import integer
 from ..random import gaussian_noise
 from . import _gaussian, _model
@@ -15,14 +16,15 @@ from ._model import STREAM_MC, schedule
 class RFModel:
     """A fitted random-features score s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) at time t.
 
-    Attributes: x (n, d) training data, W (p, d), t, m (int or math.inf), rho, lam,
+    Attributes: x (n, d) training data, W (p, d), t, n_noise (int or math.inf), rho, lam,
     seed, mu = exp(-t), sigma, delta = 1 - exp(-2t); K (p, p), R (p, d), xi2: the
-    training sums averaged over the n m samples (bigstep.rf docs); Z = (K + lam I)^{-1} R;
+    training sums averaged over the n n_noise samples (bigstep.rf docs); Z = (K + lam I)^{-1} R;
     A = -sqrt(p / delta) Z^T (d, p), the exact minimiser of the train loss.
     """
 
-    def __init__(self, x, W, t, m, rho, lam, seed, K, R, xi2, bound=0.0, Z=None, backend="auto"):
-        self.x, self.W, self.t, self.m, self.rho, self.lam, self.seed = x, W, t, m, rho, lam, seed
+    def __init__(self, x, W, t, n_noise, rho, lam, seed, K, R, xi2, *, backend="auto", bound=0.0, Z=None):
+        self.x, self.W, self.t, self.n_noise = x, W, t, n_noise
+        self.rho, self.lam, self.seed = rho, lam, seed
         self.mu, self.sigma, self.delta = schedule(t)
         self.K, self.R, self.xi2, self.series_bound = K, R, xi2, bound
         self.Z = _model.ridge_solve(K, R, lam) if Z is None else Z
@@ -39,19 +41,28 @@ class RFModel:
         return -math.sqrt(self.p / self.delta) * self.Z.T
 
     def __repr__(self):
-        return (f"RFModel(n={self.n}, d={self.d}, p={self.p}, m={self.m}, t={self.t}, rho={self.rho!r}, "
+        return (f"RFModel(n={self.n}, d={self.d}, p={self.p}, n_noise={self.n_noise}, t={self.t}, rho={self.rho!r}, "
                 f"lam={self.lam}, seed={self.seed})")
 
     # ------------------------------------------------------------------ evaluation
 
-    def features(self, y) -> np.ndarray:
-        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel."""
-        y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1, self.d))
-        return _model.impl(self.backend).rf_features(y, self.W, _model._RHO_CODES[self.rho])
+    def _features(self, y) -> np.ndarray:
+        ya = np.ascontiguousarray(as_numpy(y, "y"), dtype=np.float64)
+        if ya.ndim != 2 or ya.shape[1] != self.d:
+            if ya.size % self.d:
+                raise ValueError(f"y must have shape (q, {self.d}), got shape {ya.shape}")
+            ya = ya.reshape(-1, self.d)
+        return _model.impl(self.backend).rf_features(ya, self.W, _model._RHO_CODES[self.rho])
 
-    def score(self, y) -> np.ndarray:
-        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d)."""
-        return -(self.features(y) @ self.Z) / math.sqrt(self.delta)
+    def features(self, y):
+        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel; float64 in y's
+        array type."""
+        return wrap_like(self._features(y), y)
+
+    def score(self, y):
+        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d), float64 in
+        y's array type."""
+        return wrap_like(-(self._features(y) @ self.Z) / math.sqrt(self.delta), y)
 
     def _population(self):
         if self._pop is None:
@@ -73,8 +84,8 @@ class RFModel:
         return train, test, score_err
 
     def train_loss(self) -> float:
-        """(1/(n m d)) sum ||sqrt(Delta) s_A(y) + xi||^2 + Delta lam / (p d) ||A||_F^2 (exact;
-        for m = inf the noise-averaged limit)."""
+        """(1/(n M d)) sum ||sqrt(Delta) s_A(y) + xi||^2 + Delta lam / (p d) ||A||_F^2, M = n_noise
+        (exact; for n_noise = inf the noise-averaged limit)."""
         return self._losses(self.Z)[0]
 
     def test_loss(self) -> float:
@@ -103,7 +114,7 @@ class RFModel:
         idx = np.arange(n_mc) % self.n
         return self.mu * self.x[idx] + self.sigma * xi, xi, idx
 
-    def empirical_test_loss(self, n_mc=4096, seed=0):
+    def empirical_test_loss(self, *, n_mc=4096, seed=0):
         """(value, standard error): Monte Carlo over fresh noise of
         (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2.
         Draw j uses training point j mod n and noise gaussian_noise(seed, (n_mc, d), stream=13)[j];
@@ -113,7 +124,7 @@ class RFModel:
         v = np.sum(r * r, axis=1) / self.d
         return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
-    def s_star_distance(self, n_mc=4096, seed=0):
+    def s_star_distance(self, *, n_mc=4096, seed=0):
         """(value, standard error): Monte Carlo of (1/d) E ||s_A(y) - s*(y)||^2 over the noised
         training distribution y = mu x_nu + sigma xi (nu uniform, stratified as in
         empirical_test_loss, noise from stream 13 at offset n_mc d); s* = bigstep.optimal_score
@@ -154,23 +165,24 @@ class RFModel:
             g = np.where(small, -np.expm1(time * np.log1p(-np.where(small, x, 0.0))), 1.0 - (1.0 - x) ** time)
         return np.where(ev > tiny, g / safe, c * time)
 
-    def A_at(self, time, lr=None) -> np.ndarray:
-        """A after gradient descent from A = 0 on the train loss: ``time`` steps of
-        A <- A - lr grad L(A) (lr given), or gradient flow dA/dtau = -grad L(A) up to tau = time
-        (lr None).  Closed form from one eigendecomposition of K."""
+    def A_at(self, train_time, *, lr=None) -> np.ndarray:
+        """A after gradient descent from A = 0 on the train loss: ``train_time`` steps of
+        A <- A - lr grad L(A) (lr given), or gradient flow dA/dtau = -grad L(A) up to
+        tau = train_time (lr None).  Closed form from one eigendecomposition of K."""
         ev, V, Rt, *_ = self._eigen()
-        Z = V @ (self._factors(float(time), lr)[:, None] * Rt)
+        Z = V @ (self._factors(float(train_time), lr)[:, None] * Rt)
         return -math.sqrt(self.p / self.delta) * Z.T
 
-    def dynamics(self, times, lr=None) -> dict:
-        """Train loss, test loss and score error along gradient descent (``lr`` given; times are
-        step counts) or gradient flow (``lr=None``; continuous times), from A = 0, each time in
-        O(p^2) after one eigendecomposition.  Stable GD needs lr < d p / (Delta lambda_max(K + lam I)).
+    def dynamics(self, train_times, *, lr=None) -> dict:
+        """Train loss, test loss and score error along gradient descent (``lr`` given;
+        train_times are step counts) or gradient flow (``lr=None``; continuous times), from
+        A = 0, each time in O(p^2) after one eigendecomposition.  Stable GD needs
+        lr < d p / (Delta lambda_max(K + lam I)).  (Training time, not the diffusion time t.)
 
-        Returns a dict of arrays: time, train_loss, test_loss, score_error."""
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        Returns a dict of arrays: train_time, train_loss, test_loss, score_error."""
+        times = np.asarray(train_times, dtype=np.float64).reshape(-1)
         if (times < 0).any() or not np.isfinite(times).all():
-            raise ValueError("times must be finite and >= 0")
+            raise ValueError("train_times must be finite and >= 0")
         if lr is not None:
             lr = _model.check_positive(lr, "lr")
         ev, V, Rt, M, c, r2 = self._eigen()
@@ -186,24 +198,24 @@ class RFModel:
             out["train_loss"][j] = (zkz - 2 * zr + self.xi2 + self.lam * zz) / d
             out["test_loss"][j] = (zuz - 2 * math.sqrt(dl) * zc + d) / d
             out["score_error"][j] = (zuz / dl - 2 * zc / math.sqrt(dl) + d) / d
-        out["time"] = times
+        out["train_time"] = times
         return out
 
 
-def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
+def fit(x, t, *, p, n_noise, rho="relu", lam=1e-3, seed=0, backend="auto") -> RFModel:
     """Exact ridge fit of the random-features DSM score (bigstep.rf module docs).
 
     Parameters
     ----------
     x : training data (n, d), finite
     t : diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t)
-    m : noise samples per data point (int >= 1, n m max(d, p) < 2**62) or math.inf (noise
-        averaged exactly)
     p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=10)
+    n_noise : noise samples M per data point (int >= 1, n M max(d, p) < 2**62) or math.inf
+        (noise averaged exactly)
     rho : "relu", "relu_centered", "tanh", "erf" or "linear"
     lam : ridge >= 0 (lam = 0: minimum-norm solution)
-    seed : the noise xi of sample s = nu m + mu is gaussian_noise(seed, (n m, d), stream=11)[s]
-    backend : "auto", "cpp" or "numba" (the Gram kernel; m = inf does not use it)
+    seed : the noise xi of sample s = nu M + j is gaussian_noise(seed, (n M, d), stream=11)[s]
+    backend : "auto", "cpp" or "numba" (the Gram kernel; n_noise = inf does not use it)
 
     Returns an :class:`RFModel` (A, losses, dynamics).  Memory O(p^2 + p d + n d).
 
@@ -212,7 +224,7 @@ def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
     >>> import numpy as np, bigstep
     >>> from bigstep import rf
     >>> x = bigstep.gaussian_noise(1, (40, 20))
-    >>> model = rf.fit(x, t=0.5, m=4, p=30, rho="relu", lam=1e-2, seed=0)
+    >>> model = rf.fit(x, t=0.5, p=30, n_noise=4, rho="relu", lam=1e-2, seed=0)
     >>> model.A.shape
     (20, 30)
     >>> bool(model.train_loss() < model.test_loss())
@@ -220,12 +232,12 @@ def fit(x, t, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto") -> RFModel:
     """
     xa = _model.check_data(x)
     t = _model.check_positive(t, "t")
-    m = _model.check_m(m)
     p = integer(p, "p", minimum=1)
+    n_noise = _model.check_n_noise(n_noise)
     rho = _model.check_rho(rho)
     lam = _model.check_lam(lam)
     seed = _model.check_seed(seed)
-    _model.check_size(xa.shape[0], m, xa.shape[1], p)
+    _model.check_size(xa.shape[0], n_noise, xa.shape[1], p)
     W = _model.weights(seed, p, xa.shape[1])
-    K, R, xi2, bound = _model.gram(xa, W, t, m, seed, rho, backend)
-    return RFModel(xa, W, t, m, rho, lam, seed, K, R, xi2, bound, backend=backend)
+    K, R, xi2, bound = _model.gram(xa, W, t, n_noise, seed, rho, backend)
+    return RFModel(xa, W, t, n_noise, rho, lam, seed, K, R, xi2, bound=bound, backend=backend)

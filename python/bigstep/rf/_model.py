@@ -1,7 +1,8 @@
 """The random-features DSM model: arguments, weights, the streamed Gram and the fit.
 
 Notation (docs of bigstep.rf): f(y) = rho(W y / sqrt(d)) in R^p (unnormalised features),
-s_A(y) = (A / sqrt(p)) f(y).  Over the N = n m samples the kernel accumulates
+s_A(y) = (A / sqrt(p)) f(y).  Over the N = n M samples (M = ``n_noise`` per data point) the
+kernel accumulates
 K = (1/N) sum f f^T, R = (1/N) sum f xi^T, xi2 = (1/N) sum ||xi||^2.  With
 Z = (K + lam I)^{-1} R (p x d) the minimiser of the train loss is A* = -sqrt(p / Delta) Z^T,
 i.e. sqrt(Delta) s_A(y) = -Z^T f(y): ridge regression of the noise xi on the features.
@@ -20,6 +21,7 @@ from .. import _backend
 from .._arrays import as_numpy
 from .._validate import integer, real_scalar, uint64
 from ..random import gaussian_noise
+from ..scores import noise_schedule
 from . import _gaussian
 
 ACTIVATIONS = ("relu", "relu_centered", "tanh", "erf", "linear")
@@ -29,12 +31,12 @@ _RHO_CODES = {"relu": 0, "tanh": 1, "erf": 2, "linear": 3, "relu_centered": 4}
 # fit, 12 training data drawn by learning_curve, 13 Monte Carlo evaluation draws.
 STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = streams.RF_WEIGHTS, streams.RF_NOISE, streams.RF_DATA, streams.RF_MC
 
-# Bound on n m max(d, p) (exclusive).  The Gram kernels (C++ and Numba) address coordinate k of
+# Bound on n M max(d, p) (exclusive), M = n_noise.  The Gram kernels (C++ and Numba) address coordinate k of
 # sample s's noise as s d + k in signed 64-bit integers (also the Philox counter of that
-# normal) and form n m and block ends (s0 + block) d; indexing the n m x p features the
-# same way needs n m p.  Keeping n m max(d, p) < 2**62 leaves a factor 2 below 2**63 for
+# normal) and form n M and block ends (s0 + block) d; indexing the n M x p features the
+# same way needs n M p.  Keeping n M max(d, p) < 2**62 leaves a factor 2 below 2**63 for
 # every such product, so none can wrap (a wrapped count made the kernels skip every sample
-# and return K = 0 silently).  The bound rejects nothing that could finish: n m d = 2**62
+# and return K = 0 silently).  The bound rejects nothing that could finish: n M d = 2**62
 # noise draws alone would take ~150 years at 1e9 draws per second.
 MAX_SAMPLE_ENTRIES = 1 << 62
 
@@ -61,21 +63,23 @@ def check_lam(lam) -> float:
     return v
 
 
-def check_m(m):
-    """m >= 1 (int) or math.inf (the noise-averaged limit)."""
-    if isinstance(m, numbers.Real) and not isinstance(m, (bool, np.bool_)) and math.isinf(m) and m > 0:
+def check_n_noise(n_noise):
+    """n_noise >= 1 (int) or math.inf (the noise-averaged limit)."""
+    if (isinstance(n_noise, numbers.Real) and not isinstance(n_noise, (bool, np.bool_)) and math.isinf(n_noise)
+            and n_noise > 0):
         return math.inf
-    return integer(m, "m", minimum=1)
+    return integer(n_noise, "n_noise", minimum=1)
 
 
-def check_size(n: int, m, d: int, p: int) -> None:
-    """Raise ValueError naming m unless n m max(d, p) < MAX_SAMPLE_ENTRIES = 2**62 (m = inf:
-    no samples are drawn, nothing to check)."""
-    if math.isinf(m):
+def check_size(n: int, n_noise, d: int, p: int) -> None:
+    """Raise ValueError naming n_noise unless n n_noise max(d, p) < MAX_SAMPLE_ENTRIES = 2**62
+    (n_noise = inf: no samples are drawn, nothing to check)."""
+    if math.isinf(n_noise):
         return
-    if n * m * max(d, p) >= MAX_SAMPLE_ENTRIES:
-        raise ValueError(f"m is too large: n * m * max(d, p) = {n} * {m} * {max(d, p)} is not below 2**62, the bound "
-                         f"that keeps the kernels' 64-bit sample indices from overflowing (m must be <= "
+    if n * n_noise * max(d, p) >= MAX_SAMPLE_ENTRIES:
+        raise ValueError(f"n_noise is too large: n * n_noise * max(d, p) = {n} * {n_noise} * {max(d, p)} is not below "
+                         f"2**62, the bound that keeps the kernels' 64-bit sample indices from overflowing (n_noise "
+                         f"must be <= "
                          f"{(MAX_SAMPLE_ENTRIES - 1) // (n * max(d, p))} here)")
 
 
@@ -94,9 +98,10 @@ def check_seed(seed) -> int:
 
 
 def schedule(t: float) -> tuple[float, float, float]:
-    """(mu, sigma, Delta) = (exp(-t), sqrt(1 - exp(-2t)), 1 - exp(-2t))."""
-    delta = -math.expm1(-2.0 * t)
-    return math.exp(-t), math.sqrt(delta), delta
+    """(mu, sigma, Delta): :func:`bigstep.noise_schedule` at t ("ou") and the noise variance
+    Delta = 1 - exp(-2t) (computed directly, not as sigma^2)."""
+    mu, sigma = noise_schedule(float(t))
+    return float(mu), float(sigma), -math.expm1(-2.0 * t)
 
 
 def weights(seed: int, p: int, d: int) -> np.ndarray:
@@ -111,17 +116,17 @@ def impl(backend: str):
 # --------------------------------------------------------------------------- Gram
 
 
-def gram(x, w, t, m, seed, rho, backend="auto"):
+def gram(x, w, t, n_noise, seed, rho, backend="auto"):
     """(K, R, xi2, bound): the training sums averaged over the samples (module docstring);
-    m = inf gives the noise-averaged limits (exact, Hermite series; bound = its truncation
-    bound, 0 for finite m)."""
-    check_size(x.shape[0], m, x.shape[1], w.shape[0])
+    n_noise = inf gives the noise-averaged limits (exact, Hermite series; bound = its
+    truncation bound, 0 for finite n_noise)."""
+    check_size(x.shape[0], n_noise, x.shape[1], w.shape[0])
     mu, sigma, _ = schedule(t)
-    if math.isinf(m):
+    if math.isinf(n_noise):
         K, R, bound = _gaussian.noise_averaged_gram(rho, x, w, mu, sigma)
         return K, R, float(w.shape[1]), bound
-    K, R, xi2 = impl(backend).rf_gram(x, w, mu, sigma, int(m), seed, STREAM_NOISE, _RHO_CODES[rho])
-    N = x.shape[0] * m
+    K, R, xi2 = impl(backend).rf_gram(x, w, mu, sigma, int(n_noise), seed, STREAM_NOISE, _RHO_CODES[rho])
+    N = x.shape[0] * n_noise
     return K / N, R / N, xi2 / N, 0.0
 
 

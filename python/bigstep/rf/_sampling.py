@@ -1,4 +1,5 @@
-"""A time-dependent random-features score for the reverse sampler, and its memorized fraction."""
+"""A time-dependent random-features score for the reverse sampler, and the memorization of
+the samples it generates."""
 
 from __future__ import annotations
 
@@ -18,29 +19,32 @@ class RFScore:
     >>> import bigstep
     >>> from bigstep import rf
     >>> x = bigstep.gaussian_noise(0, (10, 3))
-    >>> s = rf.RFScore(x, [0.05, 0.5, 1.0], m=2, p=8)
+    >>> s = rf.RFScore(x, [0.05, 0.5, 1.0], p=8, n_noise=2)
     >>> s(x, 0.4).shape
     (10, 3)
     """
 
-    def __init__(self, x, times, m, p, rho="relu", lam=1e-3, seed=0, *, backend="auto"):
+    def __init__(self, x, times, *, p, n_noise, rho="relu", lam=1e-3, seed=0, backend="auto"):
         times = np.sort(np.atleast_1d(np.asarray(times, dtype=np.float64)))
         if times.size == 0 or not (np.isfinite(times).all() and (times > 0).all()):
             raise ValueError(f"times must be positive finite numbers, got {times!r}")
         self.times = times
-        self.fits = [_fit.fit(x, float(tk), m, p, rho, lam, seed, backend=backend) for tk in times]
+        self.fits = [_fit.fit(x, float(tk), p=p, n_noise=n_noise, rho=rho, lam=lam, seed=seed, backend=backend)
+                     for tk in times]
         self.dim = self.fits[0].d
 
     def __call__(self, x, t):
+        """s(x, t) for x (N, dim), in x's array type."""
         k = int(np.argmin(np.abs(np.log(self.times) - np.log(max(float(t), 1e-300)))))
-        return self.fits[k].score(np.asarray(x, dtype=np.float64).reshape(-1, self.dim))
+        return self.fits[k].score(x)
 
 
-def memorized_fraction(score: RFScore, n_samples=500, *, T=1.0, delta=0.01, n_steps=100, seed=0,
-                       threshold=1 / 3):
-    """Share of reverse-diffusion samples drawn with ``score`` whose nearest-neighbour ratio
-    d1 / d2 to the training set is below ``threshold`` (bigstep.sample_reverse, then
-    bigstep.memorized_fraction).  Returns (fraction, samples)."""
+def sample_memorization(score: RFScore, *, n_samples=500, T=1.0, delta=0.01, n_steps=100, seed=0,
+                        threshold=1 / 3):
+    """Draw ``n_samples`` reverse-diffusion samples with ``score`` (:func:`bigstep.sample_reverse`)
+    and measure them: the share whose nearest-neighbour ratio d1 / d2 to the training set is
+    below ``threshold`` (:func:`bigstep.memorized_fraction` of those samples).
+    Returns (fraction, samples)."""
     from ..metrics import memorized_fraction as frac
     from ..sampler import sample_reverse
 
@@ -49,4 +53,4 @@ def memorized_fraction(score: RFScore, n_samples=500, *, T=1.0, delta=0.01, n_st
     n_samples = integer(n_samples, "n_samples", minimum=1)
     x = score.fits[0].x
     samples = sample_reverse(score, n_samples, score.dim, T=T, delta=delta, n_steps=n_steps, seed=seed)
-    return frac(samples, x, threshold), samples
+    return frac(samples, x, threshold=threshold), samples

@@ -12,9 +12,8 @@ Parquet store (one atomically written file per finished cell).
 from __future__ import annotations
 
 import datetime
-import sys
-import time
 
+from .._progress import Progress
 from .grid import cell_id, check_against, expand, plain, shared_digest
 from .store import Store, load_sweep
 from .tasks import register_task, resolve
@@ -24,8 +23,8 @@ __all__ = ["sweep", "load_sweep", "register_task"]
 _META = ("cell_id", "cell_index", "task", "status", "error", "traceback", "wall_time", "attempts", "finished_at")
 
 
-def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, progress=True, retries=1,
-          shared=None, scheduler=None):
+def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, retries=1, shared=None,
+          scheduler=None, progress=True):
     """Run ``task`` on every cell of ``grid`` and return one row per cell (pandas DataFrame).
 
     task: a registered name ("fig2_cell", "sampler_cell", ...), "module:function" or an
@@ -101,27 +100,18 @@ def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, p
 
 
 class _Bar:
-    """cells done / failed / remaining and the estimated time left, on one stderr line."""
+    """Cells done and failed, on bigstep's progress bar (bigstep._progress)."""
 
     def __init__(self, total, enabled):
-        self.total, self.enabled, self.ok, self.failed, self.start = total, bool(enabled), 0, 0, time.perf_counter()
+        self.total, self.ok, self.failed = total, 0, 0
+        self.progress = Progress(total, enabled, "sweep", unit="cells")
 
     def update(self, ok, wall, final):
         if ok:
             self.ok += 1
         elif final:
             self.failed += 1
-        if not self.enabled:
-            return
-        done = self.ok + self.failed
-        left = self.total - done
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * left if done else float("nan")
-        sys.stderr.write(f"\rsweep: {self.ok} done, {self.failed} failed, {left} remaining, "
-                         f"{elapsed:6.1f}s elapsed, ~{eta:6.1f}s left   ")
-        sys.stderr.flush()
+        self.progress.update(self.ok + self.failed, postfix=f"{self.ok} done, {self.failed} failed")
 
     def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self.progress.close()

@@ -1,20 +1,39 @@
 """Where the cells run: ``local`` (a process pool on this machine, no server) or a Dask
 cluster.  Both call ``on_result(index, outcome)`` in the calling process as cells finish,
-so the store is written by one process, whatever the executor."""
+so the store is written by one process, whatever the executor.
+
+Nothing outlives the driver (the process that called :func:`bigstep.sweep`):
+
+- local pool workers tie themselves to the driver (``_lifeline.tie_to_parent``: the
+  kernel's parent-death signal on Linux, a parent-pid poll everywhere), so ``kill -9`` of
+  the driver takes them down within a second; multiprocessing's resource tracker then
+  sees its pipe close and exits too.  Workers ignore SIGINT: Ctrl-C is the driver's, and
+  on Ctrl-C or any exception the driver kills its workers before re-raising (cells in
+  flight are abandoned; a resumed sweep recomputes them).
+- dask: a cluster bigstep started (``scheduler=None``) is closed whatever happens, and
+  its worker processes exit when the driver dies (distributed's worker processes watch
+  their parent); a Client or address the caller passed is left open, with only this
+  sweep's unfinished futures cancelled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from . import _lifeline
 from .tasks import run_cell
 
 _SHARED: dict = {}
 
 
-def _init_worker(shared: dict, threads: int) -> None:
+def _init_worker(shared: dict, threads: int, driver: int) -> None:
     global _SHARED
+    _lifeline.tie_to_parent(driver)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the driver, which stops the workers
     _SHARED = shared
     try:
         import bigstep
@@ -38,15 +57,25 @@ def run_local(ref, cells, shared, on_result, max_workers=None) -> None:
         return
     ctx = multiprocessing.get_context("spawn")  # no fork: OpenMP / numba runtimes do not survive fork
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(shared, max(1, cores // workers)))
+                               initargs=(shared, max(1, cores // workers), os.getpid()))
     try:
         futures = {pool.submit(_local_cell, ref, params): i for i, params in cells}
         for fut in as_completed(futures):
             on_result(futures[fut], fut.result())
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C, a failed store write, a broken pool: stop every worker now
+        _kill_pool(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes at once and shut it down (its queued cells are
+    cancelled; cells in flight are abandoned).  shutdown(wait=False) alone would leave
+    busy workers running their cells, and the interpreter's exit would wait for them."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_dask(ref, cells, shared, on_result, scheduler=None, max_workers=None) -> None:
@@ -62,14 +91,21 @@ def run_dask(ref, cells, shared, on_result, scheduler=None, max_workers=None) ->
     if isinstance(scheduler, Client):
         client = scheduler
     elif scheduler is None:
+        # loopback only, and an HTTP port of the OS's choosing: the default 8787 may be taken
+        # (another cluster on the machine), which distributed reports with a warning
         cluster = LocalCluster(n_workers=max_workers or (os.cpu_count() or 1), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
-        client = own = Client(cluster)
+                               processes=True, host="127.0.0.1", dashboard_address=":0")
+        try:
+            client = own = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     elif isinstance(scheduler, str):
         client = own = Client(scheduler)
     else:
         raise TypeError(f"scheduler must be a dask.distributed Client, an address string or None, "
                         f"got {type(scheduler).__name__}")
+    futures: dict = {}
     try:
         shared_ref = client.scatter(shared, broadcast=True) if shared else None
         futures = {client.submit(run_cell, ref, params, shared_ref, pure=False): i for i, params in cells}
@@ -81,9 +117,28 @@ def run_dask(ref, cells, shared, on_result, scheduler=None, max_workers=None) ->
                 outcome = dict(status="failed", result={}, error=f"{type(exc).__name__}: {exc}", traceback="",
                                wall_time=float("nan"))
             on_result(i, outcome)
+    except BaseException:  # Ctrl-C or an error in the driver: a cluster started here stops now
+        if scheduler is None and own is not None:
+            _kill_cluster_workers(getattr(own, "cluster", None))
+        raise
     finally:
-        if own is not None:
+        if own is None:  # the caller's client: left open, without this sweep's leftover work
+            unfinished = [f for f in futures if not f.done()]
+            if unfinished:
+                with contextlib.suppress(Exception):
+                    client.cancel(unfinished)
+        else:
             cluster = getattr(own, "cluster", None)
             own.close()
-            if cluster is not None and scheduler is None:
+            if cluster is not None and scheduler is None:  # started here: closed here
                 cluster.close()
+
+
+def _kill_cluster_workers(cluster) -> None:
+    """SIGKILL the worker processes of a LocalCluster bigstep started, so that closing it
+    does not wait (4 s per worker) for workers busy with a cell to stop by themselves."""
+    for nanny in list((getattr(cluster, "workers", None) or {}).values()):
+        pid = getattr(getattr(getattr(nanny, "process", None), "process", None), "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -27,7 +27,8 @@ def plot_sweep(out, kind: str = "auto", path=None) -> list[str]:
     written = []
     if kind == "excess-risk":
         fig, ax = pyplot.subplots(figsize=(5, 3.6))
-        others = [c for c in ("t", "mu", "sigma", "n", "m") if c in frame.columns and frame[c].nunique() > 1]
+        others = [c for c in ("t", "mu", "sigma", "n", "width", "n_noise")
+                  if c in frame.columns and frame[c].nunique() > 1]
         groups = frame.groupby(others) if others else [((), frame)]
         for key, g in groups:
             lrs = np.sort(g["lr"].unique())

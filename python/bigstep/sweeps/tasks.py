@@ -8,7 +8,7 @@ numbers (or strings / booleans).  Registered names:
 - ``"sampler_cell"``: the memorized fraction and MMD^2 (to fresh data) of the s*-sampler
   and of the Gaussian-fit sampler at (n, d, delta, seed);
 - ``"rf_cell"``: one point of a random-features learning curve (bigstep.rf) at
-  (d, psi_n, psi_p, m, t, lam, rho, seed): train and test loss, score error, regime.
+  (d, psi_n, psi_p, n_noise, t, lam, rho, seed): train and test loss, score error, regime.
 
 Others register with :func:`register_task` or are given as ``"module:function"``.
 """
@@ -89,7 +89,7 @@ def _check_result(result) -> None:
 # ----------------------------------------------------------------------------- built-in tasks
 
 
-def fig2_cell(lr: float, t: float, seed: int = 0, n: int = 20, steps: int | None = None, m: int = 1000,
+def fig2_cell(lr: float, t: float, seed: int = 0, n: int = 20, steps: int | None = None, width: int = 1000,
               batch_size: int = 50, inner: str = "gaussian", sharpness: bool = True) -> dict:
     """Figure 2's cell: SGD at (lr, t) on n standard-normal points (Philox data stream of
     ``seed``), then the exact excess risk and sharpness.  steps defaults to the paper's
@@ -103,7 +103,7 @@ def fig2_cell(lr: float, t: float, seed: int = 0, n: int = 20, steps: int | None
     mu, sigma = noise_level(t)
     steps = int(steps) if steps is not None else LR_STEPS_1D.get(lr, int(round(2500 / lr)))
     x = training_set(seed, n)
-    res = train_sgd(x, mu, sigma, lr=lr, steps=steps, batch_size=batch_size, m=m, inner=inner, seed=seed,
+    res = train_sgd(x, mu, sigma, lr=lr, steps=steps, batch_size=batch_size, width=width, inner=inner, seed=seed,
                     record=("loss",))
     out = dict(mu=mu, sigma=sigma, steps=steps, diverged=bool(res.diverged[0]),
                diverged_step=int(res.diverged_step[0]))
@@ -139,13 +139,13 @@ def sampler_cell(n: int, d: int, delta: float, seed: int = 0, n_samples: int = 1
     return out
 
 
-def rf_cell(d: int, psi_n: float, psi_p: float, m: float, t: float, lam: float = 1e-3, rho: str = "relu",
+def rf_cell(d: int, psi_n: float, psi_p: float, n_noise: float, t: float, lam: float = 1e-3, rho: str = "relu",
             seed: int = 0) -> dict:
-    """One point of :func:`bigstep.rf.learning_curve` (m may be inf: the exact noise average)."""
+    """One point of :func:`bigstep.rf.learning_curve` (n_noise may be inf: the exact noise average)."""
     from ..rf import learning_curve
 
-    m = math.inf if m == math.inf else int(m)
-    row = learning_curve(int(d), psi_n, [psi_p], m, t, lam=lam, rho=rho, seeds=[int(seed)]).iloc[0]
+    n_noise = math.inf if n_noise == math.inf else int(n_noise)
+    row = learning_curve(int(d), psi_n, [psi_p], t, n_noise=n_noise, rho=rho, lam=lam, seed=int(seed)).iloc[0]
     return dict(n=int(row["n"]), p=int(row["p"]), train_loss=float(row["train_loss"]),
                 test_loss=float(row["test_loss"]), score_error=float(row["score_error"]), regime=str(row["regime"]))
 

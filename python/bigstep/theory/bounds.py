@@ -145,8 +145,8 @@ def theorem4_bound(x, mu, sigma) -> Bound:
 
 def _net_checks(net, A):
     """(conditions, quantities) of the model class S: w1 in {-1, +1}, |w2| <= A."""
-    w2max = float(np.abs(net.w2).max())
-    cond = {"|w1_l| = 1 for every neuron (theory setting)": bool(np.all(np.abs(net.w1) == 1.0)),
+    w2max = float(np.abs(net.W2).max())
+    cond = {"|w1_l| = 1 for every neuron (theory setting)": bool(np.all(np.abs(net.W1) == 1.0)),
             "max_l |w2_l| <= A": w2max <= A}
     return cond, {"max_abs_w2": w2max}
 
@@ -167,7 +167,7 @@ def _prop6_third(A, sigma, n, risk, cube_factor):
     return A * _INV_SQRT_2PI / sigma * max(math.sqrt(2 * n * risk), (cube_factor * A * sigma * n * risk) ** (1 / 3))
 
 
-def proposition6_bound(x, mu, sigma, *, net=None, lambda_max=None, risk=None, m=None, A=None) -> Bound:
+def proposition6_bound(x, mu, sigma, *, A=None, net=None, lambda_max=None, risk=None, width=None) -> Bound:
     """Proposition 6: upper bound on TV_pi(s_theta) from the sharpness and the risk,
 
         TV_pi(s_theta) <= lambda_max m / 4 + sqrt(R_n(theta)) / 2
@@ -177,8 +177,8 @@ def proposition6_bound(x, mu, sigma, *, net=None, lambda_max=None, risk=None, m=
     lambda_max = 2 / (m eta) gives the second form (1/(2 eta) + ...).
 
     Give either ``net`` (a bigstep.ReLUNet1D; lambda_max = bigstep.sharpness and
-    R_n = bigstep.dsm_risk with wrt="outer_bias" are computed unless passed, m = net.m,
-    A defaults to max(max|w2|, 1/sigma^2)) or the numbers lambda_max, risk, m and A.
+    R_n = bigstep.dsm_risk with wrt="outer_bias" are computed unless passed, m = net.width,
+    A defaults to max(max|W2|, 1/sigma^2)) or the numbers lambda_max, risk, width (m) and A.
 
     Hypotheses: A >= 1/sigma^2 (used for the Lipschitz constant of s_theta + (y - mu x_i)/sigma^2),
     and for the model class w1 in {-1, +1}, max|w2| <= A (checked when net is given).
@@ -189,7 +189,7 @@ def proposition6_bound(x, mu, sigma, *, net=None, lambda_max=None, risk=None, m=
     Example
     -------
     >>> from bigstep import theory
-    >>> b = theory.proposition6_bound([-1.0, 0.0, 1.0], 1.0, 0.5, lambda_max=2.0, risk=0.1, m=10, A=4.0)
+    >>> b = theory.proposition6_bound([-1.0, 0.0, 1.0], 1.0, 0.5, lambda_max=2.0, risk=0.1, width=10, A=4.0)
     >>> round(b.value, 4), b.holds
     (10.2613, True)
     """
@@ -206,20 +206,20 @@ def proposition6_bound(x, mu, sigma, *, net=None, lambda_max=None, risk=None, m=
             lambda_max = sharpness(net, xa, mu_v, sigma_v)
         if risk is None:  # a tiny risk can come out a rounding error below 0
             risk = max(dsm_risk(net, xa, mu_v, sigma_v), 0.0)
-        if m is None:
-            m = net.m
+        if width is None:
+            width = net.width
         if A is None:
-            A = max(float(np.abs(net.w2).max()), 1.0 / sigma_v**2)
-    missing = [k for k, v in (("lambda_max", lambda_max), ("risk", risk), ("m", m), ("A", A)) if v is None]
+            A = max(float(np.abs(net.W2).max()), 1.0 / sigma_v**2)
+    missing = [k for k, v in (("lambda_max", lambda_max), ("risk", risk), ("width", width), ("A", A)) if v is None]
     if missing:
         raise ValueError(f"proposition6_bound needs net or {', '.join(missing)}; got none for {', '.join(missing)}")
     lam = _finite(lambda_max, "lambda_max")
     risk_v = _finite(risk, "risk", nonneg=True)
     A_v = real_scalar(A, "A")
-    m_v = integer(m, "m", minimum=1)
+    m_v = integer(width, "width", minimum=1)
     if net is not None:
-        if net.m != m_v:
-            raise ValueError(f"m must equal net.m = {net.m}, got {m_v}")
+        if net.width != m_v:
+            raise ValueError(f"width must equal net.width = {net.width}, got {m_v}")
         c, q = _net_checks(net, A_v)
         cond.update(c)
         quant.update(q)
@@ -236,7 +236,7 @@ def proposition6_bound(x, mu, sigma, *, net=None, lambda_max=None, risk=None, m=
                  t1 + t2 + t3p, ok)
 
 
-def proposition7_bound(x, mu, sigma, *, risk=None, net=None) -> Bound:
+def proposition7_bound(x, mu, sigma, *, net=None, risk=None) -> Bound:
     """Proposition 7: TV_pi(s_theta) >= mu n^2 Delta / (2^11 sigma^2) for every theta with
     R_n(theta) <= 1/(16 n sigma^2), if Delta >= 8 sigma / mu.
 
@@ -304,7 +304,7 @@ def _theorem8(x, mu, sigma, A):
     return n, mu, sigma, delta, threshold, b_paper, b_proved, cond, pcond, quant, unchecked
 
 
-def lr_threshold(x, mu, sigma, A=None) -> Bound:
+def lr_threshold(x, mu, sigma, *, A=None) -> Bound:
     """Theorem 8's learning-rate threshold eta_c = 2^12 sigma^2 / (mu n^2 Delta).
 
     For eta > eta_c and sigma <= sigma_0, a linearly stable minimum of R_n has excess
@@ -325,7 +325,7 @@ def lr_threshold(x, mu, sigma, A=None) -> Bound:
                  thr, all(pcond.values()))
 
 
-def excess_risk_lower_bound(x, mu, sigma, A, *, lr=None, net=None) -> Bound:
+def excess_risk_lower_bound(x, mu, sigma, *, A, net=None, lr=None) -> Bound:
     """Theorem 8: if theta* is a linearly stable local minimum of R_n, eta > 2^12 sigma^2 / (mu n^2 Delta)
     and sigma <= sigma_0, then
 
@@ -369,7 +369,7 @@ def excess_risk_lower_bound(x, mu, sigma, A, *, lr=None, net=None) -> Bound:
 
             lam = sharpness(net, data_1d(x), mu_v, sigma_v)
             quant["lambda_max"] = lam
-            extra["theta* linearly stable: sharpness <= 2/(m lr)"] = lam <= 2.0 / (net.m * quant["lr"])
+            extra["theta* linearly stable: sharpness <= 2/(m lr)"] = lam <= 2.0 / (net.width * quant["lr"])
     unchecked.append("theta* is a local minimum of R_n")
     cond.update(extra)
     pcond.update(extra)

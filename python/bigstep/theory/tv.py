@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arrays import as_numpy
+from .._arrays import as_numpy, wrap_like
 from .._quadrature import Centres, check_converged, data_1d, integrate, min_width, subintervals
 from .._validate import real_scalar
 
@@ -103,7 +103,7 @@ def tv_weight(y, x, mu, sigma):
 
     Parameters
     ----------
-    y : array of any shape (float64 result of the same shape); NaN gives NaN
+    y : array of any shape (a float64 result of the same shape and array type); NaN gives NaN
     x : array (n,), finite; mu, sigma : positive finite scalars
 
     Example
@@ -119,7 +119,7 @@ def tv_weight(y, x, mu, sigma):
     ya = as_numpy(y, "y")
     cs = Centres(xa, mu_v, sigma_v)
     out = _weight(np.asarray(ya, dtype=np.float64), 0.0, cs, _pieces(cs))
-    return out if out.ndim else float(out)
+    return wrap_like(out, y) if out.ndim else float(out)
 
 
 # ------------------------------------------------------------------ TV_pi
@@ -150,7 +150,7 @@ def tv_derivative(net, x, mu, sigma) -> float:
     -------
     >>> import bigstep
     >>> from bigstep import theory
-    >>> net = bigstep.ReLUNet1D([1.0, -1.0], [2.0, 2.0], [0.0, 0.0])   # both kinks at 0
+    >>> net = bigstep.ReLUNet1D(W1=[1.0, -1.0], b1=[0.0, 0.0], W2=[2.0, 2.0])   # both kinks at 0
     >>> round(theory.tv_derivative(net, [-1.0, 1.0], 1.0, 1e-6), 6)    # (1/2) * |2 + 2| * pi(0)
     0.5
     """
@@ -166,14 +166,14 @@ def tv_derivative(net, x, mu, sigma) -> float:
     if not isinstance(net, ReLUNet1D):
         raise TypeError(f"net must be a bigstep.ReLUNet1D or None (for s*), got {type(net).__name__}")
     tau = net.kinks
-    coef = np.abs(net.w1) * net.w2
+    coef = np.abs(net.W1) * net.W2
     keep = np.isfinite(tau)
     tau, coef = tau[keep], coef[keep]
     if tau.shape[0] == 0:
         return 0.0
     uniq, inv = np.unique(tau, return_inverse=True)
     jump = np.abs(np.bincount(inv.ravel(), weights=coef, minlength=uniq.shape[0]))
-    return float(jump @ _weight(uniq, 0.0, cs, pieces) / net.m)
+    return float(jump @ _weight(uniq, 0.0, cs, pieces) / net.width)
 
 
 def _significant_sign(res):

@@ -12,7 +12,8 @@
 
 from .mc import diffusion_sharpness_mc, excess_risk_mc, sharpness_mc
 from .problems import time_grid, train_diffusion, train_dsm
-from .sgd1d import TrainResult, train_gd, train_sgd
+from .result import TrainResult
+from .sgd1d import train_gd, train_sgd
 
 __all__ = ["train_sgd", "train_gd", "train_dsm", "train_diffusion", "TrainResult", "excess_risk_mc", "sharpness_mc",
            "diffusion_sharpness_mc", "time_grid"]

@@ -11,6 +11,7 @@ from .._progress import Progress, run_in_chunks
 from ..nets import init_params
 from ..random import uniform
 from ._args import LOSS_LIMIT, torch_module
+from .recorder import History
 from .result import TrainResult
 
 _STREAM_INDEX = streams.SGD_INDEX
@@ -166,10 +167,10 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
     steps_done = np.zeros(R, dtype=np.int64)
     loss_sum = torch.zeros(R, dtype=torch.float64, device=device)
     last_record = np.zeros(R, dtype=np.int64)
-    records = []
     rec_cols = [c for c in ND_RECORDS if c in record]
     if "excess_risk" in rec_cols:
         rec_cols = [c for c in rec_cols if c != "excess_risk"] + ["excess_risk", "excess_risk_se"]
+    history = History(rec_cols, lr_r, seed_r)
     problem.setup(torch, device, dtype)
 
     def write_back(positions):
@@ -187,14 +188,13 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
         losses = loss_sum.cpu().numpy()
         for k in positions:
             r = active[k]
-            row = [int(r), float(lr_r[r]), int(seed_r[r]), int(step)]
+            row = []
             for c in rec_cols:
                 if c == "loss":
                     row.append(float(losses[k] / (step - last_record[r])) if step > last_record[r] else float("nan"))
                 elif c == "excess_risk":
                     row.extend(values[k])
-            row.append(False)
-            records.append(row)
+            history.add(r, step, row)
             last_record[r] = step
         loss_sum[positions] = 0.0
 
@@ -248,8 +248,7 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
                     r = active[k]
                     diverged_step[r] = j
                     steps_done[r] = j
-                    records.append([int(r), float(lr_r[r]), int(seed_r[r]), int(j)]
-                                   + [float("nan")] * len(rec_cols) + [True])
+                    history.diverged(r, j)
                 stop.extend(bad.tolist())
             due = ok_np & (steps_r[active] == done)                    # finished with this step
             if rec_cols and (due.any() or (record_every and done % record_every == 0)):
@@ -266,9 +265,8 @@ def _train_loop(torch, problem, *, lr, seeds, steps, batch_size, width, device, 
 
     run_in_chunks(chunk, total, bar)
     seconds = time.perf_counter() - t_start
-    params = tuple(final)
-    return TrainResult(problem.kind, params, lr_r, seed_r, steps_r, steps_done, diverged_step, records, rec_cols,
-                       seconds, problem.info())
+    return TrainResult(problem.kind, tuple(final), lr=lr_r, seed=seed_r, steps=steps_r, steps_done=steps_done,
+                       diverged_step=diverged_step, history=history, seconds=seconds, info=problem.info())
 
 
 def index_draws(seed, k0, k1, batch_size, n):

@@ -41,7 +41,7 @@ def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
     Parameters
     ----------
     net : a :class:`ReLUNetND`, a :class:`bigstep.ReLUNet1D` (then d = 1), a tuple
-        (W1 (m, d), b (m,), W2 (d, m)), or any callable f(y) -> array (N, d) for y (N, d).
+        (W1 (m, d), b1 (m,), W2 (d, m)), or any callable f(y) -> array (N, d) for y (N, d).
     x : training data (n, d), or (n,) for d = 1.
     mu, sigma : the noise level, positive finite scalars.
     n_mc : K >= 2 draws per training point (the paper used 5,000).
@@ -58,8 +58,8 @@ def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
     >>> import numpy as np, bigstep
     >>> from bigstep.nets import ReLUNetND
     >>> x = np.array([[1.0, 0.0], [-1.0, 0.0]])
-    >>> W1, b, W2 = np.eye(2), np.zeros(2), np.eye(2)
-    >>> mean, se = bigstep.excess_risk_mc(ReLUNetND(W1, b, W2), x, 0.9, 0.5, n_mc=200)
+    >>> W1, b1, W2 = np.eye(2), np.zeros(2), np.eye(2)
+    >>> mean, se = bigstep.excess_risk_mc(ReLUNetND(W1, b1, W2), x, 0.9, 0.5, n_mc=200)
     >>> bool(mean > 0 and 0 < se < mean)
     True
     """
@@ -120,7 +120,7 @@ def _as_callable(net, d: int):
         return _as_callable(ReLUNetND(*net), d)
     if callable(net):
         return net
-    raise TypeError("net must be a ReLUNetND, a ReLUNet1D, a tuple (W1, b, W2) or a callable, "
+    raise TypeError("net must be a ReLUNetND, a ReLUNet1D, a tuple (W1, b1, W2) or a callable, "
                     f"got {type(net).__name__}")
 
 
@@ -136,14 +136,14 @@ def _sharpness_args(n_mc, seed, tol, max_iter, num_threads):
     return K, seed, float(tol), max_iter
 
 
-def _fixed_sample_sharpness(W1, b, W2, u, zc, norm, tol, max_iter, out_bias=None):
-    """lambda_max of the Hessian wrt theta = (W1, b, W2) (flattened in that order) of
-    L(theta) = sum ||(1/m) W2 relu(W1 u + b) [+ out_bias] + zc||^2 / norm over the rows of
+def _fixed_sample_sharpness(W1, b1, W2, u, zc, norm, tol, max_iter, out_bias=None):
+    """lambda_max of the Hessian wrt theta = (W1, b1, W2) (flattened in that order) of
+    L(theta) = sum ||(1/m) W2 relu(W1 u + b1) [+ out_bias] + zc||^2 / norm over the rows of
     u (N, p), zc (N, d): Lanczos on exact closed-form Hessian-vector products in numpy,
     float64 (:mod:`bigstep.training._fixed_sample`; no torch needed)."""
     from ._fixed_sample import sharpness
 
-    return sharpness(W1, b, W2, u, zc if out_bias is None else zc + out_bias, norm, tol=tol, max_iter=max_iter)
+    return sharpness(W1, b1, W2, u, zc if out_bias is None else zc + out_bias, norm, tol=tol, max_iter=max_iter)
 
 
 def _dsm_params(net, d):
@@ -152,20 +152,20 @@ def _dsm_params(net, d):
     if isinstance(net, ReLUNetND):
         if net.dim != d:
             raise ValueError(f"net has dimension {net.dim} but x has {d} columns")
-        return net.W1, net.b, net.W2
+        return net.W1, net.b1, net.W2
     if isinstance(net, ReLUNet1D):
         if d != 1:
             raise ValueError(f"a ReLUNet1D needs 1-D data, got x with {d} columns")
-        w1, w2, b = (np.asarray(a, dtype=np.float64) for a in (net.w1, net.w2, net.b))
+        w1, w2, b = (np.asarray(a, dtype=np.float64) for a in (net.W1, net.W2, net.b1))
         return w1.reshape(-1, 1), b, w2.reshape(1, -1)
-    raise TypeError("net must be a ReLUNetND, a ReLUNet1D or a tuple (W1, b, W2), "
+    raise TypeError("net must be a ReLUNetND, a ReLUNet1D or a tuple (W1, b1, W2), "
                     f"got {type(net).__name__}")
 
 
-def sharpness_mc(net, x, mu, sigma, *, n_mc=100, seed=0, coordinates="sum", tol=1e-10, max_iter=None,
+def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=1e-10, max_iter=None,
                  num_threads=None):
     """Sharpness of a DSM network in d dimensions: lambda_max of the Hessian, with respect
-    to all parameters theta = (W1, b, W2), of a FIXED-SAMPLE Monte Carlo estimate of the
+    to all parameters theta = (W1, b1, W2), of a FIXED-SAMPLE Monte Carlo estimate of the
     DSM risk (paper Figure 5 middle):
 
         R_K(theta) = (1/(n K c)) sum_i sum_k ||s_theta(Y_ik) + Z_ik / sigma||^2,
@@ -200,7 +200,7 @@ def sharpness_mc(net, x, mu, sigma, *, n_mc=100, seed=0, coordinates="sum", tol=
     Parameters
     ----------
     net : a :class:`ReLUNetND` (e.g. ``TrainResult.network(r)``), a
-        :class:`bigstep.ReLUNet1D` (d = 1) or a tuple (W1 (m, d), b (m,), W2 (d, m)).
+        :class:`bigstep.ReLUNet1D` (d = 1) or a tuple (W1 (m, d), b1 (m,), W2 (d, m)).
     x : training data (n, d), or (n,) for d = 1.  mu, sigma : positive finite scalars.
     n_mc : K >= 1 noise draws per training point.  seed : Philox seed of stream 14.
     coordinates : "sum" or "mean" (above).  tol, max_iter : Lanczos stopping rule
@@ -235,8 +235,8 @@ def sharpness_mc(net, x, mu, sigma, *, n_mc=100, seed=0, coordinates="sum", tol=
     return _fixed_sample_sharpness(W1, b, W2, u, z / sigma, norm, tol, max_iter)
 
 
-def diffusion_sharpness_mc(score, x, *, n_mc=100, seed=0, n_times=None, T=None, delta=None, time_weights=None,
-                           schedule=None, tol=1e-10, max_iter=None, num_threads=None):
+def diffusion_sharpness_mc(score, x, *, n_times=None, T=None, delta=None, time_weights=None, schedule=None,
+                           n_mc=100, seed=0, tol=1e-10, max_iter=None, num_threads=None):
     """Sharpness of the time-conditional diffusion network (paper Figure 5 right):
     lambda_max of the Hessian, with respect to theta = (W1, b1, W2), of a FIXED-SAMPLE
     estimate of the loss :func:`train_diffusion` trains,
@@ -306,10 +306,10 @@ def diffusion_sharpness_mc(score, x, *, n_mc=100, seed=0, n_times=None, T=None, 
         if v is not None:
             grid[name] = v
             probs_given = None
-    times, probs = time_grid(grid["n_times"], grid["T"], grid["delta"], grid["time_weights"], grid["schedule"])
+    times, probs = time_grid(**grid)
     if probs_given is not None:
         probs = probs_given
-    mus, sigmas = noise_schedule(times, grid["schedule"])
+    mus, sigmas = noise_schedule(times, kind=grid["schedule"])
     cdf = np.cumsum(probs)
     cdf /= cdf[-1]
     z = gaussian_noise(seed, (n, K, d), stream=_STREAM_SHARP).reshape(n * K, d)

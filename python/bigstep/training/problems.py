@@ -5,8 +5,8 @@ Both train a two-layer ReLU network in the mean-field scaling of Appendix E, wid
 input dimension p, output dimension d, by SGD with the step m * lr (docs/design.md
 section 2):
 
-    net(u) = (1/m) W2 relu(W1 u + b),   W1 (m, p) ~ N(0, 1/p),  W2 (d, m) ~ N(0, 1),  b = 0,
-    theta <- theta - m * lr * grad_theta L_j(theta),   theta = (W1, b, W2), all trained.
+    net(u) = (1/m) W2 relu(W1 u + b1),   W1 (m, p) ~ N(0, 1/p),  W2 (d, m) ~ N(0, 1),  b1 = 0,
+    theta <- theta - m * lr * grad_theta L_j(theta),   theta = (W1, b1, W2), all trained.
 
 - :func:`train_dsm`: p = d, s_theta(y) = net(y), and L_j is the batch mean of
   ||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2 (squared norm: the SUM over the d
@@ -66,7 +66,7 @@ import numpy as np
 
 from .. import _streams as streams
 from .._arrays import as_numpy
-from .._validate import integer, integers, positives, real_scalar, training_data
+from .._validate import integer, integers, positives, real_scalar, schedule_rate, training_data
 from ..random import gaussian_noise, uniform
 from ._args import PARAM_LIMIT, check_device, check_dtype, check_record_every, torch_module
 from ._batch import ND_RECORDS, index_draws, train_networks
@@ -234,15 +234,15 @@ def _run(problem, backend, **kw):
         return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
 
 
-def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, device="cpu", dtype="float64",
-              record_every=None, record=("loss", "excess_risk"), n_mc=1000, progress=False, max_abs=PARAM_LIMIT,
-              num_threads=None, coordinates="sum", backend="auto"):
+def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates="sum", n_mc=1000, seed=0,
+              record_every=None, record=("loss", "excess_risk"), max_abs=PARAM_LIMIT, device="cpu",
+              dtype="float64", num_threads=None, progress=False, backend="auto"):
     """SGD on the DSM loss at one noise level for two-layer ReLU nets R^d -> R^d (Figure 2 right).
 
-        s_theta(y) = (1/m) W2 relu(W1 y + b),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b = 0,
+        s_theta(y) = (1/m) W2 relu(W1 y + b1),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b1 = 0,
         L_j(theta) = (1/B) sum_b ||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2,
                      Y_b = mu x_{i_b} + sigma Z_b   (squared norm: sum over the d coordinates),
-        theta <- theta - m * lr * grad L_j(theta),   theta = (W1, b, W2).
+        theta <- theta - m * lr * grad L_j(theta),   theta = (W1, b1, W2).
 
     Parameters
     ----------
@@ -275,7 +275,7 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
         on a GPU torch), "cpp", "numba" (fused, CPU, no torch) or "torch" (the torch loop).
         Same seed, same draws: the routes agree up to floating-point rounding.
 
-    Returns a :class:`TrainResult` (parameters W1 (R, m, d), b (R, m), W2 (R, d, m) as
+    Returns a :class:`TrainResult` (parameters W1 (R, m, d), b1 (R, m), W2 (R, d, m) as
     float64 numpy, history DataFrame, divergence flags; ``network(r)`` a ReLUNetND).
 
     Example
@@ -316,7 +316,7 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, seed=0, dev
                 max_abs=max_abs, label="train_dsm", num_threads=num_threads)
 
 
-def time_grid(n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou"):
+def time_grid(*, n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou"):
     """The training times of :func:`train_diffusion` and their probabilities.
 
     Returns (t, p): t = linspace(delta, T, n_times), p proportional to sigma(t)
@@ -326,7 +326,7 @@ def time_grid(n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou
     Example
     -------
     >>> from bigstep.training import time_grid
-    >>> t, p = time_grid(3, T=1.0, delta=0.5)
+    >>> t, p = time_grid(n_times=3, T=1.0, delta=0.5)
     >>> t.tolist(), round(float(p.sum()), 12)
     ([0.5, 0.75, 1.0], 1.0)
     """
@@ -339,15 +339,16 @@ def time_grid(n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou
         raise ValueError(f"delta must be at most T = {T!r}, got delta = {delta!r}")
     if time_weights not in _TIME_WEIGHTS:
         raise ValueError(f"time_weights must be one of {_TIME_WEIGHTS}, got {time_weights!r}")
+    schedule_rate(schedule)
     t = np.linspace(delta, T, n_times)
-    _, sig = noise_schedule(t, schedule)
+    _, sig = noise_schedule(t, kind=schedule)
     w = {"sigma": sig, "inv_sigma": 1.0 / sig, "uniform": np.ones_like(sig)}[time_weights]
     return t, w / w.sum()
 
 
 def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T=1.0, delta=0.01,
-                    time_weights="sigma", schedule="ou", seed=0, device="cpu", dtype="float32",
-                    record_every=None, progress=False, max_abs=PARAM_LIMIT, num_threads=None, backend="auto"):
+                    time_weights="sigma", schedule="ou", seed=0, record_every=None, max_abs=PARAM_LIMIT,
+                    device="cpu", dtype="float32", num_threads=None, progress=False, backend="auto"):
     """SGD for the time-conditional network of Appendix E (Figures 3 and 4).
 
         r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1),   W1 (m, d + 1) ~ N(0, 1/(d + 1)),
@@ -372,7 +373,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     record_every : record the mean batch loss every this many steps (and at the end).
     progress, max_abs, num_threads, backend : as in :func:`train_dsm`.
 
-    Returns a :class:`TrainResult` with ``.score`` (one network) or ``.scores``.
+    Returns a :class:`TrainResult` with ``.score`` (one network) or ``.networks``.
 
     Example
     -------
@@ -387,10 +388,10 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend = _common(
         lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads, backend)
     xa = np.asarray(training_data(x, ndim=2), dtype=np.float64)
-    times, probs = time_grid(n_times, T, delta, time_weights, schedule)
+    times, probs = time_grid(n_times=n_times, T=T, delta=delta, time_weights=time_weights, schedule=schedule)
     from ..scores import noise_schedule
 
-    mus, sigmas = noise_schedule(times, schedule)
+    mus, sigmas = noise_schedule(times, kind=schedule)
     problem = _DiffusionProblem(np.ascontiguousarray(xa), times, probs, mus, sigmas, schedule, time_weights)
     return _run(problem, backend, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
                 dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,

@@ -37,6 +37,7 @@ import numpy as np
 from .. import _backend
 from .._progress import Progress, run_in_chunks
 from ..nets import init_params
+from .recorder import History
 
 __all__ = ["train_fused", "kernel", "using_threads"]
 
@@ -116,24 +117,23 @@ def train_fused(problem, *, lr, seeds, steps, batch_size, width, dtype, record_e
     loss_sum = np.zeros(R)
     loss_count = np.zeros(R, dtype=np.int64)
     closed = np.zeros(R, dtype=bool)  # finished or diverged: no more rows
-    records = []
     rec_cols = [c for c in ("loss", "excess_risk") if c in record]
     if "excess_risk" in rec_cols:
         rec_cols = [c for c in rec_cols if c != "excess_risk"] + ["excess_risk", "excess_risk_se"]
+    history = History(rec_cols, lr_r, seed_r)
 
     def params(r):
         return (W1t[r].T.astype(np.float64), b[r].astype(np.float64), W2[r].astype(np.float64))
 
     def record_rows(rows, step):
         for r in rows:
-            row = [int(r), float(lr_r[r]), int(seed_r[r]), int(step)]
+            row = []
             for c in rec_cols:
                 if c == "loss":
                     row.append(float(loss_sum[r] / loss_count[r]) if loss_count[r] else float("nan"))
                 elif c == "excess_risk":
                     row.extend(problem.excess_risk(params(r), r, n_mc))
-            row.append(False)
-            records.append(row)
+            history.add(r, step, row)
             loss_sum[r] = 0.0
             loss_count[r] = 0
 
@@ -159,8 +159,7 @@ def train_fused(problem, *, lr, seeds, steps, batch_size, width, dtype, record_e
             k = stop
             fresh = np.flatnonzero((diverged_step >= 0) & ~closed)
             for r in fresh:
-                records.append([int(r), float(lr_r[r]), int(seed_r[r]), int(diverged_step[r])]
-                               + [float("nan")] * len(rec_cols) + [True])
+                history.diverged(r, int(diverged_step[r]))
             closed[fresh] = True
             if k == marks[state["next"]]:
                 live = ~closed
@@ -176,5 +175,5 @@ def train_fused(problem, *, lr, seeds, steps, batch_size, width, dtype, record_e
     steps_done = np.where(diverged_step >= 0, diverged_step, steps_r)
     final = (np.ascontiguousarray(W1t.transpose(0, 2, 1), dtype=np.float64), b.astype(np.float64),
              W2.astype(np.float64))
-    return result_cls(problem.kind, final, lr_r, seed_r, steps_r, steps_done, diverged_step, records, rec_cols,
-                      seconds, problem.info())
+    return result_cls(problem.kind, final, lr=lr_r, seed=seed_r, steps=steps_r, steps_done=steps_done,
+                      diverged_step=diverged_step, history=history, seconds=seconds, info=problem.info())
