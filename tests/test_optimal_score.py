@@ -817,7 +817,7 @@ def test_gil_released(backend, restore_threads):
     the GIL held through the kernel it would make ~0 (the call's Python part is < 3%
     of it)."""
     rng = np.random.default_rng(14)
-    x = rng.standard_normal(20000)
+    x = rng.standard_normal(200_000)  # large enough that a fast machine needs q << 2e6 for 0.3 s
 
     def call(q):
         bigstep.set_num_threads(1)  # per thread, for OpenMP and numba
