@@ -276,11 +276,12 @@ def main(argv=None) -> None:
     ap.add_argument("--nd", action="store_true", help="also time the d-D trainers (Figures 2-5 networks)")
     ap.add_argument("--only-nd", action="store_true", help="time the d-D trainers only")
     ap.add_argument("--out", default=str(RESULTS / "training_cpu.json"))
+    ap.add_argument("--machine", default=None, help="a name for the machine, stored with the d-D results")
     args = ap.parse_args(argv)
     if args.only_nd:
         load = _common.OtherLoad()
         rows = nd_section(args.quick)
-        _report_nd(rows, load.share(), args.out)
+        _report_nd(rows, load.share(), args.out, args.machine)
         return
 
     import bigstep
@@ -382,7 +383,7 @@ def _nd_payload(rows, other):
             "other_load_share": other}
 
 
-def _report_nd(rows, other, out):
+def _report_nd(rows, other, out, machine=None):
     import json
     from pathlib import Path
 
@@ -390,6 +391,8 @@ def _report_nd(rows, other, out):
     payload = json.loads(path.read_text()) if path.exists() else {}
     payload["nd"] = _nd_payload(rows, other)
     payload["nd"]["machine"] = _common.machine_info()
+    if machine:
+        payload["nd"]["machine"]["name"] = machine
     path = _common.write_json(out, payload)
     print(f"wrote {path}")
 
