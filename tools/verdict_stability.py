@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+PAPER_FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5")
+BASE_SEEDS = (0, 1, 2)
+
 
 def run(fig: str, seed: int, config: str, out: str) -> None:
     import bigstep
@@ -49,22 +52,33 @@ def table(out: str) -> int:
     runs = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/summary.json"))]
     if not runs:
         raise SystemExit(f"no runs under {root}")
-    figs = sorted({r["figure"] for r in runs})
-    configs = sorted({r["config"] for r in runs}, key=lambda c: (c == "numba", c))
-    seeds = sorted({r["base_seed"] for r in runs})
+    run_figs = sorted({r["figure"] for r in runs})
+    figs = sorted(set(PAPER_FIGURES) | set(run_figs))
+    configs = sorted(set(_runnable_configs()) | {r["config"] for r in runs}, key=lambda c: (c == "numba", c))
+    seeds = sorted(set(BASE_SEEDS) | {r["base_seed"] for r in runs})
     by = {(r["figure"], r["base_seed"], r["config"]): r for r in runs}
     import platform
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    done = len(by)
+    wanted = len(figs) * len(seeds) * len(configs)
     lines = ["# Verdict stability of the quick reproductions", "",
              f"Every quick reproduction under base seeds {seeds} and each configuration ({', '.join(configs)}: "
              "the compiled kernels forced to each runnable instruction set, and the Numba fallback); "
              f"bigstep {bigstep.__version__} on {cpu} ({bigstep.info()['cpu_count']} cores).",
-             "Cells: verdict (comparisons that hold / all; largest sign-test p).  Produced by "
+             "Cells: verdict (comparisons that hold / all; largest sign-test p; wall time).  Produced by "
              "tools/verdict_stability.sh on a shared 2-core machine (wall times are indicative).", ""]
-    summary = {}
+    if done < wanted:
+        missing = [f for f in figs if f not in run_figs]
+        lines += [f"**Incomplete: {done} of the {wanted} runs were made.**"
+                  + (f"  Not run at all: {', '.join(missing)} (no statement about their stability here)."
+                     if missing else ""), ""]
+    summary = {"_complete": done == wanted, "_runs": done, "_wanted": wanted}
     for fig in figs:
+        if fig not in run_figs:
+            summary[fig] = {"runs": 0}
+            continue
         lines += [f"## {fig}", "", "| base seed | " + " | ".join(configs) + " |",
                   "|---|" + "---|" * len(configs)]
         verdicts = []
@@ -82,11 +96,15 @@ def table(out: str) -> int:
                              f"{r['wall_seconds']:.0f} s)")
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         agree = len(set(verdicts)) == 1
+        complete = len(verdicts) == len(seeds) * len(configs)
         walls = [by[k]["wall_seconds"] for k in by if k[0] == fig]
         summary[fig] = {"verdicts": verdicts, "agree": agree, "verdict": verdicts[0] if agree else None,
-                        "runs": len(verdicts), "median_wall_seconds": sorted(walls)[len(walls) // 2]}
+                        "runs": len(verdicts), "complete": complete,
+                        "median_wall_seconds": sorted(walls)[len(walls) // 2]}
         unstable = _unstable_comparisons(fig, runs)
-        lines += ["", (f"All {len(verdicts)} runs agree: **{verdicts[0]}**." if agree else
+        lines += ["", (f"All {len(verdicts)} runs agree: **{verdicts[0]}**"
+                       + ("." if complete else f" (only {len(verdicts)} of {len(seeds) * len(configs)} runs made).")
+                       if agree else
                        f"The verdicts differ ({', '.join(f'{v}: {verdicts.count(v)}' for v in sorted(set(verdicts)))}):"
                        " the claim is **not resolved at the quick size** (it turns on floating-point luck or on the "
                        "seed, not on the machine alone).")]
@@ -97,6 +115,17 @@ def table(out: str) -> int:
     (root / "verdict_stability.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _runnable_configs():
+    """The configurations tools/verdict_stability.sh runs on this machine."""
+    import bigstep
+
+    core = bigstep._backend.core()
+    isas = [s for s in core.available_isas().split(",") if s] if core is not None else []
+    if len(isas) > 1:
+        isas = [s for s in isas if s != "native"]
+    return [f"cpp-{s}" for s in isas] + ["numba"]
 
 
 def _unstable_comparisons(fig, runs):
