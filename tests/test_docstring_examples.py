@@ -23,11 +23,27 @@ MODULES = [
     "bigstep.reproduce",
     "bigstep.sweeps",
     "bigstep.sweeps.store",
+    "bigstep",
+    "bigstep.rf._fit",
+    "bigstep.rf._curve",
+    "bigstep.rf._sampling",
+    "bigstep.rf._asymptotic",
+    "bigstep.training.sgd1d",
+    "bigstep.training.problems",
+    "bigstep.training.mc",
+    "bigstep.fgt",
 ]
+# modules whose examples need an optional dependency
+REQUIRES = {"bigstep.rf._fit": ("scipy",), "bigstep.rf._curve": ("scipy", "pandas"),
+            "bigstep.rf._sampling": ("scipy",), "bigstep.rf._asymptotic": ("scipy",),
+            "bigstep.training.sgd1d": ("pandas",), "bigstep.training.problems": ("torch", "pandas"),
+            "bigstep.training.mc": ("torch", "pandas")}
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    for dependency in REQUIRES.get(name, ()):
+        pytest.importorskip(dependency)
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"

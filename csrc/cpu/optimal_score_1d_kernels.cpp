@@ -102,22 +102,16 @@ void setup(Query<T>& qr, double y, const T* x, index_t n, double mu, double sigm
   qr.y = y;
   qr.mu = mu;
   qr.sigma = sigma;
-  qr.finite = std::isfinite(y);
-  qr.lo = qr.hi = 0;
+  const Window1D<T> w = window_1d<T>(y, x, n, mu, sigma);  // bigstep/optimal_score.hpp
+  qr.finite = w.finite;
+  qr.lo = w.lo;
+  qr.hi = w.hi;
   if (!qr.finite) return;
-  const double z = y / mu;  // nearest data point to y / mu
-  index_t s = std::lower_bound(x, x + n, static_cast<T>(z)) - x;
-  if (s == n || (s > 0 && std::abs(z - double(x[s - 1])) <= std::abs(double(x[s]) - z))) --s;
-  qr.xs = x[s];
-  qr.e = std::fma(-mu, qr.xs, y);
-  // window of non-underflowing terms: |y - mu x_i| <= R
-  const double R = std::sqrt(2.0 * sigma * sigma * underflow_logit<T>() + qr.e * qr.e);
-  const T lo_key = static_cast<T>((y - R) / mu), hi_key = static_cast<T>((y + R) / mu);
-  qr.lo = std::min<index_t>(std::lower_bound(x, x + s, lo_key) - x, s);
-  qr.hi = std::max<index_t>(std::upper_bound(x + s, x + n, hi_key) - x, s + 1);
-  qr.xs_t = static_cast<T>(qr.xs);
-  qr.r = static_cast<T>(mu / sigma);
-  qr.es = static_cast<T>(qr.e / sigma);
+  qr.xs = w.xs;
+  qr.e = w.e;
+  qr.xs_t = w.xs_t;
+  qr.r = w.r;
+  qr.es = w.es;
 }
 
 }  // namespace

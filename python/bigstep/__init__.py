@@ -109,10 +109,17 @@ __all__ = [
 
 
 def set_num_threads(n: int) -> None:
-    """Number of threads the compiled CPU kernels use (process-wide) and numba uses
-    (numba's setting is per calling thread).  n must be at least 1 (0 is rejected; until
-    the first call the kernels use OpenMP's default, OMP_NUM_THREADS or the core count).
-    :func:`get_num_threads` reads the setting back."""
+    """Set the number of threads the compiled CPU kernels use (process-wide) and numba uses
+    (numba's setting is per calling thread).
+
+    Until the first call the kernels use OpenMP's default, OMP_NUM_THREADS or the core
+    count.  :func:`get_num_threads` reads the setting back.
+
+    Parameters
+    ----------
+    n : int
+        At least 1 (0 is rejected).
+    """
     from . import _backend
     from ._validate import integer
 
@@ -134,8 +141,12 @@ def get_num_threads() -> int:
     without OpenMP).  Without the compiled extension, numba's count for the calling thread.
     ``set_num_threads(get_num_threads())`` restores a setting after a temporary change.
 
-    Example
+    Returns
     -------
+    int
+
+    Examples
+    --------
     >>> import bigstep
     >>> bigstep.get_num_threads() >= 1
     True

@@ -2,7 +2,7 @@
 
 With h = sqrt(2) sigma, sources Z_i = mu x_i / h and targets Y = y / h, every weight of s*
 is a Gaussian, exp(-|y - mu x_i|^2 / (2 sigma^2)) = exp(-|Y - Z_i|^2), so the sums behind
-s*, log p, E[W|y] and (1-D) s*', s*'' are Gauss transforms.  Targets are grouped into
+``s*``, log p, E[W|y] and (1-D) ``s*'``, ``s*''`` are Gauss transforms.  Targets are grouped into
 boxes; about the centre c of a box, shifted by the box's own dominant exponent
 (rho = the distance from c to the nearest source z*),
 
@@ -26,9 +26,10 @@ underflow -- and boxes whose few targets make it cheaper are summed directly, pe
 about its own nearest source with logits in the product form -u.(u - 2e) <= 0: the
 relative accuracy holds per query, 1e4 sigma away from the data too.
 
-Derivatives (1-D, ``optimal_score_derivatives``): s*' and s*'' come from the raw moments
-E[s^2], E[s^3] about the box centre, so their error is absolute, ~1e-14 in the posterior's
-central moments in h-units (|error of s*'| <~ 1e-13 / sigma^2, of s*'' <~ 1e-13 / sigma^3),
+Derivatives (1-D, ``optimal_score_derivatives``): ``s*'`` and ``s*''`` come from the raw
+moments E[s^2], E[s^3] about the box centre, so their error is absolute, ~1e-14 in the
+posterior's central moments in h-units (``|error of s*'| <~ 1e-13 / sigma^2``, of ``s*''``
+``<~ 1e-13 / sigma^3``),
 not relative to those moments where the posterior sits on one data point (Var W ~ 0); boxes
 more than one h-unit from the data are summed directly.  ``method="auto"`` therefore keeps
 the derivatives on the pairwise kernel; ``method="fgt"`` gives them with that guarantee.
@@ -58,6 +59,7 @@ from ._validate import noise_level, queries, training_data
 __all__ = ["fgt_plan", "METHODS"]
 
 METHODS = ("auto", "pairwise", "fgt")
+"""The values of ``method=`` of the ``s*`` family and of :class:`bigstep.EmpiricalScore`."""
 _MODE = {"auto": 0, "fgt": 1}
 _SMALL = 131072.0  # q n at or below which "auto" runs the pairwise kernel without planning
 _STATS = ("used_fgt", "boxes", "boxes_expanded", "targets_direct", "max_order", "max_bound", "cost_fgt",
@@ -164,12 +166,25 @@ def fgt_plan(y, x, mu, sigma, *, outputs: str = "score", backend: str = "auto") 
     - ``cost_fgt``, ``cost_pairwise``: the cost model's estimates (units of one term of a
       direct sum).
 
-    y, x, mu, sigma as for :func:`bigstep.optimal_score` (one noise level, d <= 3);
-    ``outputs``: "score" (s*, E[W|y]), "log_density" or "derivatives" (1-D), which set the
-    moments the bound must cover.
+    Parameters
+    ----------
+    y, x : array
+        Queries and training data, as for :func:`bigstep.optimal_score` (d <= 3).
+    mu, sigma : float
+        One noise level.
+    outputs : str
+        "score" (``s*``, E[W|y]), "log_density" or "derivatives" (1-D): the moments the
+        bound must cover.
+    backend : str
+        "auto", "cpp" or "numba".
 
-    Example
+    Returns
     -------
+    dict
+        The keys above.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> rng = np.random.default_rng(0)
     >>> plan = bigstep.fgt_plan(rng.standard_normal(20000), rng.standard_normal(20000), 0.9, 0.5)

@@ -10,12 +10,17 @@ __version__ = "0.1.0"
 
 
 def info() -> dict:
-    """Version, backends available (with reasons for the others), compiler, the
-    instruction set the CPU kernels chose at run time, OpenMP threads, the torch backend's
-    families and devices, CUDA devices.
+    """What is built and what runs here: ``bigstep info`` on the command line prints it.
 
-    Example
+    Returns
     -------
+    dict
+        The version, the backends available (with the reasons for the others), the
+        compiler, the instruction set the CPU kernels chose at run time, OpenMP threads,
+        numba's version, the torch backend's families and devices, and the CUDA devices.
+
+    Examples
+    --------
     >>> import bigstep
     >>> "cpp" in bigstep.info()["backends"] or "numba" in bigstep.info()["backends"]
     True
@@ -42,7 +47,11 @@ def info() -> dict:
         out["torch"] = _torch_info()
     cuda = _backend.cuda_module()
     if cuda is not None:
+        from ._cuda_kernels import status, verification
+
         out["cuda"] = {
+            "status": status(cuda),  # "compiled, not verified on a device" until a device run passed
+            "verified": verification(cuda),
             "compiled_archs": cuda.compiled_archs,
             "runtime_version": cuda.runtime_version(),
             "driver_version": cuda.driver_version(),
@@ -85,7 +94,8 @@ def format_info(d: dict | None = None) -> str:
                      f"devices: {', '.join(t['devices'])}")
     if "cuda" in d:
         c = d["cuda"]
-        lines.append(f"cuda: archs {c['compiled_archs']}; runtime {c['runtime_version']}, driver {c['driver_version']}")
+        lines.append(f"cuda: {c['status']}")
+        lines.append(f"  archs {c['compiled_archs']}; runtime {c['runtime_version']}, driver {c['driver_version']}")
         for dev in c["devices"]:
             cc = ".".join(map(str, dev["compute_capability"]))
             lines.append(f"  device {dev['index']}: {dev['name']} (sm_{cc.replace('.', '')}, "

@@ -64,32 +64,48 @@ def _impl(backend: str, *arrays):
 
 
 def mmd2(a, b, *, bandwidth=1.0, unbiased=False, backend: str = "auto") -> float:
-    """Squared MMD between samples a and b with the Gaussian kernel
-    k(u, v) = exp(-||u - v||^2 / (2 h^2)), h = ``bandwidth``.
+    """Squared maximum mean discrepancy between samples a and b, Gaussian kernel.
 
-    With S_aa = sum_{i,j} k(a_i, a_j), S_bb = sum_{i,j} k(b_i, b_j) and
-    S_ab = sum_{i,j} k(a_i, b_j) (all pairs, each sum in float64):
+    With the kernel ``k(u, v) = exp(-||u - v||^2 / (2 h^2))``, h = ``bandwidth``, and
+    the sums over all pairs (each in float64)
 
-    - biased (V-statistic, ``unbiased=False``), the mean over all pairs including i = j:
-      MMD^2 = S_aa / N^2 + S_bb / M^2 - 2 S_ab / (N M)  (>= 0 up to rounding);
-    - unbiased (U-statistic, ``unbiased=True``), the diagonal removed from the aa and bb
-      terms: (S_aa - N) / (N (N - 1)) + (S_bb - M) / (M (M - 1)) - 2 S_ab / (N M)
-      (can be negative).
+        S_aa = sum_{i,j} k(a_i, a_j),  S_bb = sum_{i,j} k(b_i, b_j),  S_ab = sum_{i,j} k(a_i, b_j),
 
-    Parameters
-    ----------
-    a : array (N, d), or (N,) for d = 1; finite, N >= 1 (N >= 2 when unbiased)
-    b : array (M, d), or (M,) for d = 1; finite, same d, M >= 1 (M >= 2 when unbiased)
-    bandwidth : positive finite h (the paper uses h = 1)
-    unbiased : False for the V-statistic, True for the U-statistic
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+    the biased estimate (V-statistic, ``unbiased=False``) is the mean over all pairs
+    including i = j, non-negative up to rounding:
 
-    Returns a Python float (float64, also for float32 inputs, which are widened exactly).
+        MMD^2 = S_aa / N^2 + S_bb / M^2 - 2 S_ab / (N M)
+
+    and the unbiased one (U-statistic, ``unbiased=True``) removes the diagonal from the
+    aa and bb terms (it can be negative):
+
+        MMD^2 = (S_aa - N) / (N (N - 1)) + (S_bb - M) / (M (M - 1)) - 2 S_ab / (N M)
+
     Cost O((N^2 + M^2)/2 + N M) kernel evaluations (symmetric sums are taken over one
     triangle), memory O((N + M) d).
 
-    Example
+    Parameters
+    ----------
+    a : array
+        Shape (N, d), or (N,) for d = 1; finite, N >= 1 (N >= 2 when unbiased).
+    b : array
+        Shape (M, d), or (M,) for d = 1; finite, the same d, M >= 1 (M >= 2 when
+        unbiased).
+    bandwidth : float
+        The kernel width h, positive and finite (the paper uses h = 1).
+    unbiased : bool
+        False for the V-statistic, True for the U-statistic.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    float
+        A Python float, computed in float64 also for float32 inputs (which are widened
+        exactly).
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> # two single points at distance 1, h = 1: 2 - 2 exp(-1/2)
     >>> round(bigstep.mmd2(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]])), 6)
@@ -148,22 +164,31 @@ def _neighbors(samples, train, k, backend):
 def nearest_neighbors(samples, train, *, k=2, backend: str = "auto"):
     """The k nearest training points of each sample, by Euclidean distance.
 
-    distances[i, e] = ||samples_i - train_{indices[i, e]}||, ascending in e; equal
-    distances are ordered by training index (lower first).  Distances are exact: squared
-    distances in difference form sum_k (u_k - v_k)^2 in float64, then a square root.
+    ``distances[i, e] = ||samples_i - train_j||`` with ``j = indices[i, e]``, ascending
+    in e; equal distances are ordered by training index (lower first).  Distances are
+    exact: squared distances in difference form ``sum_k (u_k - v_k)^2`` in float64,
+    then a square root.
 
     Parameters
     ----------
-    samples : array (N, d), or (N,) for d = 1; finite (N may be 0)
-    train : array (n, d), or (n,) for d = 1; finite, n >= 1, same d
-    k : integer, 1 <= k <= n
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+    samples : array
+        Shape (N, d), or (N,) for d = 1; finite (N may be 0).
+    train : array
+        Shape (n, d), or (n,) for d = 1; finite, n >= 1, the same d.
+    k : int
+        The number of neighbours, 1 <= k <= n.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Returns (distances, indices): distances (N, k) float32 for float32 inputs, float64
-    otherwise; indices (N, k) int64; torch tensors if samples is one.
-
-    Example
+    Returns
     -------
+    distances : array
+        Shape (N, k): float32 for float32 inputs, float64 otherwise.
+    indices : array
+        Shape (N, k), int64.  Both are torch tensors if samples is one.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> dist, idx = bigstep.nearest_neighbors(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]))
     >>> dist.tolist(), idx.tolist()
@@ -191,14 +216,21 @@ def memorization_ratio(samples, train, *, backend: str = "auto"):
 
     Parameters
     ----------
-    samples : array (N, d), or (N,) for d = 1; finite
-    train : array (n, d), or (n,) for d = 1; finite, n >= 2, same d
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+    samples : array
+        Shape (N, d), or (N,) for d = 1; finite.
+    train : array
+        Shape (n, d), or (n,) for d = 1; finite, n >= 2, the same d.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Returns an array (N,) (float32 for float32 inputs, else float64; torch if samples is).
-
-    Example
+    Returns
     -------
+    array
+        Shape (N,): float32 for float32 inputs, else float64; a torch tensor if samples
+        is one.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> bigstep.memorization_ratio(np.array([0.1, 0.5]), np.array([0.0, 1.0])).tolist()
     [0.11111111111111112, 1.0]
@@ -228,15 +260,22 @@ def memorized_fraction(samples, train, *, threshold=1 / 3, backend: str = "auto"
 
     Parameters
     ----------
-    samples : array (N, d), or (N,) for d = 1; finite, N >= 1
-    train : array (n, d), or (n,) for d = 1; finite, n >= 2, same d
-    threshold : real number in (0, 1]
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+    samples : array
+        Shape (N, d), or (N,) for d = 1; finite, N >= 1.
+    train : array
+        Shape (n, d), or (n,) for d = 1; finite, n >= 2, the same d.
+    threshold : float
+        In (0, 1].
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Returns a Python float in [0, 1].
-
-    Example
+    Returns
     -------
+    float
+        A Python float in [0, 1].
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> bigstep.memorized_fraction(np.array([0.01, 0.5, 0.98, 2.0]), np.array([0.0, 1.0]))
     0.5

@@ -5,12 +5,14 @@ One convention for all of them: first-layer weights ``W1`` (width, inputs) and b
 there is one; constructors take them in that (layer) order; ``width`` and ``dim`` (the
 output dimension d) are attributes.
 
-- :class:`ReLUNet1D`: R -> R, s(y) = (1/m) sum_l W2_l relu(W1_l y + b1_l) (Sections 4-6,
-  the exact-risk family :mod:`bigstep.relu_risk` and the 1-D trainers); W1, b1, W2 of
-  shape (width,);
-- :class:`ReLUNetND`: R^d -> R^d, s(y) = (1/m) W2 relu(W1 y + b1) (:func:`bigstep.train_dsm`);
-- :class:`TimeReLUScore`: the time-conditional network r(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2
-  of Appendix E, a score s(x, t) = -r(t, x) / sigma(t) (:func:`bigstep.train_diffusion`,
+- :class:`ReLUNet1D`: R -> R, ``s(y) = (1/m) sum_l W2_l relu(W1_l y + b1_l)`` (Sections
+  4-6, the exact-risk family :mod:`bigstep.relu_risk` and the 1-D trainers); W1, b1, W2
+  of shape (width,);
+- :class:`ReLUNetND`: R^d -> R^d, ``s(y) = (1/m) W2 relu(W1 y + b1)``
+  (:func:`bigstep.train_dsm`);
+- :class:`TimeReLUScore`: the time-conditional network
+  ``r(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2`` of Appendix E, a score
+  ``s(x, t) = -r(t, x) / sigma(t)`` (:func:`bigstep.train_diffusion`,
   :func:`bigstep.sample_reverse`).
 """
 
@@ -47,21 +49,34 @@ def _param_vector(value, name: str, width: int | None = None) -> np.ndarray:
 
 
 class ReLUNet1D:
-    """Two-layer ReLU network s_theta(y) = (1/m) sum_l W2_l relu(W1_l y + b1_l) (immutable),
-    m = ``width``.
+    """Two-layer ReLU network R -> R, immutable, of width m:
+
+        s_theta(y) = (1/m) sum_l W2_l relu(W1_l y + b1_l)
+
+    Calling the network on y of any shape gives ``s_theta(y)`` in float64, an array of
+    y's shape and array type (a float for a scalar).
 
     Parameters
     ----------
-    W1, b1, W2 : arrays of shape (width,), width >= 1, finite (copied; float64): the
-        first-layer weights and biases and the second-layer weights (the d = 1 case of
-        :class:`ReLUNetND`, stored flat)
+    W1, b1, W2 : array
+        Shape (width,), width >= 1, finite (copied into float64): the first-layer
+        weights and biases and the second-layer weights (the d = 1 case of
+        :class:`ReLUNetND`, stored flat).
 
-    Attributes: ``W1``, ``b1``, ``W2`` (read-only float64 arrays), ``width``, ``dim`` (1),
-    ``kinks`` (-b1 / W1, NaN where W1 == 0 or the quotient overflows: such a neuron is the
-    constant relu(b1)).
+    Attributes
+    ----------
+    W1, b1, W2 : numpy.ndarray
+        The parameters, read-only float64 arrays of shape (width,).
+    width : int
+        The number of neurons m.
+    dim : int
+        1.
+    kinks : numpy.ndarray
+        ``-b1 / W1``, NaN where W1 == 0 or the quotient overflows (such a neuron is the
+        constant ``relu(b1)``).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import bigstep
     >>> net = bigstep.ReLUNet1D(W1=[1.0, -1.0], b1=[0.0, 0.0], W2=[2.0, 2.0])
     >>> float(net(3.0))            # (2 * 3 + 2 * 0) / 2
@@ -122,7 +137,7 @@ class ReLUNet1D:
 
     def theta(self, *, wrt: str = "outer_bias") -> np.ndarray:
         """Flat parameters in the order of the exact-risk family (:mod:`bigstep.relu_risk`):
-        (W2, b1) for wrt="outer_bias", (W1, W2, b1) for wrt="all"."""
+        (W2, b1) for ``wrt="outer_bias"``, (W1, W2, b1) for ``wrt="all"``."""
         check_wrt(wrt)
         parts = (self._W2, self._b1) if wrt == "outer_bias" else (self._W1, self._W2, self._b1)
         return np.concatenate(parts)
@@ -143,15 +158,29 @@ class ReLUNet1D:
 
     @classmethod
     def init(cls, width, seed, *, inner: str = "gaussian", bias=0.0) -> "ReLUNet1D":
-        """Random network from the Philox stream 2 of ``seed``.
+        """Random network from the Philox stream 2 of ``seed`` (NETWORK_INIT).
 
-        inner="gaussian" (default): the practical setting (Appendix E), W1 ~ N(0, 1);
-        inner="sign": the theory setting, W1 uniform in {+1, -1}.  W2 ~ N(0, 1);
-        b1 = ``bias`` (a scalar or an array of shape (width,)).  Counters: W2 uses
-        [0, width), W1 uses [width, 2 width).
+        W2 ~ N(0, 1) from counters [0, width) and W1 from counters [width, 2 width) of the
+        stream; b1 = ``bias``.
 
-        Example
+        Parameters
+        ----------
+        width : int
+            The number of neurons m >= 1.
+        seed : int
+            The Philox seed, >= 0.
+        inner : str
+            "gaussian" (default, the practical setting of Appendix E): W1 ~ N(0, 1);
+            "sign" (the theory setting): W1 uniform in {+1, -1}.
+        bias : float or array
+            The initial b1: a scalar or an array of shape (width,).
+
+        Returns
         -------
+        ReLUNet1D
+
+        Examples
+        --------
         >>> import bigstep
         >>> net = bigstep.ReLUNet1D.init(4, seed=0, inner="sign")
         >>> sorted(set(net.W1.tolist()))
@@ -192,15 +221,34 @@ def init_params(seed: int, m: int, p: int, d: int):
 
 
 class ReLUNetND:
-    """Two-layer ReLU network R^d -> R^d in the mean-field scaling (float64, numpy):
+    """Two-layer ReLU network R^d -> R^d in the mean-field scaling, of width m:
 
-        s(y) = (1/m) W2 relu(W1 y + b1),   W1 (m, d),  b1 (m,),  W2 (d, m),  m = width.
+        s(y) = (1/m) W2 relu(W1 y + b1)
 
-    The networks :func:`train_dsm` returns (``TrainResult.network(r)``).  Calling it on
-    y of shape (N, d) (or (d,)) returns an array of the same shape.
+    The networks :func:`bigstep.train_dsm` returns (``TrainResult.network(r)``).
+    Calling it on y of shape (N, d) (or (d,)) returns an array of the same shape, float64,
+    in y's array type.
 
-    Example
-    -------
+    Parameters
+    ----------
+    W1 : array
+        Shape (m, d), finite.
+    b1 : array
+        Shape (m,), finite.
+    W2 : array
+        Shape (d, m), finite.
+
+    Attributes
+    ----------
+    W1, b1, W2 : numpy.ndarray
+        The parameters, float64.
+    width : int
+        m.
+    dim : int
+        d.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from bigstep.nets import ReLUNetND
     >>> net = ReLUNetND(np.eye(2), np.zeros(2), 2 * np.eye(2))
@@ -232,25 +280,44 @@ class ReLUNetND:
 
 
 class TimeReLUScore(Score):
-    """Time-conditional two-layer ReLU network of Appendix E, m = width:
+    """Time-conditional two-layer ReLU network of Appendix E, of width m:
 
-        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2,
-        s_theta(x, t) = -r_theta(t, x) / sigma(t),
+        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1) + b2
+        s_theta(x, t) = -r_theta(t, x) / sigma(t)
 
-    [x; t] in R^{d+1} with the time LAST: W1[:, :d] multiplies x and W1[:, d] multiplies
-    t.  This is the layout of the authors' notebook (docs/design.md section 2b), so weights
-    trained there load as they are; the 1/m factor is the mean-field scaling used
-    throughout the paper (Section 4) and the notebook.  r_theta predicts the noise
-    (loss |r_theta(t, X_t) - xi|^2), hence s = -r/sigma.
+    ``[x; t]`` is in R^(d+1) with the time LAST: ``W1[:, :d]`` multiplies x and
+    ``W1[:, d]`` multiplies t.  This is the layout of the authors' notebook
+    (docs/design.md section 2b), so weights trained there load as they are; the 1/m
+    factor is the mean-field scaling used throughout the paper (Section 4) and the
+    notebook.  ``r_theta`` predicts the noise (loss ``|r_theta(t, X_t) - xi|^2``), hence
+    ``s = -r / sigma``.  A :class:`bigstep.scores.Score`: ``net(x, t)`` is the score.
 
     Parameters
     ----------
-    W1 : (m, d + 1);  b1 : (m,);  W2 : (d, m);  b2 : (d,) or None (zero, the notebook's
-        choice).  All finite.
-    schedule : "ou" (default) or "notebook" (only sigma(t) enters, identical in both).
+    W1 : array
+        Shape (m, d + 1), finite.
+    b1 : array
+        Shape (m,), finite.
+    W2 : array
+        Shape (d, m), finite.
+    b2 : array or None
+        Shape (d,), finite; None is zero (the notebook's choice).
+    schedule : str
+        "ou" (default) or "notebook" (only sigma(t) enters, identical in both).
 
-    Example
-    -------
+    Attributes
+    ----------
+    W1, b1, W2, b2 : numpy.ndarray
+        The parameters, float64.
+    width : int
+        m.
+    dim : int
+        d.
+    schedule : str
+        The noise schedule.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> net = bigstep.TimeReLUScore(np.ones((3, 3)), np.zeros(3), np.ones((2, 3)))
     >>> net(np.ones((1, 2)), 1.0).round(4)    # r = (1/3) 3 * 3 = 3 per coordinate
@@ -283,7 +350,7 @@ class TimeReLUScore(Score):
         return {"W1": self.W1 if self._device is None else self._device["w1"]}
 
     def r(self, x, t):
-        """The network output r_theta(t, x), shape (N, d)."""
+        """The network output ``r_theta(t, x)``, shape (N, d), in x's array type."""
         if device_route("auto", {"x": x, "t": t, **self._arrays()}):  # device arrays: torch on their device
             from ._torch._api import call_score
 

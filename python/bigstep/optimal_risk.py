@@ -28,7 +28,7 @@ is accepted when its error estimate is below 1e-12 of its own integral (the inte
 non-negative, so this bounds the relative error of the total) or below 1e-13 of the
 running total times its share of the range.  Nodes are held in local coordinates
 y = anchor + t, anchor the nearest breakpoint, and y - mu x_j is formed from
-(anchor - mu x_j) + t (see :class:`_Centres`), so a layer far narrower than the float
+(anchor - mu x_j) + t (see :class:`bigstep._quadrature.Centres`), so a layer far narrower than the float
 spacing of y (gap / sigma^2 >> 1 / (eps |y|)) is still resolved.
 
 Accuracy: better than 1e-10 relative for sigma in [1e-3, 10] (measured against 40-digit
@@ -56,28 +56,33 @@ __all__ = ["optimal_risk"]
 
 
 def optimal_risk(x, mu, sigma) -> float:
-    """DSM risk of the empirical optimal score, R_n(s*), for 1-D data.
+    """DSM risk of the empirical optimal score, ``R_n(s*)``, for 1-D data:
 
-    R_n(s*) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s*(Y) + (Y - mu x_i)/sigma^2)^2]
-            = (mu^2 / sigma^4) int p(y) Var[W(y)] dy,
+        R_n(s*) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s*(Y) + (Y - mu x_i)/sigma^2)^2]
+                = (mu^2 / sigma^4) int p(y) Var[W(y)] dy
 
     the minimum of the risk over all score functions: for any s,
-    R_n(s) - R_n(s*) = (1/n) sum_i E_i[(s(Y) - s*(Y))^2].  Computed directly (not as a
-    difference), to better than 1e-10 relative for sigma in [1e-3, 10], by adaptive
+    ``R_n(s) - R_n(s*) = (1/n) sum_i E_i[(s(Y) - s*(Y))^2]``.  Computed directly (not as
+    a difference), to better than 1e-10 relative for sigma in [1e-3, 10], by adaptive
     Gauss-Kronrod quadrature split at the midpoints between data points (see the module
-    docstring).  One point, or only copies of one point: s* is the Gaussian score and
-    R_n(s*) = 0 exactly.
+    docstring).  One point, or only copies of one point: ``s*`` is the Gaussian score
+    and ``R_n(s*) = 0`` exactly.
 
     Parameters
     ----------
-    x : array (n,), n >= 1, finite (duplicates allowed)
-    mu, sigma : positive finite scalars
+    x : array
+        1-D training data, shape (n,), n >= 1, finite (duplicates allowed).
+    mu, sigma : float
+        The noise level, positive and finite.
 
-    Returns a Python float (0.0 when the exact value is below the float64 range, e.g.
-    for well-separated data at tiny sigma).
-
-    Example
+    Returns
     -------
+    float
+        A Python float (0.0 when the exact value is below the float64 range, e.g. for
+        well-separated data at tiny sigma).
+
+    Examples
+    --------
     >>> import bigstep
     >>> from bigstep.optimal_risk import optimal_risk
     >>> optimal_risk([0.0], 1.0, 0.5)

@@ -122,27 +122,41 @@ def _empty(yk, what, ndim):
 
 
 def optimal_score(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
-    """Empirical optimal score s*(y) of data x at noise level (mu, sigma) (eq. 6).
+    """Empirical optimal score ``s*(y)`` of data x at noise level (mu, sigma) (eq. 6).
 
-    s*(y) = (mu sum_i w_i(y) x_i - y) / sigma^2,
-    w_i(y) = softmax_i(-||y - mu x_i||^2 / (2 sigma^2)).
+    The minimiser of the denoising score-matching risk over all functions:
+
+        s*(y)  = (mu sum_i w_i(y) x_i - y) / sigma^2
+        w_i(y) = softmax_i(-||y - mu x_i||^2 / (2 sigma^2))
+
+    computed with a streaming log-sum-exp (memory O(q + n), finite at any sigma > 0).
 
     Parameters
     ----------
-    y : array (q,) for 1-D data, (q, d) or (d,) for d-D data
-    x : array (n,) or (n, d), finite, n >= 1
-    mu, sigma : positive scalars or arrays of shape (q,) (one noise level per query)
-    method : "auto" (the fast Gauss transform where its cost model says it is faster and its
+    y : array
+        The queries: shape (q,) for 1-D data, (q, d) or (d,) for d-D data.
+    x : array
+        The training data: shape (n,) or (n, d), finite, n >= 1.
+    mu, sigma : float or array
+        The noise level: positive, a scalar or one per query (shape (q,)).
+    method : str
+        "auto" (the fast Gauss transform where its cost model says it is faster and its
         error bound meets the target, the pairwise kernel elsewhere), "pairwise" (every
-        pair, streamed) or "fgt" (the fast Gauss transform, d <= 3; per query relative error
-        of s* ~1e-15 where s* is well conditioned, see :mod:`bigstep.fgt`)
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+        pair, streamed) or "fgt" (the fast Gauss transform, d <= 3; per query relative
+        error of ``s*`` ~1e-15 where ``s*`` is well conditioned, see :mod:`bigstep.fgt`).
+    backend : str
+        "auto" (cpp, then numba, for host arrays; a device backend for device arrays
+        where one is built), "cpp" or "numba".
 
-    Returns an array of the shape of y: float32 for float32 inputs, float64 otherwise;
-    a torch tensor if y is one.  NaN in a query gives NaN in that row only.
-
-    Example
+    Returns
     -------
+    array
+        The shape of y; float32 for float32 inputs, float64 otherwise, in the array
+        type of y (a torch tensor with a graph to y and x when they require grad).  NaN
+        in a query gives NaN in that row only.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> float(bigstep.optimal_score(np.array([0.5]), np.array([-1.0, 1.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.0378...
@@ -151,13 +165,30 @@ def optimal_score(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto
 
 
 def log_density(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
-    """log p(y) with p = (1/n) sum_i N(y; mu x_i, sigma^2 I), shape (q,) (a scalar for one d-D query).
+    """Log-density of the noised empirical distribution, ``log p(y)``, with
 
-    Same arguments as :func:`optimal_score` (``method="fgt"``: log p within ~1e-14 of the
-    exact value, also where every term underflows).
+        p(y) = (1/n) sum_i N(y; mu x_i, sigma^2 I)
 
-    Example
+    Parameters
+    ----------
+    y, x : array
+        The queries and the training data, as in :func:`optimal_score`.
+    mu, sigma : float or array
+        The noise level, as in :func:`optimal_score`.
+    method : str
+        As in :func:`optimal_score` (``method="fgt"``: log p within ~1e-14 of the exact
+        value, also where every term underflows).
+    backend : str
+        As in :func:`optimal_score`.
+
+    Returns
     -------
+    array
+        Shape (q,): ``log p`` of each query (a scalar for one d-D query); dtype and
+        array type as in :func:`optimal_score`.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> float(bigstep.log_density(np.array([0.0]), np.array([0.0]), 1.0, 1.0)[0])  # doctest: +ELLIPSIS
     -0.9189...
@@ -166,12 +197,26 @@ def log_density(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto")
 
 
 def posterior_mean(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
-    """Posterior mean E[W | y] = sum_i w_i(y) x_i (the optimal denoiser), shape of y.
+    """Posterior mean ``E[W | y] = sum_i w_i(y) x_i``, the optimal denoiser.
 
-    Same arguments as :func:`optimal_score`; s*(y) = (mu E[W|y] - y) / sigma^2.
+    ``s*(y) = (mu E[W|y] - y) / sigma^2``, with the weights of :func:`optimal_score`.
 
-    Example
+    Parameters
+    ----------
+    y, x : array
+        The queries and the training data, as in :func:`optimal_score`.
+    mu, sigma : float or array
+        The noise level, as in :func:`optimal_score`.
+    method, backend : str
+        As in :func:`optimal_score`.
+
+    Returns
     -------
+    array
+        The shape of y; dtype and array type as in :func:`optimal_score`.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> float(bigstep.posterior_mean(np.array([0.9]), np.array([-1.0, 1.0]), 1.0, 0.1)[0])  # doctest: +ELLIPSIS
     1.0...
@@ -180,18 +225,34 @@ def posterior_mean(y, x, mu, sigma, *, method: str = "auto", backend: str = "aut
 
 
 def optimal_score_derivatives(y, x, mu, sigma, *, method: str = "auto", backend: str = "auto"):
-    """(s*, s*', s*'') for 1-D data x (n,) and queries y (q,) (eq. 9).
+    """The 1-D optimal score and its first two derivatives in y (eq. 9).
 
-    With W(y) taking value x_i with probability w_i(y):
-    s*'(y)  = (-1 + mu^2 Var[W(y)] / sigma^2) / sigma^2,
-    s*''(y) = mu^3 E[(W - E W)^3] / sigma^6.
+    With ``W(y)`` taking the value x_i with probability ``w_i(y)``:
 
-    Returns three arrays of shape (q,).
-    ``method`` and ``backend`` as for :func:`optimal_score` (``method="fgt"``: an absolute
-    error bound on the derivatives, see :mod:`bigstep.fgt`; "auto" keeps them pairwise).
+        s*'(y)  = (-1 + mu^2 Var[W(y)] / sigma^2) / sigma^2
+        s*''(y) = mu^3 E[(W - E W)^3] / sigma^6
 
-    Example
+    Parameters
+    ----------
+    y : array
+        The queries, shape (q,).
+    x : array
+        1-D training data, shape (n,): finite, n >= 1.
+    mu, sigma : float or array
+        The noise level, as in :func:`optimal_score`.
+    method : str
+        As in :func:`optimal_score` (``method="fgt"``: an absolute error bound on the
+        derivatives, see :mod:`bigstep.fgt`; "auto" keeps them pairwise).
+    backend : str
+        As in :func:`optimal_score`.
+
+    Returns
     -------
+    tuple of arrays
+        ``(s*, s*', s*'')``, each of shape (q,),, dtype and array type as in :func:`optimal_score`.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> s, ds, dds = bigstep.optimal_score_derivatives(np.array([0.0]), np.array([-1.0, 1.0]), 1.0, 1.0)
     >>> round(float(ds[0]), 6)   # -1 + Var = -1 + 1 = 0

@@ -9,14 +9,9 @@ csrc/include/bigstep/philox.hpp): key = (seed & 0xffffffff, seed >> 32), counter
 block i // 4: words (w_2h, w_2h+1) with h = (i // 2) % 2 give sqrt(-2 log u(w_2h)) times
 cos (even i) or sin (odd i) of 2 pi u(w_2h+1), u(w) = (w + 1/2) 2^-32.
 
-Stream map used by the samplers and trainers: 0 sampler initial state, 1 sampler
-increments, 2 network initialisation, 3 SGD data indices, 4 SGD noise, 5 forward
-noising (sample_forward), 6 diffusion-training time indices (train_diffusion), 7 Monte
-Carlo noise of excess_risk_mc, 8 training sets of the reproductions and sweep tasks,
-9 reference samples of the reproductions and sweep tasks (fitted Gaussian, fresh data);
-bigstep.rf: 10 random-feature weights W, 11 DSM noise of the fit, 12 training data of
-rf.learning_curve, 13 Monte Carlo evaluation noise; 14 fixed Monte Carlo noise (and times)
-of training.sharpness_mc and diffusion_sharpness_mc.
+The stream numbers the samplers, trainers and experiments use are listed, each with its
+use, in python/bigstep/_streams.py (mirrored in csrc/include/bigstep/streams.hpp; the
+map is in docs/design.md section 3).
 """
 
 from __future__ import annotations
@@ -67,11 +62,33 @@ def _draw(kind, seed, shape, stream, offset, dtype, backend):
 def gaussian_noise(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Standard normals from the Philox stream (seed, stream), starting at counter offset.
 
-    Element i (row-major) is the normal at counter offset + i, identical on every
-    backend and for any thread count.
+    Element i (row-major) is the normal at counter ``offset + i``, identical on every
+    backend and for any thread count (Box-Muller on both branches, four normals per
+    Philox block), so a long stream can be drawn in chunks and replayed.
 
-    Example
+    Parameters
+    ----------
+    seed : int
+        The Philox key, 0 <= seed < 2**64.
+    shape : int or tuple of int
+        The shape of the result.
+    stream : int
+        The stream number, 0 <= stream < 2**64 (bigstep's own uses are listed in
+        docs/design.md section 3).
+    offset : int
+        The counter of element 0; ``offset + size <= 2**64``.
+    dtype : numpy.dtype
+        float64 (default) or float32.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba": the same numbers on each.
+
+    Returns
     -------
+    numpy.ndarray
+        Of the given shape and dtype.
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> a = bigstep.gaussian_noise(7, (2, 3))
     >>> b = bigstep.gaussian_noise(7, 3, offset=3)
@@ -84,8 +101,21 @@ def gaussian_noise(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend
 def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float64, backend="auto"):
     """Uniforms in [0, 1) from the Philox stream (seed, stream), 53 random bits each.
 
-    Example
+    Element i (row-major) is the uniform at counter ``offset + i`` (two per Philox
+    block), identical on every backend and for any thread count.
+
+    Parameters
+    ----------
+    seed, shape, stream, offset, dtype, backend
+        As in :func:`gaussian_noise`.
+
+    Returns
     -------
+    numpy.ndarray
+        Of the given shape and dtype, in [0, 1).
+
+    Examples
+    --------
     >>> import bigstep
     >>> u = bigstep.uniform(0, 1000)
     >>> bool((u >= 0).all() and (u < 1).all())

@@ -257,29 +257,47 @@ class _Exact:
 
 
 class DSMRisk:
-    """The exact DSM risk of 1-D two-layer ReLU networks on fixed data, prepared once:
+    """The exact DSM risk of 1-D two-layer ReLU networks on fixed data, prepared once.
 
-        R_n(theta) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s_theta(Y) + (Y - mu x_i)/sigma^2)^2].
+    For a :class:`bigstep.ReLUNet1D` ``s_theta`` of width m:
 
-    The data are checked and the kernels chosen when the object is built; each method takes
-    a :class:`bigstep.ReLUNet1D`.  The O(n m + m log m) state of the last network asked
-    about is kept, so its risk, gradient, Hessian-vector products, Hessian and sharpness
-    share it (then O(m) per product, O(m^2) for the Hessian).  The trainers' records use
-    one DSMRisk per run; :func:`dsm_risk`, :func:`dsm_risk_grad`, ... are one-call
+        R_n(theta) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s_theta(Y) + (Y - mu x_i)/sigma^2)^2]
+
+    The data are checked and the kernels chosen when the object is built; each method
+    takes a network.  The O(n m + m log m) state of the last network asked about is
+    kept, so its risk, gradient, Hessian-vector products, Hessian and sharpness share it
+    (then O(m) per product, O(m^2) for the Hessian).  The trainers' records use one
+    DSMRisk per run; :func:`dsm_risk`, :func:`dsm_risk_grad`, ... are one-call
     shortcuts.
 
     Parameters
     ----------
-    x : array (n,), the 1-D training data (numpy, torch or any DLPack producer)
-    mu, sigma : positive scalars, the noise level
-    wrt : "outer_bias" (theta = (W2, b1), P = 2 width, the theory setting) or "all"
-        (theta = (W1, W2, b1), P = 3 width); the layout of :meth:`bigstep.ReLUNet1D.theta`
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+    x : array
+        The 1-D training data, shape (n,) (numpy, torch or any DLPack producer).
+    mu, sigma : float
+        The noise level, positive.
+    wrt : str
+        "outer_bias" (theta = (W2, b1), P = 2 width, the theory setting) or "all"
+        (theta = (W1, W2, b1), P = 3 width): the layout of
+        :meth:`bigstep.ReLUNet1D.theta`.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
+    Attributes
+    ----------
+    x : numpy.ndarray
+        The training data, float64, shape (n,).
+    mu, sigma : float
+        The noise level.
+    wrt : str
+        The parameter layout.
+
+    Notes
+    -----
     Arrays come back as the type of ``x`` (of ``v`` for :meth:`hvp`), scalars as floats.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> risk = bigstep.DSMRisk([-1.0, 0.0, 1.0], 0.9, 0.5)
     >>> net = bigstep.ReLUNet1D.init(4, seed=0)
@@ -317,7 +335,7 @@ class DSMRisk:
         return wrap_like(arr, self._like if like is None else like)
 
     def n_params(self, net) -> int:
-        """P, the length of theta: 2 width (wrt="outer_bias") or 3 width ("all")."""
+        """P, the length of theta: 2 width (``wrt="outer_bias"``) or 3 width (``"all"``)."""
         _check_net(net)
         return (2 if self.wrt == "outer_bias" else 3) * net.width
 
@@ -326,11 +344,16 @@ class DSMRisk:
         return self._state(net).risk()
 
     def grad(self, net):
-        """grad R_n(theta) = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)], shape (P,)."""
+        """The gradient, shape (P,), with ``f_i(y) = s_theta(y) + (y - mu x_i) / sigma^2``:
+
+            grad R_n(theta) = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)]
+
+        O(m) when the network's state is kept."""
         return self._out(self._state(net).grad(self.wrt))
 
     def hvp(self, net, v):
-        """(Hess R_n) v without forming the Hessian, shape (P,); v of shape (P,)."""
+        """The Hessian-vector product ``(Hess R_n) v`` without forming the Hessian, shape
+        (P,), for v of shape (P,); O(m) when the network's state is kept."""
         ex = self._state(net)
         return self._out(ex.hvp(_vector(v, self.n_params(net)), self.wrt), like=v)
 
@@ -341,9 +364,12 @@ class DSMRisk:
         return self._out(self._state(net).hessian(self.wrt))
 
     def sharpness(self, net, *, method: str = "auto", tol: float = 1e-10) -> float:
-        """lambda_max of the Hessian: method="dense" (numpy.linalg.eigvalsh of the Hessian),
-        "lanczos" (full reorthogonalisation on exact HVPs until the top Ritz pair's residual
-        is below tol |lambda|) or "auto" (dense up to 1024 parameters, Lanczos above)."""
+        """lambda_max, the largest eigenvalue of the Hessian.
+
+        ``method="dense"``: numpy.linalg.eigvalsh of the Hessian; ``"lanczos"``: Lanczos
+        with full reorthogonalisation on exact Hessian-vector products until the top Ritz
+        pair's residual is below ``tol |lambda|``; ``"auto"``: dense up to 1024
+        parameters, Lanczos above."""
         if method not in ("auto", "dense", "lanczos"):
             raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
         tol = float(tol)
@@ -359,7 +385,7 @@ class DSMRisk:
 
     @property
     def optimal_risk(self) -> float:
-        """R_n(s*) of these data (:func:`bigstep.optimal_risk`, computed once)."""
+        """``R_n(s*)`` of these data (:func:`bigstep.optimal_risk`, computed once)."""
         if self._optimal is None:
             from .optimal_risk import optimal_risk
 
@@ -367,7 +393,11 @@ class DSMRisk:
         return self._optimal
 
     def excess_risk(self, net) -> float:
-        """R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2] >= 0."""
+        """The excess risk over the optimal score, non-negative:
+
+            R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2]
+
+        ``R_n(s*)`` is :attr:`optimal_risk`."""
         return self.risk(net) - self.optimal_risk
 
     def operator(self, net):
@@ -395,20 +425,30 @@ class DSMRisk:
 
 
 def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
-    """Exact DSM risk R_n(theta) = (1/n) sum_i E_{Y~N(mu x_i, sigma^2)}[(s_theta(Y) + (Y - mu x_i)/sigma^2)^2].
+    """Exact DSM risk of a 1-D network (no sampling):
+
+        R_n(theta) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2)} [(s_theta(Y) + (Y - mu x_i)/sigma^2)^2]
+
+    Cost O(n m + m log m).  For several quantities of one network, or of many networks
+    on the same data, build a :class:`DSMRisk` once.
 
     Parameters
     ----------
     net : ReLUNet1D
-    x : array (n,), the 1-D training data
-    mu, sigma : positive scalars (the noise level)
-    backend : "auto" (cpp, then numba), "cpp" or "numba"
+        The network ``s_theta``.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Cost O(n m + m log m).  For several quantities of one network, or of many networks on
-    the same data, build a :class:`DSMRisk` once.
-
-    Example
+    Returns
     -------
+    float
+
+    Examples
+    --------
     >>> import bigstep
     >>> net = bigstep.ReLUNet1D(W1=[1.0], b1=[0.0], W2=[0.0])     # s = 0: risk = E[(Y - mu x)^2] / sigma^4
     >>> round(bigstep.dsm_risk(net, [0.0, 1.0], 1.0, 0.5), 12)   # = 1 / sigma^2
@@ -419,13 +459,36 @@ def dsm_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
 
 
 def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
-    """(R_n(theta), grad R_n(theta)), grad = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)].
+    """The exact risk and its gradient, with ``f_i(y) = s_theta(y) + (y - mu x_i) / sigma^2``:
 
-    Returns a float and an array of shape (2m,) for wrt="outer_bias" (order W2, b1) or
-    (3m,) for wrt="all" (order W1, W2, b1).  Cost O(n m + m log m).
+        grad R_n(theta) = (2/n) sum_i E_i[f_i(Y) grad_theta s_theta(Y)]
 
-    Example
+    Cost O(n m + m log m).
+
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    wrt : str
+        "outer_bias" (theta = (W2, b1)) or "all" (theta = (W1, W2, b1)), as in
+        :class:`DSMRisk`.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    risk : float
+        ``R_n(theta)``.
+    grad : array
+        Shape (2m,) for ``wrt="outer_bias"`` (order W2, b1) or (3m,) for ``wrt="all"``
+        (order W1, W2, b1), in the array type of x.
+
+    Examples
+    --------
     >>> import bigstep
     >>> net = bigstep.ReLUNet1D.init(3, seed=1)
     >>> r, g = bigstep.dsm_risk_grad(net, [-1.0, 1.0], 0.9, 0.4)
@@ -438,11 +501,32 @@ def dsm_risk_grad(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = 
 
 
 def dsm_risk_hessian(net, x, mu, sigma, *, wrt: str = "outer_bias", backend: str = "auto"):
-    """Exact Hessian of R_n(theta), shape (P, P) with P = 2m (outer_bias) or 3m (all)
-    (:meth:`DSMRisk.hessian`).  Cost O(n m + m^2); memory O(m^2) for the output only.
+    """Exact Hessian of ``R_n(theta)`` (:meth:`DSMRisk.hessian`).
 
-    Example
+    The Gauss-Newton part, the curvature part and the Dirac terms of the moving kinks,
+    with the sign of the Dirac term corrected from the paper's eq. (15) (docs/design.md
+    section 2.3).  Cost O(n m + m^2); memory O(m^2) for the output only.
+
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    wrt : str
+        "outer_bias" or "all", as in :class:`DSMRisk`.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    array
+        Shape (P, P), P = 2m (``"outer_bias"``) or 3m (``"all"``), symmetric, float64.
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> net = bigstep.ReLUNet1D.init(5, seed=0)
     >>> H = bigstep.dsm_risk_hessian(net, [-1.0, 0.0, 1.0], 0.8, 0.6)
@@ -464,13 +548,33 @@ def _vector(v, P: int) -> np.ndarray:
 
 
 def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str = "auto"):
-    """Hessian-vector product (Hess R_n) v without forming the Hessian, shape (P,).
+    """Hessian-vector product ``(Hess R_n) v`` without forming the Hessian.
 
     Cost O(n m + m log m) for the product; a :class:`DSMRisk` reuses the O(n m) part
     across products (O(m) each).
 
-    Example
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    v : array
+        Shape (P,), finite.
+    wrt : str
+        "outer_bias" or "all", as in :class:`DSMRisk`.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    array
+        Shape (P,), in the array type of v.
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> net, x = bigstep.ReLUNet1D.init(4, seed=2), [-1.0, 0.5]
     >>> v = np.arange(8.0)
@@ -484,16 +588,34 @@ def dsm_risk_hvp(net, x, mu, sigma, v, *, wrt: str = "outer_bias", backend: str 
 
 def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto", tol: float = 1e-10,
               backend: str = "auto") -> float:
-    """lambda_max, the largest eigenvalue of the exact Hessian of R_n at theta
-    (:meth:`DSMRisk.sharpness`).
+    """Sharpness lambda_max, the largest eigenvalue of the exact Hessian of ``R_n`` at theta.
 
-    method="dense" forms the Hessian and calls numpy.linalg.eigvalsh; "lanczos" runs
-    Lanczos with full reorthogonalisation on the exact Hessian-vector product (O(m) per
-    product after one O(n m) set-up) until the top Ritz pair's residual is below
-    tol * |lambda|; "auto" is dense up to 1024 parameters, Lanczos above.
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    wrt : str
+        "outer_bias" or "all", as in :class:`DSMRisk`.
+    method : str
+        "dense" forms the Hessian and calls numpy.linalg.eigvalsh; "lanczos" runs
+        Lanczos with full reorthogonalisation on the exact Hessian-vector product (O(m)
+        per product after one O(n m) set-up) until the top Ritz pair's residual is below
+        ``tol |lambda|``; "auto" is dense up to 1024 parameters, Lanczos above.
+    tol : float
+        Lanczos' relative residual, in (0, 1).
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
 
-    Example
+    Returns
     -------
+    float
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> net, x = bigstep.ReLUNet1D.init(6, seed=3), [-1.0, 0.2, 1.0]
     >>> H = bigstep.dsm_risk_hessian(net, x, 0.9, 0.5)
@@ -505,10 +627,29 @@ def sharpness(net, x, mu, sigma, *, wrt: str = "outer_bias", method: str = "auto
 
 
 def is_linearly_stable(net, x, mu, sigma, *, lr, wrt: str = "outer_bias", backend: str = "auto") -> bool:
-    """Whether lambda_max <= 2 / (m lr), the linear-stability condition of SGD with step m * lr (eq. 8).
+    """Whether ``lambda_max <= 2 / (m lr)``, the linear stability of SGD with step ``m lr`` (eq. 8).
 
-    Example
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    lr : float
+        The learning rate (the trainers' step is m lr).
+    wrt : str
+        "outer_bias" or "all": the parameters trained.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    bool
+
+    Examples
+    --------
     >>> import bigstep
     >>> net = bigstep.ReLUNet1D.init(4, seed=0)
     >>> bigstep.is_linearly_stable(net, [-1.0, 1.0], 0.9, 0.5, lr=1e-6)
@@ -520,12 +661,30 @@ def is_linearly_stable(net, x, mu, sigma, *, lr, wrt: str = "outer_bias", backen
 
 
 def excess_risk(net, x, mu, sigma, *, backend: str = "auto") -> float:
-    """R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2] >= 0.
+    """Excess risk of a 1-D network over the optimal score, non-negative:
 
-    R_n(s*) from :func:`bigstep.optimal_risk` (adaptive quadrature, 1e-10 relative).
+        R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta(Y) - s*(Y))^2]
 
-    Example
+    ``R_n(s*)`` comes from :func:`bigstep.optimal_risk` (adaptive quadrature, 1e-10
+    relative).
+
+    Parameters
+    ----------
+    net : ReLUNet1D
+        The network.
+    x : array
+        The 1-D training data, shape (n,).
+    mu, sigma : float
+        The noise level, positive.
+    backend : str
+        "auto" (cpp, then numba), "cpp" or "numba".
+
+    Returns
     -------
+    float
+
+    Examples
+    --------
     >>> import bigstep
     >>> net = bigstep.ReLUNet1D.init(8, seed=0)
     >>> bigstep.excess_risk(net, [-1.0, 1.0], 0.9, 0.5) > 0

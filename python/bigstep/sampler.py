@@ -105,35 +105,62 @@ def sample_reverse(score, n_samples, dim, *, T=1.0, delta=0.01, times=None, n_st
                    return_path=False, method="em", progress=False, backend="auto"):
     """Samples of the reverse diffusion driven by ``score`` (paper Section 3).
 
-    X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k  ("em"), or
-    X_{k+1} = X_k + h_k (X_k + s(X_k, tau_k))                      ("ode", probability flow),
-    X_0 ~ N(0, I) (or ``x0``), tau_k = T - k h, h = (T - delta)/n_steps.
+    From ``X_0 ~ N(0, I)`` (or ``x0``), on the grid ``tau_k = T - k h``,
+    ``h = (T - delta) / n_steps`` (or ``times``, with ``h_k = tau_k - tau_{k+1}``):
+
+        X_{k+1} = X_k + h_k (X_k + 2 s(X_k, tau_k)) + sqrt(2 h_k) Z_k    ("em")
+        X_{k+1} = X_k + h_k (X_k + s(X_k, tau_k))                        ("ode", probability flow)
+
+    ``X_0[p, j] = gaussian_noise(seed, (n_samples, dim), stream=0)[p, j]`` and
+    ``Z_k[p, j] = gaussian_noise(seed, (n_steps, n_samples, dim), stream=1)[k, p, j]``,
+    so every run can be replayed and is bit-identical across runs and thread counts.
 
     Parameters
     ----------
-    score : EmpiricalScore, GaussianScore, TimeReLUScore (fused compiled loop) or any
-        callable f(x, t) -> array (N, d) for x (N, d) and scalar t (Python loop, same noise).
-    n_samples, dim : number of particles and their dimension (must match the score's).
-    T, delta, n_steps : uniform grid from diffusion time T down to delta > 0 (delta < T).
-    seed : int >= 0; X_0 from Philox stream 0, increments from stream 1 (module docstring).
-    x0 : optional initial state (n_samples, dim), used instead of stream 0.
-    times : optional explicit diffusion-time grid, strictly decreasing, shape
-        (n_steps + 1,): times[0] = T, times[-1] = delta, the score read at times[:-1].
-    method : "em" (Euler-Maruyama, default) or "ode" (deterministic probability flow).
-    return_path : also keep every state: returns (n_steps + 1, n_samples, dim).
-    progress : progress bar on stderr.  Steps run in chunks of about 0.25 s, so Ctrl-C
-        stops the call within a second (KeyboardInterrupt; nothing is returned).
-    backend : "auto" (cpp if bigstep._core is built, else numba), "cpp" (the compiled C++
-        loop: SIMD Philox and Box-Muller, OpenMP over particles, GIL released) or "numba".
-        Both give the same result up to rounding; each is bit-identical run to run and
-        for any thread count.  Only the built-in scores are fused; other callables run the
-        Python loop whatever the backend.
+    score : Score or callable
+        An :class:`EmpiricalScore`, :class:`GaussianScore` or
+        :class:`bigstep.TimeReLUScore` (a fused compiled loop), or any callable
+        ``f(x, t) -> array (N, d)`` for x (N, d) and a scalar t (a Python loop, the same
+        noise).
+    n_samples : int
+        The number of particles.
+    dim : int
+        Their dimension (must match the score's).
+    T, delta : float
+        The uniform grid runs from diffusion time T down to delta > 0 (delta < T).
+    times : array or None
+        An explicit diffusion-time grid instead, strictly decreasing, shape
+        (n_steps + 1,): ``times[0] = T``, ``times[-1] = delta``, the score read at
+        ``times[:-1]``.
+    n_steps : int
+        The number of steps.
+    x0 : array or None
+        The initial state (n_samples, dim), used instead of stream 0.
+    seed : int
+        The Philox seed, >= 0.
+    return_path : bool
+        Also keep every state.
+    method : str
+        "em" (Euler-Maruyama, default) or "ode" (deterministic probability flow).
+    progress : bool
+        A progress bar on stderr.  Steps run in chunks of about 0.25 s, so Ctrl-C stops
+        the call within a second (KeyboardInterrupt; nothing is returned).
+    backend : str
+        "auto" (cpp if bigstep._core is built, else numba), "cpp" (the compiled C++
+        loop: SIMD Philox and Box-Muller, OpenMP over particles, GIL released) or
+        "numba".  Both give the same result up to rounding; each is bit-identical run to
+        run and for any thread count.  Only the built-in scores are fused; other
+        callables run the Python loop whatever the backend.
 
-    Returns a float64 array (n_samples, dim) at diffusion time delta (a torch tensor if
-    x0 is one), or the path (n_steps + 1, n_samples, dim) with ``return_path``.
-
-    Example
+    Returns
     -------
+    array
+        float64 of shape (n_samples, dim), the state at diffusion time delta (a torch
+        tensor if x0 is one), or the path (n_steps + 1, n_samples, dim) with
+        ``return_path``.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> data = np.array([[2.0, 0.0], [-2.0, 0.0]])
     >>> x = bigstep.sample_reverse(bigstep.EmpiricalScore(data), 1000, 2, delta=1e-3, n_steps=500, seed=1)
@@ -223,21 +250,29 @@ def _run_generic(score, x, tau, h, r, c, seed, path, keep, bar):
 
 
 def sample_forward(x0, t, *, schedule="ou", seed=0, backend="auto"):
-    """Forward noising X_t = mu(t) x0 + sigma(t) xi, xi ~ N(0, I) from Philox stream 5.
+    """Forward noising ``X_t = mu(t) x0 + sigma(t) xi``, xi ~ N(0, I) from Philox stream 5.
 
     Parameters
     ----------
-    x0 : array (N, d) (or (N,)) of clean points.
-    t : positive time, scalar or shape (N,) (one per row).
-    seed : int >= 0; xi = gaussian_noise(seed, x0.shape, stream=5).
-    schedule : "ou" (mu = exp(-t), default) or "notebook" (mu = exp(-2t)).
-    backend : "auto" (the inputs' device: host arrays on the CPU, device arrays there),
-        or a backend name; "torch" and "cuda" draw xi on the device (the same numbers).
+    x0 : array
+        Clean points, shape (N, d) (or (N,)).
+    t : float or array
+        Positive times, a scalar or shape (N,) (one per row).
+    schedule : str
+        "ou" (mu = exp(-t), default) or "notebook" (mu = exp(-2t)).
+    seed : int
+        The Philox seed, >= 0: ``xi = gaussian_noise(seed, x0.shape, stream=5)``.
+    backend : str
+        "auto" (the inputs' device: host arrays on the CPU, device arrays there) or a
+        backend name; "torch" and "cuda" draw xi on the device (the same numbers).
 
-    Returns a float64 array of x0's shape, in x0's array type on x0's device.
-
-    Example
+    Returns
     -------
+    array
+        float64 of x0's shape, in x0's array type on x0's device.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> bigstep.sample_forward(np.zeros((3, 2)), 0.5, seed=4).shape
     (3, 2)

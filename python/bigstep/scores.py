@@ -4,7 +4,7 @@ Section 7 and Appendix E).
 Each built-in score is callable as ``score(x, t)`` with x of shape (N, d) and t a
 scalar or an array of shape (N,) (one time per row), and returns an array (N, d).
 The noise level at time t is (mu(t), sigma(t)) of the forward process
-X_t = mu(t) X_0 + sigma(t) xi:
+``X_t = mu(t) X_0 + sigma(t) xi``:
 
 - ``schedule="ou"`` (default, the paper's text): mu(t) = exp(-t),
   sigma(t) = sqrt(1 - exp(-2t)) (the Ornstein-Uhlenbeck process);
@@ -28,20 +28,29 @@ from ._validate import as_float64, schedule_rate, training_data
 __all__ = ["Score", "EmpiricalScore", "GaussianScore", "noise_schedule"]
 
 def noise_schedule(t, *, kind: str = "ou"):
-    """Noise level (mu(t), sigma(t)) of the forward process X_t = mu(t) X_0 + sigma(t) xi
-    at times t > 0 (finite), the one schedule function of bigstep:
+    """Noise level (mu(t), sigma(t)) of the forward process ``X_t = mu(t) X_0 + sigma(t) xi``.
 
-    - ``kind="ou"`` (default, the paper's text): (exp(-t), sqrt(1 - exp(-2t))), the
-      Ornstein-Uhlenbeck process;
-    - ``kind="notebook"`` (the authors' notebooks): (exp(-2t), sqrt(1 - exp(-2t))).
+    The one schedule function of bigstep; the scores and samplers choose the kind with
+    their ``schedule=`` argument.  sigma is computed as ``sqrt(-expm1(-2t))``, accurate
+    at tiny t.
 
-    sigma is computed as sqrt(-expm1(-2t)), accurate at tiny t.  Shape and type follow t:
-    a float32 array (or tensor) gives float32, anything else float64; a torch tensor gives
-    torch tensors, a scalar gives numpy scalars.  The scores and samplers choose the kind
-    with their ``schedule=`` argument.
+    Parameters
+    ----------
+    t : float or array
+        Diffusion times, positive and finite (numpy, torch or any DLPack producer).
+    kind : str
+        ``"ou"`` (default, the paper's text): (exp(-t), sqrt(1 - exp(-2t))), the
+        Ornstein-Uhlenbeck process; ``"notebook"`` (the authors' notebooks):
+        (exp(-2t), sqrt(1 - exp(-2t))).
 
-    Example
+    Returns
     -------
+    mu, sigma : array or scalar
+        Of t's shape and type: float32 for a float32 array (or tensor), float64 for
+        anything else; torch tensors for a torch tensor, numpy scalars for a scalar.
+
+    Examples
+    --------
     >>> import bigstep
     >>> mu, sigma = bigstep.noise_schedule(0.2)
     >>> round(float(mu), 4), round(float(sigma), 4)
@@ -85,7 +94,18 @@ def _times(t, n: int, convert=as_numpy):
 
 class Score:
     """Base of the built-in scores (:class:`EmpiricalScore`, :class:`GaussianScore`,
-    :class:`bigstep.TimeReLUScore`): the schedule and the call convention."""
+    :class:`bigstep.TimeReLUScore`): the schedule and the call convention.
+
+    ``score(x, t)`` takes x of shape (N, dim) and t a scalar or an array of shape (N,),
+    and returns the score, float64 of shape (N, dim), in x's array type.
+
+    Attributes
+    ----------
+    dim : int
+        The dimension d of the points.
+    schedule : str
+        The noise schedule, "ou" or "notebook" (:func:`noise_schedule`).
+    """
 
     dim: int
     schedule: str
@@ -120,24 +140,38 @@ class Score:
 
 
 class EmpiricalScore(Score):
-    """The empirical optimal score s*(x; mu(t), sigma(t)) of training data (paper eq. 6):
+    """The empirical optimal score of training data at the noise level of time t (eq. 6):
 
-        s*(x, t) = (mu(t) sum_i w_i x_i - x) / sigma(t)^2,
-        w_i = softmax_i(-||x - mu(t) x_i||^2 / (2 sigma(t)^2)).
+        s*(x, t) = (mu(t) sum_i w_i x_i - x) / sigma(t)^2
+        w_i      = softmax_i(-||x - mu(t) x_i||^2 / (2 sigma(t)^2))
 
     Sampling with it reproduces the training points (memorization).
 
     Parameters
     ----------
-    x_train : array (n, d), or (n,) for 1-D data (then dim = 1 and x has shape (N, 1));
+    x_train : array
+        Shape (n, d), or (n,) for 1-D data (then dim = 1 and x has shape (N, 1));
         finite, n >= 1.
-    schedule : "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
-    method : how s* is evaluated, here and in :func:`bigstep.sample_reverse`'s fused loop:
-        "auto" (the fast Gauss transform at the steps where its cost model prefers it, d <= 3),
-        "pairwise" or "fgt" (see :func:`bigstep.optimal_score`).
+    schedule : str
+        "ou" (default) or "notebook" (see :mod:`bigstep.scores`).
+    method : str
+        How ``s*`` is evaluated, here and in :func:`bigstep.sample_reverse`'s fused loop:
+        "auto" (the fast Gauss transform at the steps where its cost model prefers it,
+        d <= 3), "pairwise" or "fgt" (see :func:`bigstep.optimal_score`).
 
-    Example
-    -------
+    Attributes
+    ----------
+    x_train : numpy.ndarray
+        The training data, float64.
+    dim : int
+        d (1 for 1-D data).
+    schedule : str
+        The noise schedule.
+    method : str
+        How ``s*`` is evaluated.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> s = bigstep.EmpiricalScore(np.array([[1.0, 0.0], [-1.0, 0.0]]))
     >>> s(np.zeros((1, 2)), 0.5).shape
@@ -182,21 +216,35 @@ class EmpiricalScore(Score):
 class GaussianScore(Score):
     """Exact score of N(mean, cov) pushed through the forward process to time t:
 
-        s(x, t) = -C_t^{-1} (x - mu(t) mean),   C_t = mu(t)^2 cov + sigma(t)^2 I,
+        s(x, t) = -C_t^{-1} (x - mu(t) mean),   C_t = mu(t)^2 cov + sigma(t)^2 I
 
-    computed through the eigendecomposition cov = U diag(lam) U^T (cov symmetric positive
-    semi-definite; a singular cov is fine since sigma(t) > 0).
+    computed through the eigendecomposition ``cov = U diag(lam) U^T`` (cov symmetric
+    positive semi-definite; a singular cov is fine since sigma(t) > 0).
+    :meth:`GaussianScore.fit` fits mean and covariance to training data: the paper's
+    "Gaussian fitted on the training data".
 
     Parameters
     ----------
-    mean : array (d,);  cov : array (d, d) symmetric PSD, or a scalar v for v I.
-    schedule : "ou" (default) or "notebook".
+    mean : array
+        Shape (d,), finite.
+    cov : array or float
+        Shape (d, d), symmetric positive semi-definite, or a scalar v for v I.
+    schedule : str
+        "ou" (default) or "notebook".
 
-    ``GaussianScore.fit(x_train)`` fits mean and covariance (maximum likelihood, divisor
-    n) to training data (n, d): the paper's "Gaussian fitted on the training data".
+    Attributes
+    ----------
+    mean, cov : numpy.ndarray
+        The Gaussian, float64.
+    eigenvalues, eigenvectors : numpy.ndarray
+        ``lam`` (d,) and ``U`` (d, d) (columns) of cov.
+    dim : int
+        d.
+    schedule : str
+        The noise schedule.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> s = bigstep.GaussianScore(np.zeros(2), np.eye(2))
     >>> s(np.ones((1, 2)), 1.0)   # N(0, I) is invariant: s(x) = -x
@@ -245,7 +293,10 @@ class GaussianScore(Score):
 
     @classmethod
     def fit(cls, x_train, *, schedule: str = "ou"):
-        """GaussianScore with the sample mean and covariance (divisor n) of x_train (n, d)."""
+        """GaussianScore with the sample mean and covariance of x_train (n, d).
+
+        Maximum likelihood: the covariance has divisor n.  ``schedule`` as in the
+        constructor."""
         if device_route("auto", {"x_train": x_train}):  # moments on the device
             from ._torch._api import gaussian_moments
 

@@ -48,6 +48,66 @@ BIGSTEP_HD double underflow_logit() {
   return sizeof(T) == 4 ? 104.0 : 745.5;
 }
 
+// First index i in [first, last) of ascending x with x[i] >= v (lower) or x[i] > v
+// (upper); last if none (std::lower_bound / std::upper_bound, for device code too).
+template <class T>
+BIGSTEP_HD index_t lower_bound_index(const T* x, index_t first, index_t last, T v) {
+  while (first < last) {
+    const index_t mid = first + (last - first) / 2;
+    if (x[mid] < v)
+      first = mid + 1;
+    else
+      last = mid;
+  }
+  return first;
+}
+template <class T>
+BIGSTEP_HD index_t upper_bound_index(const T* x, index_t first, index_t last, T v) {
+  while (first < last) {
+    const index_t mid = first + (last - first) / 2;
+    if (!(v < x[mid]))
+      first = mid + 1;
+    else
+      last = mid;
+  }
+  return first;
+}
+
+// Everything one 1-D query needs before its sums (the CPU and CUDA kernels share it):
+// x_s, the sorted data point nearest to y / mu, e = y - mu x_s, the window [lo, hi) of
+// the data whose terms do not underflow in T (|y - mu x_i| <= sqrt(2 sigma^2 L + e^2)),
+// and the scalars of shifted_logit_1d in T.  Non-finite y: finite = false, empty window.
+template <class T>
+struct Window1D {
+  bool finite;
+  double xs, e;
+  index_t lo, hi;
+  T xs_t, r, es;
+};
+
+template <class T>
+BIGSTEP_HD Window1D<T> window_1d(double y, const T* x, index_t n, double mu, double sigma) {
+  Window1D<T> w{};
+  w.finite = std::isfinite(y);
+  w.lo = w.hi = 0;
+  if (!w.finite) return w;
+  const double z = y / mu;  // nearest data point to y / mu
+  index_t s = lower_bound_index<T>(x, 0, n, static_cast<T>(z));
+  if (s == n || (s > 0 && std::fabs(z - double(x[s - 1])) <= std::fabs(double(x[s]) - z))) --s;
+  w.xs = x[s];
+  w.e = std::fma(-mu, w.xs, y);
+  const double R = std::sqrt(2.0 * sigma * sigma * underflow_logit<T>() + w.e * w.e);
+  const T lo_key = static_cast<T>((y - R) / mu), hi_key = static_cast<T>((y + R) / mu);
+  const index_t lo = lower_bound_index<T>(x, 0, s, lo_key);
+  const index_t hi = upper_bound_index<T>(x, s, n, hi_key);
+  w.lo = lo < s ? lo : s;
+  w.hi = hi > s + 1 ? hi : s + 1;
+  w.xs_t = static_cast<T>(w.xs);
+  w.r = static_cast<T>(mu / sigma);
+  w.es = static_cast<T>(w.e / sigma);
+  return w;
+}
+
 // Sums of the shifted weights p_i = exp(l_i) and their moments about x_s.
 struct Sums1D {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;

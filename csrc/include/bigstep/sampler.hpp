@@ -19,6 +19,8 @@
 
 #include "bigstep/config.hpp"
 #include "bigstep/fast_exp.hpp"
+#include "bigstep/fast_normal.hpp"
+#include "bigstep/philox.hpp"
 
 namespace bigstep {
 
@@ -41,6 +43,19 @@ struct SamplerSteps {
 template <class V>
 BIGSTEP_HD V em_update(V x, V s, double h, double c, double r, V z) {
   return x + h * (x + c * s) + r * z;
+}
+
+// Element c of the sampler's normal stream s (counter c = k n d + p d + j): Philox block
+// c / 4, Box-Muller on its word pair (c / 2) % 2 with the branch-free log and sin/cos of
+// fast_normal.hpp, cos for even c and sin for odd c -- one lane of the CPU kernel's
+// vectorised normals (csrc/cpu/sampler_kernels.cpp), for a scalar (CUDA) launcher.
+BIGSTEP_HD double fast_normal_at(const PhiloxStream& s, std::uint64_t c) {
+  const Philox4 b = philox_block(s, c >> 2);
+  const unsigned h = static_cast<unsigned>(c >> 1) & 1u;
+  double z_cos, z_sin;
+  box_muller_fast<double, std::uint64_t>(std::uint64_t(b.v[2 * h]), std::uint64_t(b.v[2 * h + 1]),
+                                         [](double v) { return std::sqrt(v); }, z_cos, z_sin);
+  return (c & 1u) ? z_sin : z_cos;
 }
 
 // s*(y) of n data points (small n, direct sums): logits l_i = a <y, x_i> - b ||x_i||^2

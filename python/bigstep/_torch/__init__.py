@@ -22,13 +22,14 @@ def device_route(backend, named: dict) -> bool:
     """Whether a public call goes the device-array way: the backend is "torch" or
     "cuda", or it is "auto" and the arrays ``{name: array}`` live on a device.  Arrays
     on different devices raise ValueError naming both (``_arrays.common_device``).
-    Invalid backend values return False (the host path reports them)."""
+    ``backend="cuda"`` with host arrays stays on the host path: the CUDA launchers take
+    host arrays themselves (copied to the current device, numpy arrays back).  Invalid
+    backend values return False (the host path reports them)."""
     if not isinstance(backend, str):
         return False
-    if backend in DEVICE_BACKENDS:
-        return True
-    if backend != "auto":
+    if backend not in DEVICE_BACKENDS and backend != "auto":
         return False
     from .._arrays import common_device
 
-    return common_device(named) != "cpu"
+    on_device = common_device(named) != "cpu"
+    return on_device or backend == "torch"

@@ -4,6 +4,8 @@ Each figure module has ``run(out, *, quick, seed, device, progress) -> Report``:
 writes its data (CSV), a PNG plot styled like the paper's figure and ``summary.md``
 (the paper's claim, whether this run supports it, with the numbers) under ``out``.
 
+Examples
+--------
 >>> from bigstep.reproduce import FIGURES
 >>> sorted(FIGURES)[:2]
 ['fig1', 'fig2']
@@ -19,7 +21,6 @@ from ._report import Report
 
 __all__ = ["FIGURES", "reproduce", "Report"]
 
-# name -> (module, one-line description)
 FIGURES = {
     "fig1": ("fig1", "learned 1-D scores s_theta vs s* at several learning rates (Figure 1)"),
     "fig2": ("fig2", "excess risk vs learning rate, d = 1 exact and d = 10 Monte Carlo (Figure 2)"),
@@ -29,18 +30,41 @@ FIGURES = {
     "rf-curves": ("rf_curves", "random-features DSM learning curves vs p/d for m in {1, 4, 16, inf} (issue 8)"),
     "rf-phase": ("rf_phase", "random-features DSM phase diagram (test - train loss) in the d -> inf limit (issue 19)"),
 }
+"""The reproductions: name (as ``bigstep reproduce NAME`` takes it) -> (module under
+``bigstep.reproduce``, one-line description)."""
 
 
 def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, device: str = "cpu",
               progress: bool = True, backend: str = "auto", panels=None) -> Report:
-    """Run one reproduction and write its files under ``out`` (default ``./bigstep-<figure>``).
+    """Run one reproduction and write its files under ``out``.
 
-    Returns the :class:`Report` (claim, verdict with its confidence, numbers, paths of the
-    files written).  ``quick=True`` uses sizes that finish in minutes on 2 CPU cores; the
-    full run uses the paper's settings (Appendix E).  ``backend`` ("auto", "cpp" or
-    "numba") runs every CPU kernel of the reproduction on that backend.  ``panels``: a
-    subset of a multi-panel figure's panels (fig2: "d=1", "d=10"; fig5: "d=1", "d=10",
-    "diffusion"); the verdict then covers those panels only, and the summary says so.
+    Parameters
+    ----------
+    figure : str
+        A key of :data:`FIGURES` ("fig1" .. "fig5", "rf-curves", "rf-phase").
+    out : str or path or None
+        The folder (default ``./bigstep-FIGURE``), created if needed.
+    seed : int
+        The base seed, >= 0 (each replicate derives its own Philox seed from it).
+    quick : bool
+        Sizes that finish in minutes to an hour on 2 CPU cores; the full run uses the
+        paper's settings (Appendix E).
+    device : str
+        "cpu" or "cuda" (the torch trainers).
+    progress : bool
+        Progress bars.
+    backend : str
+        "auto", "cpp" or "numba": runs every CPU kernel of the reproduction on that backend.
+    panels : str or list of str or None
+        A subset of a multi-panel figure's panels (fig2: "d=1", "d=10"; fig5: "d=1",
+        "d=10", "diffusion"); the verdict then covers those panels only, and the summary
+        says so.
+
+    Returns
+    -------
+    Report
+        The claim, the verdict with its confidence, the numbers and the paths of the files
+        written.
     """
     from .._validate import integer
     from ._common import cpu_backend

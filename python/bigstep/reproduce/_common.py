@@ -1,4 +1,4 @@
-"""Settings and helpers shared by the figure reproductions (paper Appendix E, DESIGN 2b)."""
+"""Settings and helpers shared by the figure reproductions (paper Appendix E, docs/design.md section 2b)."""
 
 from __future__ import annotations
 

@@ -11,12 +11,29 @@ from pathlib import Path
 class Report:
     """What a reproduction found.
 
-    figure: "fig2"; claim: the paper's claim in one sentence; supported: True/False, or
-    None when the run does not resolve the claim at its size; lines: the evidence, one
-    finding per line; settings: the sizes used (and which choices follow the paper's text
-    vs the authors' notebook); files: paths written (data, plot, summary);
-    comparisons: the claim's directional comparisons (:class:`~._stats.Comparison`,
-    evaluated), whose sign tests decide ``supported`` (see :mod:`._stats`).
+    Attributes
+    ----------
+    figure : str
+        The reproduction, e.g. "fig2".
+    claim : str
+        The paper's claim in one sentence.
+    supported : bool or None
+        Whether this run supports it: True, False, or None when the run does not resolve
+        the claim at its size.
+    lines : list of str
+        The evidence, one finding per line.
+    settings : dict
+        The sizes used (and which choices follow the paper's text vs the authors'
+        notebook).
+    files : list of str
+        The paths written (data, plot, summary).
+    seconds : float
+        The wall time.
+    comparisons : list
+        The claim's directional comparisons (``bigstep.reproduce._stats.Comparison``,
+        evaluated), whose sign tests decide ``supported``.
+    cpu_seconds : float
+        The CPU time of the process over the run (all threads), set by :func:`reproduce`.
     """
 
     figure: str
@@ -31,6 +48,7 @@ class Report:
 
     @property
     def verdict(self) -> str:
+        """The verdict: "SUPPORTED", "NOT SUPPORTED" or "NOT RESOLVED"."""
         from ._stats import VERDICTS
 
         return VERDICTS[self.supported]
@@ -45,6 +63,7 @@ class Report:
                 f"largest p = {worst:.3g}")
 
     def text(self) -> str:
+        """The summary as Markdown: verdict, claim, findings, comparisons, settings, files, wall time."""
         from ._stats import ALPHA
 
         out = [f"# {self.figure}: {self.verdict}", "", f"Paper's claim: {self.claim}", "", "This run:"]
@@ -63,13 +82,15 @@ class Report:
         return "\n".join(out) + "\n"
 
     def to_dict(self) -> dict:
+        """The summary as a JSON-ready dict: verdict, confidence, comparisons, findings, settings, times."""
         return {"figure": self.figure, "verdict": self.verdict, "supported": self.supported, "claim": self.claim,
                 "confidence": self.confidence(), "comparisons": [c.to_dict() for c in self.comparisons],
                 "lines": self.lines, "settings": json.loads(json.dumps(self.settings, default=str)),
                 "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
 
     def write(self, out: Path) -> None:
-        """summary.md (for people) and summary.json (verdict and comparisons, for scripts)."""
+        """Write :meth:`text` to ``out/summary.md`` and :meth:`to_dict` to ``out/summary.json``
+        (and list both files in ``files``)."""
         path = Path(out) / "summary.md"
         jpath = Path(out) / "summary.json"
         for p in (path, jpath):

@@ -37,8 +37,15 @@ _SERIES_TERMS = 120  # Hermite terms of k(mu^2) for tanh (tail below 1e-11, see 
 
 
 class AsymptoticErrors(NamedTuple):
-    """Limiting losses, each an array of the broadcast shape of (psi_n, psi_p) (a float when
-    both are scalars)."""
+    """Limiting losses (a named tuple), each an array of the broadcast shape of
+    (psi_n, psi_p) (a float when both are scalars).
+
+    Attributes
+    ----------
+    train_loss, test_loss, score_error : numpy.ndarray or float
+        As :meth:`RFModel.train_loss`, :meth:`RFModel.test_loss` and
+        :meth:`RFModel.score_error`.
+    """
 
     train_loss: np.ndarray
     test_loss: np.ndarray
@@ -236,49 +243,64 @@ def _ratios(value, name):
 
 
 def asymptotic_errors(psi_n, psi_p, t, *, n_noise, rho="relu", lam) -> AsymptoticErrors:
-    """Train loss, test loss and score error of the ridge fit of random-features DSM in the
-    limit d, n, p -> infinity, n / d = psi_n, p / d = psi_p (George, Veiga and Macris' setting;
-    derivation and assumptions in docs/rf_asymptotics.md).
+    """Train loss, test loss and score error of the random-features ridge fit in the high-dimensional limit.
 
-    The same quantities and normalisation as :meth:`RFModel.train_loss` (the minimum of the
+    The limit d, n, p -> infinity with n / d = psi_n, p / d = psi_p (George, Veiga and
+    Macris' setting; derivation and assumptions in docs/rf_asymptotics.md), of the same
+    quantities and normalisation as :meth:`RFModel.train_loss` (the minimum of the
     objective, ridge penalty included), :meth:`RFModel.test_loss` and
-    :meth:`RFModel.score_error` of ``rf.fit(x, t, p=p, n_noise=n_noise, rho=rho, lam=lam)`` on x ~ N(0, I_d)
-    data; for finite d those are random, and they converge to these values.
-
-    What is closed form and what is solved: the activation enters through its Hermite
-    coefficients (closed form for relu, relu_centered, erf and linear, a Gauss-Hermite
-    series for tanh); every trace over the random weights is a closed-form Marchenko-Pastur
-    integral.  One scalar fixed point per point is solved numerically (vectorised bisection
-    on a monotone function, to the last bit): for n_noise = 1 the effective ridge kappa of
-    kappa (1 - (p / n) E[Omega / (Omega + kappa)]) = lam, Omega = mu_1^2 Q + beta; for
-    n_noise = inf the factor tau of the generalized Marchenko-Pastur equation
-    tau (1 + (p / n) E[Omega_x G(tau)]) = 1.  Given it, the losses are closed form:
-
-    n_noise = 1:   train = (1 - df1 / n) (1 - Delta mu_1^2 tr Q (Omega + kappa)^{-1} / d)
-                   test  = (1 - Delta mu_1^2 tr Q (Omega + 2 kappa)(Omega + kappa)^{-2} / d) / (1 - df2 / n)
-    n_noise = inf: train = 1 - Delta mu_1^2 tr Q G / d,
-                   test  = 1 - 2 Delta mu_1^2 tr Q G / d + Delta mu_1^2 tr Q (G U G + tau' G Omega_x G) / d
-    and score_error = (test - e^{-2t}) / Delta, Delta = 1 - e^{-2t}.
+    :meth:`RFModel.score_error` of ``rf.fit(x, t, p=p, n_noise=n_noise, rho=rho, lam=lam)``
+    on x ~ N(0, I_d) data; for finite d those are random, and they converge to these
+    values.  Cost O(size) x 200 bisection steps; memory O(size).
 
     Parameters
     ----------
-    psi_n, psi_p : positive numbers or arrays (broadcast together): n / d and p / d
-    t : diffusion time > 0
-    rho : "relu", "relu_centered", "tanh", "erf" or "linear" (relu and relu_centered have the
-        same limit: the mean of the features is projected out when lam << p mu_0^2)
-    lam : ridge >= 0 in RFModel's normalisation (lam = 0 is the lam -> 0+ limit; it needs
-        lam > 0 for "linear", whose features carry no implicit ridge)
-    n_noise : 1 or math.inf, noise samples per data point (``m`` of rf.fit)
+    psi_n, psi_p : float or array
+        n / d and p / d, positive (broadcast together).
+    t : float
+        Diffusion time > 0.
+    n_noise : int or float
+        1 or math.inf: noise samples per data point (as in :func:`fit`).
+    rho : str
+        "relu", "relu_centered", "tanh", "erf" or "linear" (relu and relu_centered have
+        the same limit: the mean of the features is projected out when
+        ``lam << p mu_0^2``).
+    lam : float
+        The ridge, >= 0, in RFModel's normalisation (lam = 0 is the lam -> 0+ limit; it
+        needs lam > 0 for "linear", whose features carry no implicit ridge).
 
     Returns
     -------
-    AsymptoticErrors(train_loss, test_loss, score_error): float64 arrays of the broadcast
-    shape (floats when psi_n and psi_p are scalars).  test_loss is inf where the n_noise = 1
-    fit interpolates at lam = 0 and p = n.  Cost O(size) x 200 bisection steps; memory
-    O(size).
+    AsymptoticErrors
+        ``(train_loss, test_loss, score_error)``: float64 arrays of the broadcast shape
+        (floats when psi_n and psi_p are scalars).  test_loss is inf where the
+        n_noise = 1 fit interpolates at lam = 0 and p = n.
 
-    Example
-    -------
+    Notes
+    -----
+    What is closed form and what is solved: the activation enters through its Hermite
+    coefficients (closed form for relu, relu_centered, erf and linear, a Gauss-Hermite
+    series for tanh); every trace over the random weights is a closed-form
+    Marchenko-Pastur integral.  One scalar fixed point per point is solved numerically
+    (vectorised bisection on a monotone function, to the last bit): for n_noise = 1 the
+    effective ridge kappa of
+
+        kappa (1 - (p / n) E[Omega / (Omega + kappa)]) = lam,   Omega = mu_1^2 Q + beta
+
+    and for n_noise = inf the factor tau of the generalized Marchenko-Pastur equation
+
+        tau (1 + (p / n) E[Omega_x G(tau)]) = 1
+
+    Given it, the losses are closed form:
+
+        n_noise = 1:   train = (1 - df1 / n) (1 - Delta mu_1^2 tr Q (Omega + kappa)^{-1} / d)
+                       test  = (1 - Delta mu_1^2 tr Q (Omega + 2 kappa)(Omega + kappa)^{-2} / d) / (1 - df2 / n)
+        n_noise = inf: train = 1 - Delta mu_1^2 tr Q G / d
+                       test  = 1 - 2 Delta mu_1^2 tr Q G / d + Delta mu_1^2 tr Q (G U G + tau' G Omega_x G) / d
+        score_error = (test - e^{-2t}) / Delta,   Delta = 1 - e^{-2t}
+
+    Examples
+    --------
     >>> import math
     >>> from bigstep import rf
     >>> out = rf.asymptotic_errors(1.0, [0.5, 2.0], 0.5, lam=1e-2, n_noise=math.inf)

@@ -22,7 +22,8 @@ def _pandas():
 
 
 def regime(p: int, n: int, n_noise) -> str:
-    """'p<n', 'n<=p<n*n_noise' or 'p>=n*n_noise' (n_noise = inf: never the last)."""
+    """The regime of a random-features fit: ``"p<n"``, ``"n<=p<n*n_noise"`` or
+    ``"p>=n*n_noise"`` (n_noise = inf: never the last)."""
     if p < n:
         return "p<n"
     if p < n * n_noise:
@@ -81,32 +82,55 @@ def _training_rows(x, W, U, Cy, K, R, xi2, ps, common, train_times, lr):
 
 def learning_curve(d, psi_n, psi_p, t, *, n_noise, rho="relu", lam=1e-3, train_times=None, lr=None, seed=0,
                    progress=False, backend="auto"):
-    """Train loss, test loss and score error of the exact fit versus psi_p = p / d.
+    """Train loss, test loss and score error of the exact fit versus ``psi_p = p / d``.
 
-    For each seed: training data x = gaussian_noise(seed, (n, d), stream=12), n = round(psi_n d);
-    weights W = gaussian_noise(seed, (p_max, d), stream=10), so the p-feature model uses the
-    first p rows; noise xi from stream 11 (as :func:`bigstep.rf.fit` with the same seed, which
-    gives the same numbers).  One streamed Gram matrix at p_max per (seed, n_noise) serves every p
-    (leading blocks), with one Cholesky factor when lam > 0.
+    For each seed: training data ``x = gaussian_noise(seed, (n, d), stream=12)``,
+    ``n = round(psi_n d)``; weights ``W = gaussian_noise(seed, (p_max, d), stream=10)``,
+    so the p-feature model uses the first p rows; noise xi from stream 11 (as
+    :func:`bigstep.rf.fit` with the same seed, which gives the same numbers).  One
+    streamed Gram matrix at p_max per (seed, n_noise) serves every p (leading blocks),
+    with one Cholesky factor when lam > 0.
 
     Parameters
     ----------
-    d : dimension >= 1;  psi_n : n / d > 0;  psi_p : array of p / d (p = max(1, round(psi_p d)))
-    t : diffusion time > 0
-    n_noise : noise samples M per point, int >= 1 (n M max(d, p_max) < 2**62), math.inf
-        (noise averaged exactly), or a list of them
-    rho : activation (see fit);  lam : ridge >= 0
-    seed : int >= 0 or a sequence of them (one row per seed, n_noise and psi_p)
-    train_times, lr : optional training times: the curves along gradient descent from A = 0
-        (lr given, train_times = step counts) or gradient flow (lr None), one row per time as well, from
-        one eigendecomposition per (seed, n_noise, p) (RFModel.dynamics); None: the converged fit.
+    d : int
+        The dimension, >= 1.
+    psi_n : float
+        n / d > 0.
+    psi_p : array
+        The values of p / d (``p = max(1, round(psi_p d))``).
+    t : float
+        Diffusion time > 0.
+    n_noise : int, float or list
+        Noise samples M per point: an int >= 1 (``n M max(d, p_max) < 2**62``),
+        math.inf (the noise averaged exactly), or a list of them.
+    rho : str
+        The activation (see :func:`fit`).
+    lam : float
+        The ridge, >= 0.
+    train_times : array or None
+        Training times: the curves along gradient descent from A = 0 (``lr`` given,
+        train_times are step counts) or gradient flow (``lr=None``), one row per time as
+        well, from one eigendecomposition per (seed, n_noise, p)
+        (:meth:`RFModel.dynamics`); None: the converged fit.
+    lr : float or None
+        The learning rate of the gradient descent (with ``train_times``).
+    seed : int or sequence of int
+        Philox seeds, >= 0 (one row per seed, n_noise and psi_p).
+    progress : bool
+        A progress bar.
+    backend : str
+        "auto", "cpp" or "numba" (the Gram kernel).
 
-    Returns a pandas DataFrame (tidy), one row per (seed, n_noise, p[, train_time]): d, n, p, psi_n,
-    psi_p, n_noise, t, lam, rho, seed, [train_time,] train_loss, test_loss, score_error, regime
-    ('p<n', 'n<=p<n*n_noise', 'p>=n*n_noise').
-
-    Example
+    Returns
     -------
+    pandas.DataFrame
+        Tidy, one row per (seed, n_noise, p[, train_time]): d, n, p, psi_n, psi_p,
+        n_noise, t, lam, rho, seed, [train_time,] train_loss, test_loss, score_error,
+        regime (``"p<n"``, ``"n<=p<n*n_noise"``, ``"p>=n*n_noise"``).
+
+    Examples
+    --------
     >>> from bigstep import rf
     >>> df = rf.learning_curve(20, 1.0, [0.5, 1.0, 2.0], 0.5, n_noise=[1, 4], lam=1e-3)
     >>> df.shape[0], list(df.regime[:3])

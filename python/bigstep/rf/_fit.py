@@ -14,12 +14,33 @@ from ._model import STREAM_MC, schedule
 
 
 class RFModel:
-    """A fitted random-features score s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) at time t.
+    """A fitted random-features score at diffusion time t (what :func:`fit` returns):
 
-    Attributes: x (n, d) training data, W (p, d), t, n_noise (int or math.inf), rho, lam,
-    seed, mu = exp(-t), sigma, delta = 1 - exp(-2t); K (p, p), R (p, d), xi2: the
-    training sums averaged over the n n_noise samples (bigstep.rf docs); Z = (K + lam I)^{-1} R;
-    A = -sqrt(p / delta) Z^T (d, p), the exact minimiser of the train loss.
+        s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d))
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        The training data (n, d).
+    W : numpy.ndarray
+        The feature weights (p, d).
+    t, n_noise, rho, lam, seed
+        The arguments of the fit (n_noise an int or math.inf).
+    mu, sigma, delta : float
+        ``mu = exp(-t)``, sigma, ``delta = 1 - exp(-2t)`` (Delta in :mod:`bigstep.rf`).
+    K, R : numpy.ndarray
+        The training sums K (p, p) and R (p, d), averaged over the ``n n_noise`` samples
+        (:mod:`bigstep.rf`).
+    xi2 : float
+        The average of ``||xi||^2`` over the samples.
+    Z : numpy.ndarray
+        ``Z = (K + lam I)^{-1} R``, shape (p, d).
+    A : numpy.ndarray
+        ``A = -sqrt(p / delta) Z^T``, shape (d, p): the exact minimiser of the train loss.
+    n, d, p : int
+        The numbers of training points, dimensions and features.
+    backend : str
+        The backend of the feature kernel.
     """
 
     def __init__(self, x, W, t, n_noise, rho, lam, seed, K, R, xi2, *, backend="auto", bound=0.0, Z=None):
@@ -55,13 +76,13 @@ class RFModel:
         return _model.impl(self.backend).rf_features(ya, self.W, _model._RHO_CODES[self.rho])
 
     def features(self, y):
-        """rho(y W^T / sqrt(d)), shape (q, p), through the compiled kernel; float64 in y's
-        array type."""
+        """The features ``rho(y W^T / sqrt(d))``, shape (q, p), through the compiled kernel;
+        float64 in y's array type."""
         return wrap_like(self._features(y), y)
 
     def score(self, y):
-        """s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d)) for y (q, d): shape (q, d), float64 in
-        y's array type."""
+        """The score ``s_A(y) = (A / sqrt(p)) rho(W y / sqrt(d))`` for y (q, d): shape
+        (q, d), float64 in y's array type."""
         return wrap_like(-(self._features(y) @ self.Z) / math.sqrt(self.delta), y)
 
     def _population(self):
@@ -84,23 +105,35 @@ class RFModel:
         return train, test, score_err
 
     def train_loss(self) -> float:
-        """(1/(n M d)) sum ||sqrt(Delta) s_A(y) + xi||^2 + Delta lam / (p d) ||A||_F^2, M = n_noise
-        (exact; for n_noise = inf the noise-averaged limit)."""
+        """The train loss, exact (for n_noise = inf the noise-averaged limit), M = n_noise:
+
+            (1/(n M d)) sum ||sqrt(Delta) s_A(y) + xi||^2 + Delta lam / (p d) ||A||_F^2
+
+        The sum runs over the n M training samples (y, xi) of the fit."""
         return self._losses(self.Z)[0]
 
     def test_loss(self) -> float:
-        """(1/d) E_{x, xi} ||sqrt(Delta) s_A(exp(-t) x + sqrt(Delta) xi) + xi||^2, fresh x ~ N(0, I):
-        closed form (relu, relu_centered, erf, linear) or Hermite series (tanh), no sampling."""
+        """The test loss over fresh data x ~ N(0, I), without sampling:
+
+            (1/d) E_{x, xi} ||sqrt(Delta) s_A(exp(-t) x + sqrt(Delta) xi) + xi||^2
+
+        in closed form (relu, relu_centered, erf, linear) or a Hermite series (tanh)."""
         return self._losses(self.Z)[1]
 
     def score_error(self) -> float:
-        """(1/d) E_y ||s_A(y) + y||^2, y ~ N(0, I) (the true score is -y); exact like test_loss.
-        Identity: test_loss = 1 - Delta + Delta * score_error."""
+        """The score error, exact like :meth:`test_loss` (the true score is -y):
+
+            (1/d) E_y ||s_A(y) + y||^2,   y ~ N(0, I)
+
+        Identity: ``test_loss = 1 - Delta + Delta score_error``."""
         return self._losses(self.Z)[2]
 
     def noise_averaged_loss(self) -> float:
-        """Exact empirical test loss (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2
-        (the training points, the noise averaged exactly: Hermite series, see _gaussian)."""
+        """Exact empirical test loss: on the training points, the noise averaged exactly
+        (a Hermite series):
+
+            (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2
+        """
         K, R, _ = _gaussian.noise_averaged_gram(self.rho, self.x, self.W, self.mu, self.sigma)
         Z = self.Z
         return (float(np.sum(Z * (K @ Z))) - 2.0 * float(np.sum(Z * R)) + self.d) / self.d
@@ -115,20 +148,37 @@ class RFModel:
         return self.mu * self.x[idx] + self.sigma * xi, xi, idx
 
     def empirical_test_loss(self, *, n_mc=4096, seed=0):
-        """(value, standard error): Monte Carlo over fresh noise of
-        (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2.
-        Draw j uses training point j mod n and noise gaussian_noise(seed, (n_mc, d), stream=13)[j];
-        the standard error is std / sqrt(n_mc) (conservative: the points are stratified)."""
+        """Monte Carlo over fresh noise of the empirical test loss, with its standard error:
+
+            (1/(n d)) sum_nu E_xi ||sqrt(Delta) s_A(mu x_nu + sigma xi) + xi||^2
+
+        Draw j uses training point j mod n and the noise
+        ``gaussian_noise(seed, (n_mc, d), stream=13)[j]``; the standard error is
+        ``std / sqrt(n_mc)`` (conservative: the points are stratified).
+
+        Returns
+        -------
+        value, standard_error : float
+        """
         y, xi, _ = self._mc_inputs(n_mc, seed, 0)
         r = math.sqrt(self.delta) * self.score(y) + xi
         v = np.sum(r * r, axis=1) / self.d
         return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
     def s_star_distance(self, *, n_mc=4096, seed=0):
-        """(value, standard error): Monte Carlo of (1/d) E ||s_A(y) - s*(y)||^2 over the noised
-        training distribution y = mu x_nu + sigma xi (nu uniform, stratified as in
-        empirical_test_loss, noise from stream 13 at offset n_mc d); s* = bigstep.optimal_score
-        of the training set.  Small when s_A has memorized the training set."""
+        """Monte Carlo distance to the empirical optimal score, with its standard error:
+
+            (1/d) E ||s_A(y) - s*(y)||^2,   y = mu x_nu + sigma xi
+
+        over the noised training distribution (nu uniform, stratified as in
+        :meth:`empirical_test_loss`, noise from stream 13 at offset ``n_mc d``);
+        ``s*`` is :func:`bigstep.optimal_score` of the training set.  Small when ``s_A``
+        has memorized the training set.
+
+        Returns
+        -------
+        value, standard_error : float
+        """
         from ..optimal_score import optimal_score
 
         y, _, _ = self._mc_inputs(n_mc, seed, n_mc * self.d)
@@ -166,20 +216,27 @@ class RFModel:
         return np.where(ev > tiny, g / safe, c * time)
 
     def A_at(self, train_time, *, lr=None) -> np.ndarray:
-        """A after gradient descent from A = 0 on the train loss: ``train_time`` steps of
-        A <- A - lr grad L(A) (lr given), or gradient flow dA/dtau = -grad L(A) up to
-        tau = train_time (lr None).  Closed form from one eigendecomposition of K."""
+        """A after gradient descent from A = 0 on the train loss, in closed form from one
+        eigendecomposition of K: ``train_time`` steps of ``A <- A - lr grad L(A)`` (lr
+        given), or gradient flow ``dA/dtau = -grad L(A)`` up to ``tau = train_time`` (lr
+        None)."""
         ev, V, Rt, *_ = self._eigen()
         Z = V @ (self._factors(float(train_time), lr)[:, None] * Rt)
         return -math.sqrt(self.p / self.delta) * Z.T
 
     def dynamics(self, train_times, *, lr=None) -> dict:
-        """Train loss, test loss and score error along gradient descent (``lr`` given;
-        train_times are step counts) or gradient flow (``lr=None``; continuous times), from
-        A = 0, each time in O(p^2) after one eigendecomposition.  Stable GD needs
-        lr < d p / (Delta lambda_max(K + lam I)).  (Training time, not the diffusion time t.)
+        """Train loss, test loss and score error along the training from A = 0.
 
-        Returns a dict of arrays: train_time, train_loss, test_loss, score_error."""
+        Gradient descent (``lr`` given; ``train_times`` are step counts) or gradient flow
+        (``lr=None``; continuous times), each time in O(p^2) after one
+        eigendecomposition.  Stable GD needs ``lr < d p / (Delta lambda_max(K + lam I))``.
+        (Training time, not the diffusion time t.)
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            train_time, train_loss, test_loss, score_error.
+        """
         times = np.asarray(train_times, dtype=np.float64).reshape(-1)
         if (times < 0).any() or not np.isfinite(times).all():
             raise ValueError("train_times must be finite and >= 0")
@@ -203,24 +260,38 @@ class RFModel:
 
 
 def fit(x, t, *, p, n_noise, rho="relu", lam=1e-3, seed=0, backend="auto") -> RFModel:
-    """Exact ridge fit of the random-features DSM score (bigstep.rf module docs).
+    """Exact ridge fit of the random-features DSM score (the model of :mod:`bigstep.rf`).
+
+    Memory O(p^2 + p d + n d).
 
     Parameters
     ----------
-    x : training data (n, d), finite
-    t : diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t)
-    p : number of random features >= 1; W = gaussian_noise(seed, (p, d), stream=10)
-    n_noise : noise samples M per data point (int >= 1, n M max(d, p) < 2**62) or math.inf
-        (noise averaged exactly)
-    rho : "relu", "relu_centered", "tanh", "erf" or "linear"
-    lam : ridge >= 0 (lam = 0: minimum-norm solution)
-    seed : the noise xi of sample s = nu M + j is gaussian_noise(seed, (n M, d), stream=11)[s]
-    backend : "auto", "cpp" or "numba" (the Gram kernel; n_noise = inf does not use it)
+    x : array
+        Training data (n, d), finite.
+    t : float
+        Diffusion time > 0; mu = exp(-t), Delta = 1 - exp(-2t).
+    p : int
+        The number of random features, >= 1; ``W = gaussian_noise(seed, (p, d), stream=10)``.
+    n_noise : int or float
+        Noise samples M per data point (an int >= 1, ``n M max(d, p) < 2**62``) or
+        math.inf (the noise averaged exactly).
+    rho : str
+        "relu", "relu_centered", "tanh", "erf" or "linear".
+    lam : float
+        The ridge, >= 0 (lam = 0: the minimum-norm solution).
+    seed : int
+        The noise xi of sample ``s = nu M + j`` is
+        ``gaussian_noise(seed, (n M, d), stream=11)[s]``.
+    backend : str
+        "auto", "cpp" or "numba" (the Gram kernel; n_noise = inf does not use it).
 
-    Returns an :class:`RFModel` (A, losses, dynamics).  Memory O(p^2 + p d + n d).
-
-    Example
+    Returns
     -------
+    RFModel
+        The fit: A, the losses, the dynamics.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> from bigstep import rf
     >>> x = bigstep.gaussian_noise(1, (40, 20))

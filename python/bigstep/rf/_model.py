@@ -25,11 +25,20 @@ from ..scores import noise_schedule
 from . import _gaussian
 
 ACTIVATIONS = ("relu", "relu_centered", "tanh", "erf", "linear")
+"""The activations ``rho`` a random-features model accepts (see :mod:`bigstep.rf`)."""
 _RHO_CODES = {"relu": 0, "tanh": 1, "erf": 2, "linear": 3, "relu_centered": 4}
 
-# Philox streams (DESIGN section 3 uses 0-5): 10 feature weights W, 11 DSM noise xi of the
-# fit, 12 training data drawn by learning_curve, 13 Monte Carlo evaluation draws.
-STREAM_W, STREAM_NOISE, STREAM_DATA, STREAM_MC = streams.RF_WEIGHTS, streams.RF_NOISE, streams.RF_DATA, streams.RF_MC
+# The Philox streams of the random-features models (python/bigstep/_streams.py lists
+# every stream; docs/design.md section 3 maps them).
+STREAM_W = streams.RF_WEIGHTS
+"""Philox stream of the feature weights: ``W = gaussian_noise(seed, (p, d), stream=STREAM_W)``."""
+STREAM_NOISE = streams.RF_NOISE
+"""Philox stream of the DSM noise of a fit: sample ``s = nu n_noise + j`` uses row ``s`` of
+``gaussian_noise(seed, (n n_noise, d), stream=STREAM_NOISE)``."""
+STREAM_DATA = streams.RF_DATA
+"""Philox stream of the Gaussian training data :func:`learning_curve` draws."""
+STREAM_MC = streams.RF_MC
+"""Philox stream of the Monte Carlo evaluation draws (:meth:`RFModel.empirical_test_loss`)."""
 
 # Bound on n M max(d, p) (exclusive), M = n_noise.  The Gram kernels (C++ and Numba) address coordinate k of
 # sample s's noise as s d + k in signed 64-bit integers (also the Philox counter of that

@@ -10,12 +10,32 @@ from . import _fit
 
 
 class RFScore:
-    """s(x, t) from one exact fit per time of a grid (shared W and seed): the fit at the grid
-    time nearest to t in log t.  A plain callable f(x, t), so bigstep.sample_reverse runs it
+    """A time-dependent score ``s(x, t)`` from one exact fit per time of a grid.
+
+    The fits share W and the seed; ``s(x, t)`` is the fit at the grid time nearest to t
+    in log t.  A plain callable ``f(x, t)``, so :func:`bigstep.sample_reverse` runs it
     through its generic path.
 
-    Example
-    -------
+    Parameters
+    ----------
+    x : array
+        Training data (n, d).
+    times : array
+        The grid of diffusion times, positive.
+    p, n_noise, rho, lam, seed, backend
+        As in :func:`fit`.
+
+    Attributes
+    ----------
+    times : numpy.ndarray
+        The grid, sorted.
+    fits : list of RFModel
+        One fit per grid time.
+    dim : int
+        d.
+
+    Examples
+    --------
     >>> import bigstep
     >>> from bigstep import rf
     >>> x = bigstep.gaussian_noise(0, (10, 3))
@@ -41,10 +61,28 @@ class RFScore:
 
 def sample_memorization(score: RFScore, *, n_samples=500, T=1.0, delta=0.01, n_steps=100, seed=0,
                         threshold=1 / 3):
-    """Draw ``n_samples`` reverse-diffusion samples with ``score`` (:func:`bigstep.sample_reverse`)
-    and measure them: the share whose nearest-neighbour ratio d1 / d2 to the training set is
-    below ``threshold`` (:func:`bigstep.memorized_fraction` of those samples).
-    Returns (fraction, samples)."""
+    """Draw reverse-diffusion samples with an :class:`RFScore` and measure their memorization.
+
+    The samples come from :func:`bigstep.sample_reverse`; the fraction is the share whose
+    nearest-neighbour ratio d1 / d2 to the training set is below ``threshold``
+    (:func:`bigstep.memorized_fraction` of those samples).
+
+    Parameters
+    ----------
+    score : RFScore
+        The score (its training data are the reference).
+    n_samples, T, delta, n_steps, seed
+        As in :func:`bigstep.sample_reverse`.
+    threshold : float
+        As in :func:`bigstep.memorized_fraction`.
+
+    Returns
+    -------
+    fraction : float
+        The memorized share of the samples.
+    samples : numpy.ndarray
+        The samples (n_samples, d).
+    """
     from ..metrics import memorized_fraction as frac
     from ..sampler import sample_reverse
 

@@ -1,6 +1,8 @@
 """Sweeps: run a grid of experiment cells locally or on a Dask cluster, into a resumable
 Parquet store (one atomically written file per finished cell).
 
+Examples
+--------
 >>> import bigstep, tempfile
 >>> out = tempfile.mkdtemp()
 >>> table = bigstep.sweep("bigstep.sweeps.tasks:_square", {"x": [1, 2, 3]}, out=out, max_workers=1,
@@ -25,24 +27,45 @@ _META = ("cell_id", "cell_index", "task", "status", "error", "traceback", "wall_
 
 def sweep(task, grid, *, out, executor="local", max_workers=None, resume=True, retries=1, shared=None,
           scheduler=None, progress=True):
-    """Run ``task`` on every cell of ``grid`` and return one row per cell (pandas DataFrame).
+    """Run ``task`` on every cell of ``grid`` and return one row per cell.
 
-    task: a registered name ("fig2_cell", "sampler_cell", ...), "module:function" or an
-    importable function of keyword arguments returning a flat dict of numbers.
-    grid: dict of lists (full product) or list of dicts.  shared: keyword arguments given
-    to every cell (arrays welcome): sent once per worker, not per cell.
-    executor: "local" (process pool on this machine; max_workers=1 runs in this process)
-    or "dask" (``scheduler``: a Client, an address, or None for a LocalCluster).
-    out: the store folder; each finished cell is written as it completes.  resume=True
-    skips cells already finished there (same task, parameters and shared inputs: arrays
-    are compared by dtype, shape and bytes), so a re-run completes an interrupted grid
-    without duplicates, and a re-run with changed shared inputs computes its cells anew
-    (the store then holds both; use another ``out`` to keep them apart); resume=False
-    runs every cell again.
-    retries: extra attempts for a failing cell within this call; failed cells recorded in
-    the store are attempted again on resume.  The table has the parameters, the task's
-    results, and ``status`` ("ok"/"failed"), ``error``, ``traceback``, ``wall_time``,
-    ``attempts``, ``cell_id``.
+    Parameters
+    ----------
+    task : str or callable
+        A registered name ("fig2_cell", "sampler_cell", ...), "module:function" or an
+        importable function of keyword arguments returning a flat dict of numbers.
+    grid : dict of lists or list of dicts
+        A dict of lists (the full product) or a list of dicts (one per cell).
+    out : str or path
+        The store folder; each finished cell is written as it completes.
+    executor : str
+        "local" (a process pool on this machine; ``max_workers=1`` runs in this
+        process) or "dask" (``scheduler``: a Client, an address, or None for a
+        LocalCluster).
+    max_workers : int or None
+        Worker processes of the local executor.
+    resume : bool
+        True skips cells already finished in ``out`` (same task, parameters and shared
+        inputs: arrays are compared by dtype, shape and bytes), so a re-run completes an
+        interrupted grid without duplicates, and a re-run with changed shared inputs
+        computes its cells anew (the store then holds both; use another ``out`` to keep
+        them apart); False runs every cell again.
+    retries : int
+        Extra attempts for a failing cell within this call; failed cells recorded in the
+        store are attempted again on resume.
+    shared : dict or None
+        Keyword arguments given to every cell (arrays welcome): sent once per worker,
+        not per cell.
+    scheduler : dask.distributed.Client, str or None
+        The Dask scheduler (``executor="dask"``).
+    progress : bool
+        A progress bar (cells done and failed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The parameters, the task's results, and ``status`` ("ok"/"failed"), ``error``,
+        ``traceback``, ``wall_time``, ``attempts``, ``cell_id``.
     """
     from .executors import run_dask, run_local
     from .. import _validate

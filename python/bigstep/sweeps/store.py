@@ -58,8 +58,18 @@ class Store:
 def load_sweep(out):
     """The sweep stored under ``out`` as one DataFrame (one row per cell), sorted by cell order.
 
-    Example
+    Parameters
+    ----------
+    out : str or path
+        The store folder of :func:`bigstep.sweep`.
+
+    Returns
     -------
+    pandas.DataFrame
+        Empty when nothing is stored there.
+
+    Examples
+    --------
     >>> import bigstep, tempfile
     >>> bigstep.load_sweep(tempfile.mkdtemp()).empty
     True

@@ -29,7 +29,15 @@ _REGISTRY: dict[str, str] = {
 
 
 def register_task(name: str, ref: str) -> None:
-    """Register ``ref`` ("module:function") under ``name`` for :func:`bigstep.sweep`."""
+    """Register ``ref`` ("module:function") under ``name`` for :func:`bigstep.sweep`.
+
+    Parameters
+    ----------
+    name : str
+        The task's name, as ``sweep(name, ...)`` takes it.
+    ref : str
+        "module:function", imported by each worker.
+    """
     if ":" not in ref:
         raise ValueError(f"ref must be 'module:function', got {ref!r}")
     _REGISTRY[name] = ref

@@ -4,7 +4,7 @@
 :mod:`bigstep.theory.bounds` evaluates the paper's bounds with their hypotheses, and
 lists where the printed statements and their proofs disagree.  Both are re-exported here.
 
-Notation (docs/design.md section 2; x sorted, x_(1) <= ... <= x_(n)):
+Notation (docs/design.md section 2.7; x sorted, x_(1) <= ... <= x_(n)):
 
     Delta = min_k (x_(k+1) - x_(k))                                 (min_spacing)
     TV_pi(s) = int |s''(y)| pi(y) dy                                 (tv_derivative)
@@ -12,9 +12,9 @@ Notation (docs/design.md section 2; x sorted, x_(1) <= ... <= x_(n)):
     pi_-(z) = P(mu U < z)^2 E[z - mu U | mu U < z]                   (U uniform on the data)
     pi_+(z) = P(mu U > z)^2 E[mu U - z | mu U > z]                   (tv_weight)
 
-The paper prints TV_pi(s*) = int |s*'| pi (Section 5); the superscript (1), "TV of the first
-derivative", the proofs (Theorem 4, Proposition 10) and docs/design.md all use |s*''|, which is
-what is computed here.
+The paper prints ``TV_pi(s*) = int |s*'| pi`` (Section 5); the superscript (1), "TV of the
+first derivative", the proofs (Theorem 4, Proposition 10) and docs/design.md all use
+``|s*''|``, which is what is computed here.
 
 """
 

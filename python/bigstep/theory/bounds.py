@@ -12,9 +12,9 @@ these inconsistencies (details at each function):
   extends to |tau - mu x_i| + |f|/(4A); using only the lower half of D costs a factor 2,
   i.e. (2 sqrt(2 pi e) A sigma n R)^(1/3) in place of the printed (sqrt(2 pi) e A sigma n R)^(1/3)
   (6.6% larger third term).  ``proved_value`` carries the corrected bound.
-- Proposition 7: the proof's last step claims (mu n^2 Delta / 1024)(1/2 - e^-32)(1 - 1/(2 sqrt 2))/sigma^2
-  >= mu n^2 Delta / (2^11 sigma^2), but the left side is mu n^2 Delta / (3168.1 sigma^2);
-  ``proved_value`` is that.
+- Proposition 7: the proof's last step claims
+  ``(mu n^2 Delta / 1024)(1/2 - e^-32)(1 - 1/(2 sqrt 2))/sigma^2 >= mu n^2 Delta / (2^11 sigma^2)``,
+  but the left side is ``mu n^2 Delta / (3168.1 sigma^2)``; ``proved_value`` is that.
 - Theorem 8: the proof combines Proposition 7 with 2^11 and Proposition 6 with
   sqrt(e) (its e^(1/6) factor), the printed e would give e^(1/3).  With the constants
   the proofs do give (above), the threshold 2^12 sigma^2 / (mu n^2 Delta) survives but
@@ -59,18 +59,28 @@ _KAPPA = _C7 - 2.0**-13
 
 @dataclass(frozen=True)
 class Bound:
-    """One bound of the paper evaluated on given data.
+    """One bound of the paper evaluated on given data (frozen).
 
-    statement   : which result ("Theorem 4", ...) and what it bounds
-    value       : the bound as printed in the paper
-    holds       : True when every hypothesis that could be checked holds (those listed
-                  in ``unchecked`` are the caller's responsibility)
-    conditions  : hypothesis -> whether it holds (read-only mapping)
-    quantities  : the numbers in the hypotheses and in the bound (read-only mapping)
-    unchecked   : hypotheses that could not be checked from the arguments given
-    proved_value, proved_holds : the bound the appendix's argument supports and whether
-                  its hypotheses hold (equal to value / holds where statement and
-                  proof agree; see the module docstring)
+    Attributes
+    ----------
+    statement : str
+        Which result ("Theorem 4", ...) and what it bounds.
+    value : float
+        The bound as printed in the paper.
+    holds : bool
+        True when every hypothesis that could be checked holds (those listed in
+        ``unchecked`` are the caller's responsibility).
+    conditions : Mapping[str, bool]
+        Hypothesis -> whether it holds (read-only).
+    quantities : Mapping[str, float]
+        The numbers in the hypotheses and in the bound (read-only).
+    unchecked : tuple of str
+        Hypotheses that could not be checked from the arguments given.
+    proved_value : float
+        The bound the appendix's argument supports (equal to ``value`` where statement
+        and proof agree; see :mod:`bigstep.theory.bounds`).
+    proved_holds : bool
+        Whether the hypotheses of ``proved_value`` hold.
     """
 
     statement: str
@@ -102,11 +112,25 @@ def _exp_ratio(mu, delta, sigma, k):
 
 
 def optimal_risk_bound(x, mu, sigma) -> Bound:
-    """Corollary 3, eq. (10): R_n(s*) <= 4 mu^2 (x_(n) - x_(1))^2 exp(-mu^2 Delta^2 / (32 sigma^2)) / sigma^4,
-    under Delta >= 2 sigma / mu (and n >= 2, used as n Delta <= 2 (x_(n) - x_(1))).
+    """Corollary 3, eq. (10): an upper bound on the risk of the optimal score,
 
-    Example
+        R_n(s*) <= 4 mu^2 (x_(n) - x_(1))^2 exp(-mu^2 Delta^2 / (32 sigma^2)) / sigma^4
+
+    under ``Delta >= 2 sigma / mu`` (and n >= 2, used as ``n Delta <= 2 (x_(n) - x_(1))``).
+
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.optimal_risk_bound([0.0, 1.0, 2.0], 1.0, 0.05)
     >>> b.holds, round(b.value, 1)
@@ -121,14 +145,27 @@ def optimal_risk_bound(x, mu, sigma) -> Bound:
 
 
 def theorem4_bound(x, mu, sigma) -> Bound:
-    """Theorem 4: TV_pi(s*) >= mu^3 n Delta^3 / (2^12 sigma^4) if 16 n^3 exp(-mu^2 Delta^2 / (4 sigma^2)) <= 1.
+    """Theorem 4: a lower bound on the weighted total variation of the optimal score,
+
+        TV_pi(s*) >= mu^3 n Delta^3 / (2^12 sigma^4)   if   16 n^3 exp(-mu^2 Delta^2 / (4 sigma^2)) <= 1
 
     Hypotheses checked: that condition (quantity "condition_lhs"), and n >= 10, which
     the proof uses ("at least n/4 indices between ceil(n/4)+1 and floor(3n/4)-1") but
     the statement omits.  Compare ``value`` with ``tv_derivative(None, x, mu, sigma)``.
 
-    Example
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.theorem4_bound(list(range(12)), 1.0, 0.1)
     >>> b.holds, round(b.value, 2)
@@ -168,26 +205,45 @@ def _prop6_third(A, sigma, n, risk, cube_factor):
 
 
 def proposition6_bound(x, mu, sigma, *, A=None, net=None, lambda_max=None, risk=None, width=None) -> Bound:
-    """Proposition 6: upper bound on TV_pi(s_theta) from the sharpness and the risk,
+    """Proposition 6: an upper bound on ``TV_pi(s_theta)`` from the sharpness and the risk:
 
         TV_pi(s_theta) <= lambda_max m / 4 + sqrt(R_n(theta)) / 2
-                          + (A / (sqrt(2 pi) sigma)) max(sqrt(2 n R_n), (sqrt(2 pi) e A sigma n R_n)^(1/3)).
+                          + (A / (sqrt(2 pi) sigma)) max(sqrt(2 n R_n), (sqrt(2 pi) e A sigma n R_n)^(1/3))
 
-    At a linearly stable minimum lambda_max <= 2 / (m eta), so passing
-    lambda_max = 2 / (m eta) gives the second form (1/(2 eta) + ...).
+    At a linearly stable minimum ``lambda_max <= 2 / (m eta)``, so passing
+    ``lambda_max = 2 / (m eta)`` gives the second form ``(1/(2 eta) + ...)``.
 
-    Give either ``net`` (a bigstep.ReLUNet1D; lambda_max = bigstep.sharpness and
-    R_n = bigstep.dsm_risk with wrt="outer_bias" are computed unless passed, m = net.width,
-    A defaults to max(max|W2|, 1/sigma^2)) or the numbers lambda_max, risk, width (m) and A.
+    Give either ``net`` or the numbers ``lambda_max``, ``risk``, ``width`` (m) and
+    ``A``.  Hypotheses: ``A >= 1/sigma^2`` (used for the Lipschitz constant of
+    ``s_theta + (y - mu x_i)/sigma^2``), and for the model class w1 in {-1, +1},
+    ``max|w2| <= A`` (checked when net is given).  The bound only uses the absolute value
+    of the Dirac term, so the sign error of the printed eq. (15) does not affect it.
+    ``proved_value`` has ``(2 sqrt(2 pi e) A sigma n R)^(1/3)`` in the last term (the
+    proof's case 2 needs it: :mod:`bigstep.theory.bounds`).
 
-    Hypotheses: A >= 1/sigma^2 (used for the Lipschitz constant of s_theta + (y - mu x_i)/sigma^2),
-    and for the model class w1 in {-1, +1}, max|w2| <= A (checked when net is given).
-    The bound only uses |Dirac term|, so the sign error of the printed eq. (15) does not
-    affect it.  ``proved_value`` has (2 sqrt(2 pi e) A sigma n R)^(1/3) in the last term
-    (module docstring: the proof's case 2 needs it).
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+    A : float or None
+        The bound on ``|w2|`` of the model class; with ``net``, defaults to
+        ``max(max|W2|, 1/sigma^2)``.
+    net : ReLUNet1D or None
+        The network: ``lambda_max = bigstep.sharpness`` and ``R_n = bigstep.dsm_risk``
+        (``wrt="outer_bias"``) are computed unless passed, m = net.width.
+    lambda_max, risk : float or None
+        The sharpness and the risk ``R_n(theta)``.
+    width : int or None
+        m, without ``net``.
 
-    Example
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.proposition6_bound([-1.0, 0.0, 1.0], 1.0, 0.5, lambda_max=2.0, risk=0.1, width=10, A=4.0)
     >>> round(b.value, 4), b.holds
@@ -237,16 +293,33 @@ def proposition6_bound(x, mu, sigma, *, A=None, net=None, lambda_max=None, risk=
 
 
 def proposition7_bound(x, mu, sigma, *, net=None, risk=None) -> Bound:
-    """Proposition 7: TV_pi(s_theta) >= mu n^2 Delta / (2^11 sigma^2) for every theta with
-    R_n(theta) <= 1/(16 n sigma^2), if Delta >= 8 sigma / mu.
+    """Proposition 7: a lower bound on ``TV_pi(s_theta)`` for every network of small risk,
 
-    risk : R_n(theta), or net (bigstep.dsm_risk is computed); without either the risk
-    hypothesis is listed in ``unchecked``.  n >= 10 (used by the proof) is checked too.
-    ``proved_value`` = c7 mu n^2 Delta / sigma^2 with c7 = (1/2 - e^-32)(1 - 2^-3/2)/1024
-    = 1/3168.1 (the proof's last inequality does not give 1/2^11).
+        TV_pi(s_theta) >= mu n^2 Delta / (2^11 sigma^2)   if   R_n(theta) <= 1/(16 n sigma^2)
 
-    Example
+    when ``Delta >= 8 sigma / mu``.  n >= 10 (used by the proof) is checked too.
+    ``proved_value = c7 mu n^2 Delta / sigma^2`` with
+    ``c7 = (1/2 - e^-32)(1 - 2^-3/2)/1024 = 1/3168.1`` (the proof's last inequality does
+    not give 1/2^11).
+
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+    net : ReLUNet1D or None
+        The network (:func:`bigstep.dsm_risk` is computed).
+    risk : float or None
+        ``R_n(theta)``; without it or ``net`` the risk hypothesis is listed in
+        ``unchecked``.
+
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.proposition7_bound(list(range(12)), 1.0, 0.1, risk=0.0)
     >>> b.holds, round(b.value, 3)
@@ -305,15 +378,29 @@ def _theorem8(x, mu, sigma, A):
 
 
 def lr_threshold(x, mu, sigma, *, A=None) -> Bound:
-    """Theorem 8's learning-rate threshold eta_c = 2^12 sigma^2 / (mu n^2 Delta).
+    """Theorem 8's learning-rate threshold ``eta_c = 2^12 sigma^2 / (mu n^2 Delta)``.
 
-    For eta > eta_c and sigma <= sigma_0, a linearly stable minimum of R_n has excess
-    risk above :func:`excess_risk_lower_bound`.  ``holds`` says whether sigma <= sigma_0,
-    checked as the inequalities the proof needs (sigma_1 .. sigma_4, n >= 10, A >= 1/sigma^2);
-    without A (the bound on |w2| of the model class) only the A-free ones are checked.
+    For eta > eta_c and sigma <= sigma_0, a linearly stable minimum of ``R_n`` has excess
+    risk above :func:`excess_risk_lower_bound`.  ``holds`` says whether
+    sigma <= sigma_0, checked as the inequalities the proof needs (sigma_1 .. sigma_4,
+    n >= 10, ``A >= 1/sigma^2``).
 
-    Example
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+    A : float or None
+        The bound on ``|w2|`` of the model class; without it only the A-free hypotheses
+        are checked.
+
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.lr_threshold(list(range(12)), 1.0, 0.05)
     >>> round(b.value, 6)
@@ -326,20 +413,38 @@ def lr_threshold(x, mu, sigma, *, A=None) -> Bound:
 
 
 def excess_risk_lower_bound(x, mu, sigma, *, A, net=None, lr=None) -> Bound:
-    """Theorem 8: if theta* is a linearly stable local minimum of R_n, eta > 2^12 sigma^2 / (mu n^2 Delta)
-    and sigma <= sigma_0, then
+    """Theorem 8: a lower bound on the excess risk of linearly stable minima at large learning rates.
 
-        R_n(theta*) - R_n(s*) > pi n^5 mu^3 Delta^3 / (2^36 e^(1/2) A^4 sigma^4).
+    If ``theta*`` is a linearly stable local minimum of ``R_n``,
+    ``eta > 2^12 sigma^2 / (mu n^2 Delta)`` and sigma <= sigma_0, then
 
-    A : the bound on |w2| of the model class (the paper's safe choice is C_n / sigma^6).
-    lr : the learning rate eta (checks eta > threshold); net : theta* as a
-    bigstep.ReLUNet1D (checks w1 in {-1, +1}, max|w2| <= A and, with lr, linear
-    stability sharpness <= 2/(m eta)).  That theta* is a local minimum is never checked.
-    ``proved_value`` / ``proved_holds``: the constant pi (2 kappa/3)^3 / (2 sqrt e) the
-    proofs support (module docstring), with its own sigma_2..sigma_4 checks.
+        R_n(theta*) - R_n(s*) > pi n^5 mu^3 Delta^3 / (2^36 e^(1/2) A^4 sigma^4)
 
-    Example
+    That ``theta*`` is a local minimum is never checked.  ``proved_value`` /
+    ``proved_holds``: the constant ``pi (2 kappa/3)^3 / (2 sqrt e)`` the proofs support
+    (:mod:`bigstep.theory.bounds`), with its own sigma_2..sigma_4 checks.
+
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+    A : float
+        The bound on ``|w2|`` of the model class (the paper's safe choice is
+        ``C_n / sigma^6``).
+    net : ReLUNet1D or None
+        ``theta*`` (checks w1 in {-1, +1}, ``max|w2| <= A`` and, with ``lr``, linear
+        stability ``sharpness <= 2/(m eta)``).
+    lr : float or None
+        The learning rate eta (checks eta > threshold).
+
+    Returns
     -------
+    Bound
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> b = theory.excess_risk_lower_bound(list(range(12)), 1.0, 0.05, A=400.0, lr=1.0)
     >>> b.conditions["lr > threshold"], b.value > 0

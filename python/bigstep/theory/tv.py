@@ -25,14 +25,27 @@ _TV_RTOL = 1e-10
 
 
 def min_spacing(x) -> float:
-    """Delta = min_k (x_(k+1) - x_(k)), the smallest gap between sorted data points.
+    """``Delta = min_k (x_(k+1) - x_(k))``, the smallest gap between sorted data points.
 
-    x : array (n,), n >= 2, finite.  Duplicated points give Delta = 0.0 (the paper
-    assumes Delta > 0; with Delta = 0 every bound below reports its hypotheses as not
-    holding).  Raises ValueError for fewer than two points.
+    Duplicated points give Delta = 0.0 (the paper assumes Delta > 0; with Delta = 0
+    every bound of :mod:`bigstep.theory` reports its hypotheses as not holding).
 
-    Example
+    Parameters
+    ----------
+    x : array
+        1-D data, shape (n,), n >= 2, finite.
+
+    Returns
     -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For fewer than two points.
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> theory.min_spacing([0.0, 1.0, 0.25])
     0.25
@@ -94,20 +107,33 @@ def _weight(anchor, t, cs: Centres, pieces) -> np.ndarray:
 
 
 def tv_weight(y, x, mu, sigma):
-    """The weight pi(y) of TV_pi (Section 5), for 1-D data x and queries y of any shape.
+    """The weight ``pi(y)`` of ``TV_pi`` (Section 5), for 1-D data x and queries y of any shape.
 
-    pi(y) = E_{xi ~ N(0, sigma^2)}[min(pi_+(y - xi), pi_-(y - xi))] for mu x_(1) <= y <= mu x_(n),
-    0 outside, with pi_-(z) = P(mu U < z)^2 E[z - mu U | mu U < z] and
-    pi_+(z) = P(mu U > z)^2 E[mu U - z | mu U > z], U uniform on the data (duplicates
-    counted).  Exact closed form (module docstring), O(q n).
+    With U uniform on the data (duplicates counted), for ``mu x_(1) <= y <= mu x_(n)``
+    (0 outside):
+
+        pi(y)   = E_{xi ~ N(0, sigma^2)}[min(pi_+(y - xi), pi_-(y - xi))]
+        pi_-(z) = P(mu U < z)^2 E[z - mu U | mu U < z]
+        pi_+(z) = P(mu U > z)^2 E[mu U - z | mu U > z]
+
+    Exact closed form (the module :mod:`bigstep.theory.tv`), O(q n).
 
     Parameters
     ----------
-    y : array of any shape (a float64 result of the same shape and array type); NaN gives NaN
-    x : array (n,), finite; mu, sigma : positive finite scalars
+    y : array
+        Queries of any shape; NaN gives NaN.
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
 
-    Example
+    Returns
     -------
+    array or float
+        float64 of y's shape and array type (a float for a scalar y).
+
+    Examples
+    --------
     >>> from bigstep import theory
     >>> p = theory.tv_weight([0.0, 0.5, 2.0], [-1.0, 1.0], 1.0, 1e-6)  # sigma -> 0: tent of height 1/4
     >>> [round(float(v), 6) for v in p]
@@ -126,28 +152,48 @@ def tv_weight(y, x, mu, sigma):
 
 
 def tv_derivative(net, x, mu, sigma) -> float:
-    """TV_pi(s) = int |s''(y)| pi(y) dy for a ReLU network, or for s* when net is None.
+    """Weighted total variation ``TV_pi(s) = int |s''(y)| pi(y) dy`` of a ReLU network, or of ``s*``.
 
-    Network (bigstep.ReLUNet1D): s'' = (1/m) sum_l |w1_l| w2_l delta(y - tau_l), so
+    For a network (a :class:`bigstep.ReLUNet1D`),
+    ``s'' = (1/m) sum_l |w1_l| w2_l delta(y - tau_l)``, so exactly
 
-        TV_pi(s_theta) = (1/m) sum over distinct kinks tau of |sum_{l: tau_l = tau} |w1_l| w2_l| pi(tau),
+        TV_pi(s_theta) = (1/m) sum over distinct kinks tau of |sum_{l: tau_l = tau} |w1_l| w2_l| pi(tau)
 
-    exact (neurons whose kinks -b/w1 are equal as floats share a kink and can cancel;
-    neurons with w1 = 0 have no kink; kinks outside [mu x_(1), mu x_(n)] have pi = 0).
+    (neurons whose kinks ``-b/w1`` are equal as floats share a kink and can cancel;
+    neurons with w1 = 0 have no kink; kinks outside ``[mu x_(1), mu x_(n)]`` have
+    pi = 0).  For ``net=None``, with ``s*'' = mu^3 E[(W - EW)^3] / sigma^6`` (eq. 9):
 
-    None: TV_pi(s*) = int_{mu x_(1)}^{mu x_(n)} |s*''(y)| pi(y) dy with
-    s*'' = mu^3 E[(W - EW)^3] / sigma^6 (eq. 9), by the adaptive Gauss-Kronrod quadrature of
-    :func:`bigstep.optimal_risk.optimal_risk` (split at the data points, the sharp
-    midpoints and the breakpoints of pi, in local coordinates), with the zeros of s*''
-    (kinks of the integrand) located by bisection and used as subinterval ends.
-    Estimated relative error below 1e-10; measured 1e-16 .. 2e-11 against scipy quad for
-    sigma from 1e-3 to 10 with data spread ~4.  When sigma is much larger than the data
-    spread, s*'' is a small difference of nearly symmetric moments and is only known to
-    ~ eps (sigma / (mu spread))^2 of its terms; the result is then that accurate and a
-    RuntimeWarning says so.  Returns inf where TV_pi(s*) exceeds the float64 range.
+        TV_pi(s*) = int_{mu x_(1)}^{mu x_(n)} |s*''(y)| pi(y) dy
 
-    Example
+    by the adaptive Gauss-Kronrod quadrature of :func:`bigstep.optimal_risk.optimal_risk`
+    (split at the data points, the sharp midpoints and the breakpoints of pi, in local
+    coordinates), with the zeros of ``s*''`` (kinks of the integrand) located by
+    bisection and used as subinterval ends.
+
+    Parameters
+    ----------
+    net : ReLUNet1D or None
+        The network, or None for ``s*``.
+    x : array
+        1-D data, shape (n,), finite.
+    mu, sigma : float
+        The noise level, positive and finite.
+
+    Returns
     -------
+    float
+        inf where ``TV_pi(s*)`` exceeds the float64 range.
+
+    Notes
+    -----
+    Accuracy for ``s*``: estimated relative error below 1e-10; measured 1e-16 .. 2e-11
+    against scipy quad for sigma from 1e-3 to 10 with data spread ~4.  When sigma is much
+    larger than the data spread, ``s*''`` is a small difference of nearly symmetric
+    moments and is only known to ``~ eps (sigma / (mu spread))^2`` of its terms; the
+    result is then that accurate and a RuntimeWarning says so.
+
+    Examples
+    --------
     >>> import bigstep
     >>> from bigstep import theory
     >>> net = bigstep.ReLUNet1D(W1=[1.0, -1.0], b1=[0.0, 0.0], W2=[2.0, 2.0])   # both kinks at 0

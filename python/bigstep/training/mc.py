@@ -26,35 +26,51 @@ _MC_BLOCK_ELEMS = 1 << 20  # excess_risk_mc: numbers in one block of noisy input
 
 
 def excess_risk_mc(net, x, mu, sigma, *, n_mc=5000, seed=0):
-    """Monte Carlo excess DSM risk with its standard error (paper Appendix E, Figure 2):
+    """Monte Carlo excess DSM risk with its standard error (paper Appendix E, Figure 2).
 
-        E(theta) = R_n(theta) - R_n(s*) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2 I)} ||s_theta(Y) - s*(Y)||^2,
+    The excess risk
 
-    estimated with K = ``n_mc`` draws per training point, Y_ik = mu x_i + sigma Z_ik,
-    Z[i, k, :] = gaussian_noise(seed, (n, K, d), stream=7)[i, k, :] (the same draws for
-    every network given the same seed: common random numbers), s* from
-    :func:`bigstep.optimal_score`.  Returns ``(mean, se)``:
-    mean = (1/n) sum_i e_i,  e_i = (1/K) sum_k ||s_theta(Y_ik) - s*(Y_ik)||^2,
-    se = (1/n) sqrt(sum_i v_i / K), v_i the sample variance (ddof 1) over k
-    (the estimator is stratified over the training points).
+        E(theta) = R_n(theta) - R_n(s*) = (1/n) sum_i E_{Y ~ N(mu x_i, sigma^2 I)} ||s_theta(Y) - s*(Y)||^2
+
+    is estimated with K = ``n_mc`` draws per training point (the estimator is stratified
+    over the training points), ``s*`` from :func:`bigstep.optimal_score`:
+
+        Y_ik = mu x_i + sigma Z_ik,   Z[i, k, :] = gaussian_noise(seed, (n, K, d), stream=7)[i, k, :]
+        mean = (1/n) sum_i e_i,       e_i = (1/K) sum_k ||s_theta(Y_ik) - s*(Y_ik)||^2
+        se   = (1/n) sqrt(sum_i v_i / K),   v_i the sample variance (ddof 1) over k
+
+    The same draws serve every network given the same seed (common random numbers).  In
+    1-D, :func:`bigstep.excess_risk` is exact; this estimator exists for d > 1.
 
     Parameters
     ----------
-    net : a :class:`ReLUNetND`, a :class:`bigstep.ReLUNet1D` (then d = 1), a tuple
-        (W1 (m, d), b1 (m,), W2 (d, m)), or any callable f(y) -> array (N, d) for y (N, d).
-    x : training data (n, d), or (n,) for d = 1.
-    mu, sigma : the noise level, positive finite scalars.
-    n_mc : K >= 2 draws per training point (the paper used 5,000).
-    seed : int >= 0, the Philox seed of stream 7.
+    net : ReLUNetND, ReLUNet1D, tuple or callable
+        A :class:`bigstep.ReLUNetND`, a :class:`bigstep.ReLUNet1D` (then d = 1), a tuple
+        (W1 (m, d), b1 (m,), W2 (d, m)), or any callable ``f(y) -> array (N, d)`` for
+        y (N, d).
+    x : array
+        Training data (n, d), or (n,) for d = 1.
+    mu, sigma : float
+        The noise level, positive and finite.
+    n_mc : int
+        K >= 2 draws per training point (the paper used 5,000).
+    seed : int
+        The Philox seed of stream 7, >= 0.
 
-    In 1-D, :func:`bigstep.excess_risk` is exact; this estimator exists for d > 1.
+    Returns
+    -------
+    mean, se : float
+        The estimate and its standard error.
+
+    Notes
+    -----
     Cost: n K forward passes, O(n K m d).  Memory is bounded whatever n and K: the n K
     rows of Y are drawn, scored and reduced in blocks of about 2**20 numbers, each
     training point's mean and variance merged across blocks (Chan et al.'s pairwise
     update), so the result does not depend on the blocking beyond rounding.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> from bigstep.nets import ReLUNetND
     >>> x = np.array([[1.0, 0.0], [-1.0, 0.0]])
@@ -164,12 +180,13 @@ def _dsm_params(net, d):
 
 def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=1e-10, max_iter=None,
                  num_threads=None):
-    """Sharpness of a DSM network in d dimensions: lambda_max of the Hessian, with respect
-    to all parameters theta = (W1, b1, W2), of a FIXED-SAMPLE Monte Carlo estimate of the
-    DSM risk (paper Figure 5 middle):
+    """Sharpness of a DSM network in d dimensions, on a fixed Monte Carlo sample.
 
-        R_K(theta) = (1/(n K c)) sum_i sum_k ||s_theta(Y_ik) + Z_ik / sigma||^2,
-        Y_ik = mu x_i + sigma Z_ik,   Z[i, k, :] = gaussian_noise(seed, (n, K, d), stream=14)[i, k, :],
+    lambda_max of the Hessian, with respect to all parameters theta = (W1, b1, W2), of a
+    FIXED-SAMPLE Monte Carlo estimate of the DSM risk (paper Figure 5 middle):
+
+        R_K(theta) = (1/(n K c)) sum_i sum_k ||s_theta(Y_ik) + Z_ik / sigma||^2
+        Y_ik = mu x_i + sigma Z_ik,   Z[i, k, :] = gaussian_noise(seed, (n, K, d), stream=14)[i, k, :]
 
     c = 1 (``coordinates="sum"``, the paper's eq. (5)) or c = d (``"mean"``, the loss
     :func:`train_dsm` trains with ``coordinates="mean"``).  The draws are fixed (common
@@ -180,37 +197,54 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
     the Hessian.  The authors' notebook did the same on a fixed noise
     sample, by power iteration.
 
-    This is the Hessian of an estimate, not of R_n: relu'' = 0 almost everywhere, so
-    the Dirac terms of the exact Hessian (the kinks moving through the Gaussian mass,
-    see :mod:`bigstep.relu_risk`) have no counterpart in R_K; as K grows, R_K's Hessian
-    tends to the exact Hessian of R_n WITHOUT those terms.  In d = 1 (tests/test_training_nd.py)
-    a width-20 net agrees with :func:`bigstep.sharpness` (``wrt="all"``) within 1.5% at
-    K = 2000 (the Dirac term is 0.1% of lambda_max there), but for a width-200 net at
-    initialisation the Dirac term is large: lambda_max 0.033 exact, 0.0195 without it,
-    and R_K gives 0.0195.  At small K the top eigenvalue of the sample Hessian is also
-    biased upward by a few per cent (K = 100 vs 1600 on a Figure 5 diffusion net: +3%).
-
-    Linear stability: the trainers update theta <- theta - m lr grad L, so GD on L is
-    stable at a minimum only if lambda_max(Hess L) <= 2 / (m lr) (paper eq. (8)), with L
-    the loss actually trained.  With ``coordinates="mean"`` that loss is 1/d of the summed
-    one, and so is this sharpness: compare ``coordinates="mean"`` with 2 / (m lr) for
-    networks trained with ``coordinates="mean"`` (equivalently the "sum" sharpness with
-    2 d / (m lr)).
-
     Parameters
     ----------
-    net : a :class:`ReLUNetND` (e.g. ``TrainResult.network(r)``), a
+    net : ReLUNetND, ReLUNet1D or tuple
+        A :class:`bigstep.ReLUNetND` (e.g. ``TrainResult.network(r)``), a
         :class:`bigstep.ReLUNet1D` (d = 1) or a tuple (W1 (m, d), b1 (m,), W2 (d, m)).
-    x : training data (n, d), or (n,) for d = 1.  mu, sigma : positive finite scalars.
-    n_mc : K >= 1 noise draws per training point.  seed : Philox seed of stream 14.
-    coordinates : "sum" or "mean" (above).  tol, max_iter : Lanczos stopping rule
-        (max_iter None: min(number of parameters, 600)).
-    num_threads : accepted for compatibility (the products are numpy matrix products).
+    x : array
+        Training data (n, d), or (n,) for d = 1.
+    mu, sigma : float
+        The noise level, positive and finite.
+    coordinates : str
+        "sum" or "mean" (above).
+    n_mc : int
+        K >= 1 noise draws per training point.
+    seed : int
+        The Philox seed of stream 14.
+    tol, max_iter : float, int or None
+        Lanczos' stopping rule (max_iter None: min(number of parameters, 600)).
+    num_threads : int or None
+        Accepted for compatibility (the products are numpy matrix products).
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    This is the Hessian of an estimate, not of ``R_n``: relu'' = 0 almost everywhere, so
+    the Dirac terms of the exact Hessian (the kinks moving through the Gaussian mass,
+    see :mod:`bigstep.relu_risk`) have no counterpart in ``R_K``; as K grows, the
+    Hessian of ``R_K`` tends to the exact Hessian of ``R_n`` WITHOUT those terms.  In
+    d = 1 (tests/test_training_nd.py) a width-20 net agrees with
+    :func:`bigstep.sharpness` (``wrt="all"``) within 1.5% at K = 2000 (the Dirac term is
+    0.1% of lambda_max there), but for a width-200 net at initialisation the Dirac term
+    is large: lambda_max 0.033 exact, 0.0195 without it, and ``R_K`` gives 0.0195.  At
+    small K the top eigenvalue of the sample Hessian is also biased upward by a few per
+    cent (K = 100 vs 1600 on a Figure 5 diffusion net: +3%).
+
+    Linear stability: the trainers update ``theta <- theta - m lr grad L``, so GD on L is
+    stable at a minimum only if ``lambda_max(Hess L) <= 2 / (m lr)`` (paper eq. (8)),
+    with L the loss actually trained.  With ``coordinates="mean"`` that loss is 1/d of
+    the summed one, and so is this sharpness: compare ``coordinates="mean"`` with
+    ``2 / (m lr)`` for networks trained with ``coordinates="mean"`` (equivalently the
+    "sum" sharpness with ``2 d / (m lr)``).
 
     Cost: each product is O(n K m d); Lanczos needs tens to a few hundred of them.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> from bigstep.nets import ReLUNetND
     >>> from bigstep.training import sharpness_mc
@@ -237,34 +271,50 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
 
 def diffusion_sharpness_mc(score, x, *, n_times=None, T=None, delta=None, time_weights=None, schedule=None,
                            n_mc=100, seed=0, tol=1e-10, max_iter=None, num_threads=None):
-    """Sharpness of the time-conditional diffusion network (paper Figure 5 right):
+    """Sharpness of the time-conditional diffusion network (paper Figure 5 right).
+
     lambda_max of the Hessian, with respect to theta = (W1, b1, W2), of a FIXED-SAMPLE
-    estimate of the loss :func:`train_diffusion` trains,
+    estimate of the loss :func:`train_diffusion` trains:
 
-        L_K(theta) = (1/(n K d)) sum_i sum_k ||r_theta(t_ik, mu(t_ik) x_i + sigma(t_ik) Z_ik) - Z_ik||^2,
+        L_K(theta) = (1/(n K d)) sum_i sum_k ||r_theta(t_ik, mu(t_ik) x_i + sigma(t_ik) Z_ik) - Z_ik||^2
 
-    with, from Philox stream 14 of ``seed``, Z[i, k, :] = gaussian_noise(seed, (n, K, d),
-    stream=14)[i, k, :] and the time t_ik = times[#{k' : cdf[k'] <= U_ik}] (the inverse-cdf
-    rule of the trainer), U = uniform(seed, (n, K), stream=14, offset=n K d), on the
-    trainer's grid and probabilities (:func:`time_grid`).  Computed as in
-    :func:`sharpness_mc`: Lanczos on exact Hessian-vector products of this deterministic
-    function of theta (the Hessian of an estimate: relu'' = 0 drops the kinks' Dirac
-    terms of the expected loss).  L_K is the loss trained with theta <- theta - m lr grad L
-    (mean over the batch and the d coordinates), so the linear-stability bound is
-    directly lambda_max <= 2 / (m lr).
+    with, from Philox stream 14 of ``seed``, the noise and the times (the inverse-cdf
+    rule of the trainer, on its grid and probabilities, :func:`time_grid`):
+
+        Z[i, k, :] = gaussian_noise(seed, (n, K, d), stream=14)[i, k, :]
+        U = uniform(seed, (n, K), stream=14, offset=n K d)
+        t_ik = times[#{k' : cdf[k'] <= U_ik}]
+
+    Computed as in :func:`sharpness_mc`: Lanczos on exact Hessian-vector products of
+    this deterministic function of theta (the Hessian of an estimate: relu'' = 0 drops
+    the kinks' Dirac terms of the expected loss).  ``L_K`` is the loss trained with
+    ``theta <- theta - m lr grad L`` (mean over the batch and the d coordinates), so the
+    linear-stability bound is directly ``lambda_max <= 2 / (m lr)``.
 
     Parameters
     ----------
-    score : a :class:`bigstep.TimeReLUScore` (its b2, if any, enters as a constant), a
+    score : TimeReLUScore, TrainResult or tuple
+        A :class:`bigstep.TimeReLUScore` (its b2, if any, enters as a constant), a
         one-network :class:`TrainResult` of :func:`train_diffusion` (its time grid and
         schedule are then the defaults), or a tuple (W1 (m, d + 1), b1 (m,), W2 (d, m)).
-    x : training data (n, d).  n_mc : K >= 1 draws per training point.  seed : >= 0.
-    n_times, T, delta, time_weights, schedule : the time grid (None: the result's, else
-        train_diffusion's defaults 100, 1.0, 0.01, "sigma", and the score's schedule).
-    tol, max_iter, num_threads : as in :func:`sharpness_mc`.
+    x : array
+        Training data (n, d).
+    n_times, T, delta, time_weights, schedule
+        The time grid (None: the result's, else train_diffusion's defaults 100, 1.0,
+        0.01, "sigma", and the score's schedule).
+    n_mc : int
+        K >= 1 draws per training point.
+    seed : int
+        The Philox seed of stream 14, >= 0.
+    tol, max_iter, num_threads
+        As in :func:`sharpness_mc`.
 
-    Example
+    Returns
     -------
+    float
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> from bigstep.training import diffusion_sharpness_mc
     >>> x = 2 * bigstep.gaussian_noise(0, (10, 2))

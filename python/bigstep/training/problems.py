@@ -6,23 +6,24 @@ input dimension p, output dimension d, by SGD with the step m * lr (docs/design.
 section 2):
 
     net(u) = (1/m) W2 relu(W1 u + b1),   W1 (m, p) ~ N(0, 1/p),  W2 (d, m) ~ N(0, 1),  b1 = 0,
-    theta <- theta - m * lr * grad_theta L_j(theta),   theta = (W1, b1, W2), all trained.
+    theta <- theta - m lr grad_theta L_j(theta),   theta = (W1, b1, W2), all trained.
 
-- :func:`train_dsm`: p = d, s_theta(y) = net(y), and L_j is the batch mean of
-  ||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2 (squared norm: the SUM over the d
-  coordinates), Y_b = mu x_{i_b} + sigma Z_b: the DSM loss of the paper's eq. (5).
-- :func:`train_diffusion`: p = d + 1, r_theta(t, x) = net([x; t]) (time LAST, the layout
-  of :class:`bigstep.TimeReLUScore`, no output bias), and L_j is the MEAN over the batch
-  and the d coordinates of (r_theta(t_b, mu(t_b) x_{i_b} + sigma(t_b) Z_b) - Z_b)^2, the
-  times t_b drawn from linspace(delta, T, n_times) with probability proportional to
-  sigma(t) (paper text) or 1/sigma(t) (authors' notebook).  The score is
-  s_theta(x, t) = -r_theta(t, x) / sigma(t).
+- :func:`train_dsm`: p = d, ``s_theta(y) = net(y)``, and ``L_j`` is the batch mean of
+  ``||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2`` (squared norm: the SUM over the
+  d coordinates), ``Y_b = mu x_{i_b} + sigma Z_b``: the DSM loss of the paper's eq. (5).
+- :func:`train_diffusion`: p = d + 1, ``r_theta(t, x) = net([x; t])`` (time LAST, the
+  layout of :class:`bigstep.TimeReLUScore`, no output bias), and ``L_j`` is the MEAN
+  over the batch and the d coordinates of
+  ``(r_theta(t_b, mu(t_b) x_{i_b} + sigma(t_b) Z_b) - Z_b)^2``, the times ``t_b`` drawn
+  from ``linspace(delta, T, n_times)`` with probability proportional to sigma(t) (paper
+  text) or 1/sigma(t) (authors' notebook).  The score is
+  ``s_theta(x, t) = -r_theta(t, x) / sigma(t)``.
 
 Batches: data indices uniform with replacement, fresh noise at every step.  ``lr`` and
-``seed`` may be sequences: all len(lr) * len(seed) networks train together as one
-batched model (torch.bmm over a leading network axis); network r = i_lr * len(seed) +
-i_seed has learning rate lr[i_lr] and draws from seed[i_seed] (the convention of
-:func:`bigstep.train_sgd`, the 1-D trainer).  relu'(0) is taken as 0.  Divergence (a
+``seed`` may be sequences: all ``len(lr) len(seed)`` networks train together as one
+batched model (torch.bmm over a leading network axis); network
+``r = i_lr len(seed) + i_seed`` has learning rate ``lr[i_lr]`` and draws from
+``seed[i_seed]`` (the convention of :func:`bigstep.train_sgd`, the 1-D trainer).  relu'(0) is taken as 0.  Divergence (a
 batch loss that is not finite or above 1e16, or a parameter that would become
 non-finite or exceed ``max_abs`` = 1e8 in absolute value) freezes that network at the
 parameters it had before the offending step and marks it (``diverged``,
@@ -37,16 +38,18 @@ wait on each other).  Results are reproducible run to run for one device, dtype 
 thread count (matrix-product rounding may change with the thread count).
 
 Randomness (Philox, docs/design.md section 3), for a network drawing from seed s:
-  init (stream 2):    W2 = gaussian_noise(s, (d, m), stream=2),
-                      W1 = gaussian_noise(s, (m, p), stream=2, offset=d * m) / sqrt(p)
-                      (for d = p = 1 this is ``ReLUNet1D.init(m, s, inner="gaussian")``);
-  data index (3):     i[j, b] = min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1);
-  noise (4):          Z[j, b, :] = gaussian_noise(s, (steps, B, d), stream=4)[j, b, :];
-  time index (6):     k[j, b] = #{k' : cdf[k'] <= uniform(s, (steps, B), stream=6)[j, b]}
-                      (train_diffusion; cdf the cumulative time probabilities);
-  Monte Carlo (7):    the excess-risk noise, see :func:`excess_risk_mc`;
-  sharpness (14):     the fixed noise (and times) of :func:`sharpness_mc` and
-                      :func:`diffusion_sharpness_mc`.
+
+    init (stream 2):    W2 = gaussian_noise(s, (d, m), stream=2),
+                        W1 = gaussian_noise(s, (m, p), stream=2, offset=d * m) / sqrt(p)
+                        (for d = p = 1 this is ReLUNet1D.init(m, s, inner="gaussian"));
+    data index (3):     i[j, b] = min(floor(n * uniform(s, (steps, B), stream=3)[j, b]), n - 1);
+    noise (4):          Z[j, b, :] = gaussian_noise(s, (steps, B, d), stream=4)[j, b, :];
+    time index (6):     k[j, b] = #{k' : cdf[k'] <= uniform(s, (steps, B), stream=6)[j, b]}
+                        (train_diffusion; cdf the cumulative time probabilities);
+    Monte Carlo (7):    the excess-risk noise, see excess_risk_mc;
+    sharpness (14):     the fixed noise (and times) of sharpness_mc and
+                        diffusion_sharpness_mc.
+
 Networks sharing a seed (different learning rates) see the same draws.  The draws are
 made on the CPU by bigstep's Philox kernel, one chunk of steps at a time, in float64,
 and copied to the training device (and dtype): on CUDA the draws are the CPU's, so a
@@ -239,47 +242,77 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
               dtype="float64", num_threads=None, progress=False, backend="auto"):
     """SGD on the DSM loss at one noise level for two-layer ReLU nets R^d -> R^d (Figure 2 right).
 
-        s_theta(y) = (1/m) W2 relu(W1 y + b1),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b1 = 0,
-        L_j(theta) = (1/B) sum_b ||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2,
-                     Y_b = mu x_{i_b} + sigma Z_b   (squared norm: sum over the d coordinates),
-        theta <- theta - m * lr * grad L_j(theta),   theta = (W1, b1, W2).
+    With ``Y_b = mu x_{i_b} + sigma Z_b`` and the squared norm summed over the d
+    coordinates:
+
+        s_theta(y) = (1/m) W2 relu(W1 y + b1),  W1 (m, d) ~ N(0, 1/d),  W2 (d, m) ~ N(0, 1),  b1 = 0
+        L_j(theta) = (1/B) sum_b ||s_theta(Y_b) + (Y_b - mu x_{i_b}) / sigma^2||^2
+        theta <- theta - m lr grad L_j(theta),   theta = (W1, b1, W2)
+
+    The draws, the batching of many networks and the divergence rule are those of the
+    module :mod:`bigstep.training.problems`.  On the CPU no PyTorch is needed (the fused
+    trainer); the torch route (``backend="torch"`` or a GPU) requires it.
 
     Parameters
     ----------
-    x : training data (n, d) (or (n,) for d = 1), shared by every network; or (S, n, d)
-        with S = len(seed): network r trains on x[i_seed] (one data set per simulation,
-        as in Figure 2).
-    mu, sigma : the noise level, positive finite scalars.
-    lr : learning rate or sequence of them; seed : int >= 0 or sequence (module docstring).
-    steps : number of SGD steps, an int >= 0 or one per learning rate (networks that
-        finish early leave the batch; with 0 a network keeps its initial weights).
-    batch_size : B, indices drawn with replacement.  width : m.
-    device : "cpu" or "cuda".  dtype : "float64" (default) or "float32" (or torch dtypes).
-    record_every : also record every this many steps (None: only at the end).
-    record : subset of ("loss", "excess_risk"); the excess risk is the Monte Carlo
-        estimate of :func:`excess_risk_mc` with ``n_mc`` draws per point and seed 0, with
-        its standard error (n n_mc forward passes per network and record: not free).
-    progress : progress bar on stderr.  Ctrl-C stops the call within about a second
+    x : array
+        Training data (n, d) (or (n,) for d = 1), shared by every network; or (S, n, d)
+        with S = len(seed): network r trains on ``x[i_seed]`` (one data set per
+        simulation, as in Figure 2).
+    mu, sigma : float
+        The noise level, positive and finite.
+    lr : float or sequence of float
+        Learning rates.
+    steps : int or sequence of int
+        The number of SGD steps, >= 0, or one per learning rate (networks that finish
+        early leave the batch; with 0 a network keeps its initial weights).
+    batch_size : int
+        B, indices drawn with replacement.
+    width : int
+        m.
+    coordinates : str
+        "sum" (default, the paper's eq. (5): squared norm) or "mean" (the authors'
+        notebook: mean over the d coordinates as well, so the gradient and the recorded
+        loss are 1/d of the "sum" ones and a given lr takes d times smaller steps).
+    n_mc : int
+        Monte Carlo draws per training point of the recorded excess risk.
+    seed : int or sequence of int
+        Philox seeds, >= 0 (networks: lr outer, seed inner).
+    record_every : int or None
+        Also record every this many steps (None: only at the end).
+    record : tuple of str
+        A subset of ("loss", "excess_risk"); the excess risk is the Monte Carlo estimate
+        of :func:`excess_risk_mc` with ``n_mc`` draws per point and seed 0, with its
+        standard error (n n_mc forward passes per network and record: not free).
+    max_abs : float
+        A network whose batch loss is not finite or above 1e16, or whose update gives a
+        parameter that is not finite or above ``max_abs`` in absolute value, is frozen
+        before that update and marked diverged (``diverged_step`` = the steps it made).
+    device : str
+        "cpu" or "cuda".
+    dtype : str or torch.dtype
+        "float64" (default) or "float32" (or torch dtypes).
+    num_threads : int or None
+        Threads for this call (restored afterwards): torch's on the torch route, the
+        compiled kernels' on the fused route; None leaves the setting alone.  On a machine
+        shared with other busy processes, 1 torch thread can be ten times faster than 2
+        for small batches (the threads wait on each other).
+    progress : bool
+        A progress bar on stderr.  Ctrl-C stops the call within about a second
         (KeyboardInterrupt, nothing returned).
-    max_abs : a network whose batch loss is not finite or above 1e16, or whose update gives
-        a parameter that is not finite or above ``max_abs`` in absolute value, is frozen
-        before that update and marked diverged (diverged_step = the steps it made).
-    num_threads : threads for this call (restored afterwards): torch's on the torch route,
-        the compiled kernels' on the fused route; None leaves the setting alone.  On a
-        machine shared with other busy processes, 1 torch thread can be ten times faster
-        than 2 for small batches (the threads wait on each other).
-    coordinates : "sum" (default, the paper's eq. (5): squared norm) or "mean" (the
-        authors' notebook: mean over the d coordinates as well, so the gradient and the
-        recorded loss are 1/d of the "sum" ones and a given lr takes d times smaller steps).
-    backend : "auto" (default: on the CPU the fused compiled trainer, "cpp" else "numba";
-        on a GPU torch), "cpp", "numba" (fused, CPU, no torch) or "torch" (the torch loop).
+    backend : str
+        "auto" (default: on the CPU the fused compiled trainer, "cpp" else "numba"; on a
+        GPU torch), "cpp", "numba" (fused, CPU, no torch) or "torch" (the torch loop).
         Same seed, same draws: the routes agree up to floating-point rounding.
 
-    Returns a :class:`TrainResult` (parameters W1 (R, m, d), b1 (R, m), W2 (R, d, m) as
-    float64 numpy, history DataFrame, divergence flags; ``network(r)`` a ReLUNetND).
-
-    Example
+    Returns
     -------
+    TrainResult
+        Parameters W1 (R, m, d), b1 (R, m), W2 (R, d, m) as float64 numpy, the history
+        DataFrame, divergence flags; ``network(r)`` a :class:`bigstep.ReLUNetND`.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> x = bigstep.gaussian_noise(1, (20, 3))
     >>> res = bigstep.train_dsm(x, 0.9, 0.5, lr=[0.1, 0.01], seed=[0, 1], steps=50, width=64, n_mc=100)
@@ -319,12 +352,27 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
 def time_grid(*, n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou"):
     """The training times of :func:`train_diffusion` and their probabilities.
 
-    Returns (t, p): t = linspace(delta, T, n_times), p proportional to sigma(t)
-    ("sigma", the paper's text), 1/sigma(t) ("inv_sigma", the authors' notebook) or
-    constant ("uniform"), summing to 1.
+    Parameters
+    ----------
+    n_times : int
+        The number of grid times, >= 1.
+    T, delta : float
+        The grid ``t = linspace(delta, T, n_times)``, delta <= T.
+    time_weights : str
+        p proportional to sigma(t) ("sigma", the paper's text), 1/sigma(t)
+        ("inv_sigma", the authors' notebook) or constant ("uniform").
+    schedule : str
+        "ou" or "notebook" (:func:`bigstep.noise_schedule`).
 
-    Example
+    Returns
     -------
+    t : numpy.ndarray
+        Shape (n_times,).
+    p : numpy.ndarray
+        Shape (n_times,), summing to 1.
+
+    Examples
+    --------
     >>> from bigstep.training import time_grid
     >>> t, p = time_grid(n_times=3, T=1.0, delta=0.5)
     >>> t.tolist(), round(float(p.sum()), 12)
@@ -351,32 +399,55 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
                     device="cpu", dtype="float32", num_threads=None, progress=False, backend="auto"):
     """SGD for the time-conditional network of Appendix E (Figures 3 and 4).
 
-        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1),   W1 (m, d + 1) ~ N(0, 1/(d + 1)),
-                        W2 (d, m) ~ N(0, 1),  b1 = 0  (no output bias: b2 = 0, not trained),
-        L_j(theta) = (1/(B d)) sum_b ||r_theta(t_b, mu(t_b) x_{i_b} + sigma(t_b) Z_b) - Z_b||^2,
-        theta <- theta - m * lr * grad L_j(theta),   theta = (W1, b1, W2),
+    No output bias (b2 = 0, not trained):
 
-    with t_b drawn from the grid linspace(delta, T, n_times) with probabilities
+        r_theta(t, x) = (1/m) W2 relu(W1 [x; t] + b1),   W1 (m, d + 1) ~ N(0, 1/(d + 1)),
+                        W2 (d, m) ~ N(0, 1),  b1 = 0
+        L_j(theta) = (1/(B d)) sum_b ||r_theta(t_b, mu(t_b) x_{i_b} + sigma(t_b) Z_b) - Z_b||^2
+        theta <- theta - m lr grad L_j(theta),   theta = (W1, b1, W2)
+
+    with ``t_b`` drawn from the grid ``linspace(delta, T, n_times)`` with probabilities
     proportional to sigma(t) (``time_weights="sigma"``, the paper's text; "inv_sigma" is
     the authors' notebook, "uniform" also offered) and the schedule of
     :func:`bigstep.noise_schedule` ("ou": mu = exp(-t), the paper's text; "notebook":
-    mu = exp(-2t)).  The learned score is s_theta(x, t) = -r_theta(t, x) / sigma(t): the
-    result's ``score`` is a :class:`bigstep.TimeReLUScore` (float64) for
-    :func:`bigstep.sample_reverse`.
+    mu = exp(-2t)).  The learned score is ``s_theta(x, t) = -r_theta(t, x) / sigma(t)``:
+    the result's ``score`` is a :class:`bigstep.TimeReLUScore` (float64) for
+    :func:`bigstep.sample_reverse`.  On the CPU no PyTorch is needed (the fused trainer);
+    the torch route (``backend="torch"`` or a GPU) requires it.
 
     Parameters
     ----------
-    x : training data (n, d).  lr, seed, steps : as in :func:`train_dsm` (sequences train
-        len(lr) * len(seed) networks together).  batch_size : B.  width : m.
-    n_times, T, delta : the time grid; time_weights, schedule : see above.
-    device : "cpu" or "cuda".  dtype : "float32" (default) or "float64".
-    record_every : record the mean batch loss every this many steps (and at the end).
-    progress, max_abs, num_threads, backend : as in :func:`train_dsm`.
+    x : array
+        Training data (n, d).
+    lr, steps, seed
+        As in :func:`train_dsm` (sequences train ``len(lr) len(seed)`` networks
+        together).
+    batch_size : int
+        B.
+    width : int
+        m.
+    n_times : int
+        The number of training times (:func:`time_grid`).
+    T, delta : float
+        The time grid runs from delta to T (:func:`time_grid`).
+    time_weights, schedule : str
+        The time probabilities and the noise schedule (above).
+    record_every : int or None
+        Record the mean batch loss every this many steps (and at the end).
+    max_abs, num_threads, progress, backend
+        As in :func:`train_dsm`.
+    device : str
+        "cpu" or "cuda".
+    dtype : str or torch.dtype
+        "float32" (default) or "float64".
 
-    Returns a :class:`TrainResult` with ``.score`` (one network) or ``.networks``.
-
-    Example
+    Returns
     -------
+    TrainResult
+        With ``.score`` (one network) or ``.networks``.
+
+    Examples
+    --------
     >>> import numpy as np, bigstep
     >>> x = 2 * bigstep.gaussian_noise(0, (10, 2))
     >>> res = bigstep.train_diffusion(x, lr=0.5, steps=20, batch_size=256, width=64)

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import _backend
 from ..nets import ReLUNet1D
 from ..relu_risk import DSMRisk
 
@@ -76,7 +77,12 @@ class Recorder(History):
         super().__init__(RECORDS, lr_of, seed_of)
         self.names = opts["record"]
         wrt = "all" if opts["train_inner"] else "outer_bias"
-        self.exact = DSMRisk(opts["x"], opts["mu"], opts["sigma"], wrt=wrt, backend=opts["backend"])
+        # the exact risk runs on the host; a trainer backend without relu_risk kernels
+        # (cuda, torch) records with the best host backend
+        backend = opts["backend"]
+        if backend not in _backend.backends("relu_risk"):
+            backend = "auto"
+        self.exact = DSMRisk(opts["x"], opts["mu"], opts["sigma"], wrt=wrt, backend=backend)
 
     def record(self, r: int, step: int, net: ReLUNet1D, loss: float, diverged: bool) -> None:
         names, exact = self.names, self.exact

@@ -15,37 +15,36 @@ _KINDS = ("sgd", "gd", "dsm", "diffusion")
 
 
 class TrainResult:
-    """What every trainer returns: R networks trained together, r = 0..R-1, with
-    R = len(lr) * len(seed) and r = i_lr * len(seed) + i_seed (lr outer, seed inner).
+    """What every trainer returns: R networks trained together.
+
+    Network ``r = i_lr len(seed) + i_seed``, r = 0..R-1, ``R = len(lr) len(seed)``
+    (lr outer, seed inner).  :meth:`to_frame` gives one row per network with its last
+    record; :meth:`excess_risk` the excess risk of every network (exact for 1-D
+    networks, Monte Carlo for train_dsm).
 
     Attributes
     ----------
-    kind : "sgd" (:func:`bigstep.train_sgd`), "gd" (:func:`bigstep.train_gd`), "dsm"
-        (:func:`bigstep.train_dsm`) or "diffusion" (:func:`bigstep.train_diffusion`)
-    lr, seed : arrays (R,), float64 and uint64
-    steps, steps_done : int64 arrays (R,): the steps planned and made
-    diverged : bool array (R,);  diverged_step : int64 array (R,), the number of steps a
-        diverged network made (its update of that step was refused), -1 if it trained to
-        the end
-    W1, b1, W2 : the final parameters of the R networks, float64, always finite: shapes
-        (R, width) each for the 1-D trainers; (R, width, p), (R, width), (R, d, width) for
-        train_dsm (p = d) and train_diffusion (p = d + 1)
-    networks : the R networks (:class:`bigstep.ReLUNet1D`, :class:`bigstep.ReLUNetND` or
-        :class:`bigstep.TimeReLUScore`); ``network(r)`` one of them, ``score`` the only one
-        when R == 1
-    history : pandas DataFrame, one row per network and record step, sorted by network and
-        step: network, lr, seed, step, the recorded values, diverged.  1-D trainers: loss,
-        risk, excess_risk, sharpness (unrequested ones NaN); train_dsm: loss and
-        excess_risk with excess_risk_se, as requested; train_diffusion: loss.  ``loss`` is
-        the mean batch loss (exact risk for GD) over the steps since the previous record,
-        NaN at step 0; a diverged network's last row is at its diverged_step with NaN
-        values and diverged True
-    seconds, steps_per_second : wall time of the training, network-steps per second
-    info : the data and settings the networks were trained on (x; mu and sigma, or the
-        time grid and schedule)
-
-    ``to_frame()`` gives one row per network with its last record; ``excess_risk()`` the
-    excess risk of every network (exact for 1-D networks, Monte Carlo for train_dsm).
+    kind : str
+        "sgd" (:func:`bigstep.train_sgd`), "gd" (:func:`bigstep.train_gd`), "dsm"
+        (:func:`bigstep.train_dsm`) or "diffusion" (:func:`bigstep.train_diffusion`).
+    lr, seed : numpy.ndarray
+        Shape (R,), float64 and uint64.
+    steps, steps_done : numpy.ndarray
+        int64, shape (R,): the steps planned and made.
+    diverged : numpy.ndarray
+        bool, shape (R,).
+    diverged_step : numpy.ndarray
+        int64, shape (R,): the number of steps a diverged network made (its update of
+        that step was refused), -1 if it trained to the end.
+    W1, b1, W2 : numpy.ndarray
+        The final parameters of the R networks, float64, always finite: shapes
+        (R, width) each for the 1-D trainers; (R, width, p), (R, width), (R, d, width)
+        for train_dsm (p = d) and train_diffusion (p = d + 1).
+    seconds, steps_per_second : float
+        Wall time of the training, network-steps per second.
+    info : dict
+        The data and settings the networks were trained on (x; mu and sigma, or the
+        time grid and schedule).
     """
 
     def __init__(self, kind, params, *, lr, seed, steps, steps_done, diverged_step, history: History, seconds,
@@ -72,7 +71,16 @@ class TrainResult:
 
     @property
     def history(self):
-        """The records as a pandas DataFrame (see the class docstring)."""
+        """The records as a pandas DataFrame.
+
+        One row per network and record step, sorted by network and step: network, lr,
+        seed, step, the recorded values, diverged.  1-D trainers: loss, risk,
+        excess_risk, sharpness (unrequested ones NaN); train_dsm: loss and excess_risk
+        with excess_risk_se, as requested; train_diffusion: loss.  ``loss`` is the mean
+        batch loss (exact risk for GD) over the steps since the previous record, NaN at
+        step 0; a diverged network's last row is at its diverged_step with NaN values and
+        diverged True.
+        """
         return self._history.frame()
 
     def to_frame(self):
@@ -98,7 +106,8 @@ class TrainResult:
 
     @functools.cached_property
     def networks(self) -> list:
-        """All R networks, r = 0..R-1 (built once)."""
+        """All R networks, r = 0..R-1 (built once): :class:`bigstep.ReLUNet1D`,
+        :class:`bigstep.ReLUNetND` or :class:`bigstep.TimeReLUScore`."""
         if self.kind in ("sgd", "gd"):
             return [ReLUNet1D(self.W1[r], self.b1[r], self.W2[r]) for r in range(len(self))]
         if self.kind == "dsm":
@@ -114,11 +123,17 @@ class TrainResult:
         return self.network(0)
 
     def excess_risk(self, *, n_mc=5000, seed=0):
-        """Excess DSM risk R_n(theta) - R_n(s*) of every network: arrays (value, standard
-        error) of shape (R,).  1-D trainers: exact (:class:`bigstep.DSMRisk`; standard error
-        0); train_dsm: the Monte Carlo estimate of :func:`bigstep.excess_risk_mc` with
-        ``n_mc`` draws per training point; not defined for train_diffusion (many noise
-        levels)."""
+        """Excess DSM risk ``R_n(theta) - R_n(s*)`` of every network.
+
+        1-D trainers: exact (:class:`bigstep.DSMRisk`; standard error 0); train_dsm: the
+        Monte Carlo estimate of :func:`bigstep.excess_risk_mc` with ``n_mc`` draws per
+        training point and ``seed``; not defined for train_diffusion (many noise levels).
+
+        Returns
+        -------
+        value, standard_error : numpy.ndarray
+            Shape (R,) each.
+        """
         if self.kind in ("sgd", "gd"):
             from ..relu_risk import DSMRisk
 

@@ -206,39 +206,67 @@ def _kernel(backend: str):
 def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, width=None, inner="gaussian", train_inner=None,
               bias=0.0, clip=None, init=None, seed=0, record_every=None, record=RECORDS, progress=False,
               backend="auto") -> TrainResult:
-    """Train ReLU networks of the given width by SGD on the DSM loss, every (lr, seed) pair in one fused call.
+    """Train 1-D ReLU networks by SGD on the DSM loss, every (lr, seed) pair in one fused call.
 
-    theta <- theta - m * lr * grad (1/B) sum_b (s_theta(y_b) + (y_b - mu x_{i_b})/sigma^2)^2
-    (see :mod:`bigstep.training.sgd1d` for the draws, the update and the divergence rule).
+    Step j draws B indices ``i_b`` uniformly with replacement and fresh noise ``z_b``,
+    sets ``y_b = mu x_{i_b} + sigma z_b`` and updates
+
+        L_j(theta) = (1/B) sum_b (s_theta(y_b) + (y_b - mu x_{i_b}) / sigma^2)^2
+        theta <- theta - m lr grad L_j(theta)
+
+    (see :mod:`bigstep.training.sgd1d` for the draws, the update and the divergence
+    rule).  Needs pandas (``pip install bigstep[repro]``).
 
     Parameters
     ----------
-    x : array (n,), 1-D training data (float64; finite, n >= 1)
-    mu, sigma : positive scalars, the noise level
-    lr : positive scalar or sequence;  seed : int >= 0 or sequence.  The networks are the
-        Cartesian product, lr outer and seed inner: network k has lr[k // len(seed)] and
-        seed[k % len(seed)].
-    steps : int >= 0 (0: no training: the initial networks, one record at step 0);
-        batch_size : int >= 1 (B)
-    width : m, the number of neurons (default 1000, or the width of ``init``)
-    inner : "gaussian" (W1 ~ N(0, 1), Appendix E) or "sign" (W1 in {+1, -1}, theory setting)
-    train_inner : train W1 too (default True for "gaussian", False for "sign")
-    bias : initial b1, scalar or array (width,) (as ReLUNet1D.init)
-    clip : None or A > 0: clip W2 to [-A, A] after each step
-    record_every : record every this many steps (default max(1, steps // 100)); records
-        are taken at step 0, every record_every steps and at the end
-    record : subset of ("loss", "risk", "excess_risk", "sharpness"); exact risk, excess
-        risk and sharpness (wrt="all" if W1 is trained, else "outer_bias") of
-        :mod:`bigstep.relu_risk` at each record step (sharpness is the expensive one)
-    progress : show a progress bar;  backend : "auto", "cpp" or "numba"
-    init : None, a ReLUNet1D, or a list of them (one per seed or one per network) to
-        start from instead of ReLUNet1D.init.  Then ``bias`` must stay 0.0 and ``inner``
-        only sets train_inner's default (ValueError if either would be ignored).
+    x : array
+        1-D training data, shape (n,) (read as float64; finite, n >= 1).
+    mu, sigma : float
+        The noise level, positive.
+    lr : float or sequence of float
+        Positive learning rates.  The networks are the Cartesian product of lr and seed,
+        lr outer and seed inner: network k has ``lr[k // len(seed)]`` and
+        ``seed[k % len(seed)]``.
+    steps : int
+        The number of steps, >= 0 (0: no training: the initial networks, one record at
+        step 0).
+    batch_size : int
+        B >= 1.
+    width : int or None
+        m, the number of neurons (default 1000, or the width of ``init``).
+    inner : str
+        "gaussian" (W1 ~ N(0, 1), Appendix E) or "sign" (W1 in {+1, -1}, the theory
+        setting).
+    train_inner : bool or None
+        Train W1 too (default True for "gaussian", False for "sign").
+    bias : float or array
+        The initial b1, a scalar or an array (width,) (as :meth:`ReLUNet1D.init`).
+    clip : float or None
+        None, or A > 0: clip W2 to [-A, A] after each step.
+    init : ReLUNet1D, list of ReLUNet1D or None
+        Networks to start from instead of :meth:`ReLUNet1D.init` (one per seed or one per
+        network).  Then ``bias`` must stay 0.0 and ``inner`` only sets train_inner's
+        default (ValueError if either would be ignored).
+    seed : int or sequence of int
+        Philox seeds, >= 0.
+    record_every : int or None
+        Record every this many steps (default ``max(1, steps // 100)``); records are
+        taken at step 0, every record_every steps and at the end.
+    record : tuple of str
+        A subset of ("loss", "risk", "excess_risk", "sharpness"): exact risk, excess
+        risk and sharpness (``wrt="all"`` if W1 is trained, else ``"outer_bias"``) of
+        :mod:`bigstep.relu_risk` at each record step (sharpness is the expensive one).
+    progress : bool
+        Show a progress bar.
+    backend : str
+        "auto", "cpp" or "numba".
 
-    Returns a :class:`TrainResult`.  Needs pandas (``pip install bigstep[repro]``).
-
-    Example
+    Returns
     -------
+    TrainResult
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> x = np.array([-1.0, 0.0, 1.0])
     >>> res = bigstep.train_sgd(x, 0.95, 0.3, lr=[0.1, 0.01], seed=[0, 1], steps=200, width=32,
@@ -279,17 +307,29 @@ def train_sgd(x, mu, sigma, *, lr, steps, batch_size=50, width=None, inner="gaus
 
 def train_gd(x, mu, sigma, *, lr, steps, width=None, inner="gaussian", train_inner=None, bias=0.0, clip=None,
              init=None, seed=0, record_every=None, record=RECORDS, progress=False, backend="auto") -> TrainResult:
-    """Gradient descent on the exact population DSM risk R_n (Appendix D), the update of
-    :func:`train_sgd` with the exact gradient: theta <- theta - m * lr * grad R_n(theta).
+    """Gradient descent on the exact population DSM risk ``R_n`` (Appendix D).
 
-    Same arguments (no batch_size) and result as :func:`train_sgd`; the history's
-    ``loss`` is the mean exact risk R_n(theta_j) over the steps since the previous record.
-    A step whose risk is not finite or above 1e16, or whose new parameters are not finite
-    or above 1e8, is refused and the network stops (marked diverged).  Each step costs
-    one :func:`bigstep.dsm_risk_grad` call, O(n m + m log m); networks run one after the other.
+    The update of :func:`train_sgd` with the exact gradient:
 
-    Example
+        theta <- theta - m lr grad R_n(theta)
+
+    The history's ``loss`` is the mean exact risk ``R_n(theta_j)`` over the steps since
+    the previous record.  A step whose risk is not finite or above 1e16, or whose new
+    parameters are not finite or above 1e8, is refused and the network stops (marked
+    diverged).  Each step costs one :func:`bigstep.dsm_risk_grad` call,
+    O(n m + m log m); networks run one after the other.
+
+    Parameters
+    ----------
+    x, mu, sigma, lr, steps, width, inner, train_inner, bias, clip, init, seed, record_every, record, progress, backend
+        As in :func:`train_sgd` (there is no batch).
+
+    Returns
     -------
+    TrainResult
+
+    Examples
+    --------
     >>> import bigstep, numpy as np
     >>> res = bigstep.train_gd(np.array([-1.0, 1.0]), 0.9, 0.5, lr=0.01, steps=20, width=16,
     ...                        record=("risk",), record_every=10)
