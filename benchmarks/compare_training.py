@@ -23,7 +23,20 @@ Figure 2 workload (--figure2 to run it; otherwise projected from the measured ra
 steps x 30 seeds, m = 1000, B = 50: 16.8 M network-steps, one fused call per (t, lr)
 with the excess risk recorded at the end only.
 
-Usage:  python benchmarks/compare_training.py [--quick] [--figure2 [--figure2-scale S]] [--out PATH]
+d-D trainers (--nd, or --only-nd to skip the 1-D part): the fused d-D trainer
+(bigstep.train_dsm / train_diffusion on the CPU: cpp and numba backends, one network,
+one thread) against (a) the plain torch loop a user would write for the same network
+(autograd, torch.optim.SGD(lr = m lr), the same batch, loss and update; float64 and the
+trainer's dtype; 1 and torch's default threads, the faster counts) and (b) bigstep's own
+batched torch trainer (backend="torch", one network, 1 thread).  Workloads: the paper's
+networks -- Figure 2 d = 10 (DSM, m = 1000, B = 50, float64), Figure 3 at the quick size
+(diffusion, d = 2, m = 200, B = 1000, float32) and at the paper's size (m = 1000,
+B = 5000, float32), Figure 4 at d = 50 (m = 1000, B = 5000, float32).  Rounds are
+interleaved (each round times every implementation once; the best round counts), as the
+machine is shared.
+
+Usage:  python benchmarks/compare_training.py [--quick] [--figure2 [--figure2-scale S]] [--nd | --only-nd]
+                                              [--out PATH]
 """
 
 from __future__ import annotations
@@ -86,7 +99,7 @@ def torch_rate(x, mu, sigma, steps, dtype_name):
 def bigstep_rate(x, mu, sigma, networks, steps, backend):
     import bigstep
 
-    kw = dict(lr=LR, seed=list(range(networks)), m=M, batch_size=BATCH, record=(), backend=backend)
+    kw = dict(lr=LR, seed=list(range(networks)), width=M, batch_size=BATCH, record=(), backend=backend)
     bigstep.train_sgd(x, mu, sigma, steps=5, **kw)  # compile / load
     t = _common.timed(lambda: bigstep.train_sgd(x, mu, sigma, steps=steps, record_every=steps, **kw), repeat=3,
                       warmup=False, max_seconds=3.0)
@@ -113,14 +126,163 @@ def figure2(steps_scale: float = 1.0):
     return time.perf_counter() - t0, out
 
 
+# d-D workloads: name, kind, d, width, batch, dtype, steps timed (fused), steps timed (torch loops)
+ND_CASES = (
+    ("fig2 d=10 DSM", "dsm", 10, 1000, 50, "float64", 400, 60),
+    ("fig3 quick diffusion", "diffusion", 2, 200, 1000, "float32", 300, 40),
+    ("fig3 paper-size diffusion", "diffusion", 2, 1000, 5000, "float32", 20, 4),
+    ("fig4 d=50 diffusion", "diffusion", 50, 1000, 5000, "float32", 3, 2),
+)
+
+
+def _nd_problem(kind, d):
+    import bigstep
+
+    x = bigstep.gaussian_noise(1, (20 if kind == "dsm" else 10, d), stream=11) * (1.0 if kind == "dsm" else 2.0)
+    mu, sigma = (float(v) for v in bigstep.noise_schedule(0.2))
+    return x, mu, sigma
+
+
+def nd_fused_rate(case, steps, backend):
+    """Network-steps/s of the fused trainer, one network on one thread."""
+    import bigstep
+
+    name, kind, d, m, B, dtype = case[:6]
+    x, mu, sigma = _nd_problem(kind, d)
+    kw = dict(lr=0.01, seed=0, batch_size=B, width=m, dtype=dtype, backend=backend, num_threads=1)
+    if kind == "dsm":
+        def run(k):
+            bigstep.train_dsm(x, mu, sigma, steps=k, record=(), coordinates="mean", **kw)
+    else:
+        def run(k):
+            bigstep.train_diffusion(x, steps=k, **kw)
+    run(2)
+    t0 = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - t0)
+
+
+def nd_torch_batched_rate(case, steps):
+    """bigstep's batched torch trainer (backend="torch"), one network, 1 thread."""
+    import bigstep
+
+    name, kind, d, m, B, dtype = case[:6]
+    x, mu, sigma = _nd_problem(kind, d)
+    kw = dict(lr=0.01, seed=0, batch_size=B, width=m, dtype=dtype, backend="torch", num_threads=1)
+    if kind == "dsm":
+        def run(k):
+            bigstep.train_dsm(x, mu, sigma, steps=k, record=(), coordinates="mean", **kw)
+    else:
+        def run(k):
+            bigstep.train_diffusion(x, steps=k, **kw)
+    run(2)
+    t0 = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - t0)
+
+
+def nd_torch_loop_rate(case, steps, dtype_name):
+    """The plain torch loop for one network of the case (autograd + torch.optim.SGD)."""
+    import math
+
+    import torch
+
+    from bigstep.training import time_grid
+    from bigstep.scores import noise_schedule
+
+    name, kind, d, m, B = case[:5]
+    x, mu, sigma = _nd_problem(kind, d)
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(0)
+    p = d if kind == "dsm" else d + 1
+    xt = torch.as_tensor(x, dtype=dtype)
+    W1 = (torch.randn(m, p, generator=g, dtype=dtype) / math.sqrt(p)).requires_grad_()
+    b = torch.zeros(m, dtype=dtype).requires_grad_()
+    W2 = torch.randn(d, m, generator=g, dtype=dtype).requires_grad_()
+    opt = torch.optim.SGD([W1, b, W2], lr=m * 0.01)
+    norm = float(B * d)
+    times, probs = time_grid()
+    mus, sigmas = noise_schedule(times, kind="ou")
+    tt, pt = torch.as_tensor(times, dtype=dtype), torch.as_tensor(probs)
+    mt, st = torch.as_tensor(mus, dtype=dtype), torch.as_tensor(sigmas, dtype=dtype)
+
+    def step():
+        i = torch.randint(0, xt.shape[0], (B,), generator=g)
+        z = torch.randn(B, d, generator=g, dtype=dtype)
+        if kind == "dsm":
+            u, zc = mu * xt[i] + sigma * z, z / sigma
+        else:
+            k = torch.multinomial(pt, B, replacement=True, generator=g)
+            u = torch.cat([mt[k, None] * xt[i] + st[k, None] * z, tt[k, None]], 1)
+            zc = -z
+        F = torch.relu(u @ W1.T + b) @ W2.T / m + zc
+        loss = (F * F).sum() / norm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - t0)
+
+
+def nd_section(quick: bool, rounds: int = 3):
+    """Interleaved rounds over every implementation of every d-D case; the best round counts."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    default_threads = torch.get_num_threads() if torch is not None else 1
+    rows = []
+    for case in ND_CASES:
+        name, kind, d, m, B, dtype, fused_steps, torch_steps = case
+        if quick:
+            fused_steps, torch_steps = max(2, fused_steps // 4), max(1, torch_steps // 4)
+        impls = [("fused cpp", lambda: nd_fused_rate(case, fused_steps, "cpp")),
+                 ("fused numba", lambda: nd_fused_rate(case, max(2, fused_steps // 4), "numba"))]
+        if torch is not None:
+            impls.append(("bigstep torch trainer (1 thread)", lambda: nd_torch_batched_rate(case, torch_steps)))
+            for threads in sorted({1, default_threads}):
+                for dt in sorted({"float64", dtype}):
+                    def loop(threads=threads, dt=dt):
+                        torch.set_num_threads(threads)
+                        try:
+                            return nd_torch_loop_rate(case, torch_steps, dt)
+                        finally:
+                            torch.set_num_threads(default_threads)
+                    impls.append((f"torch loop ({dt}, {threads} thread(s))", loop))
+        best = {}
+        for _ in range(rounds):
+            for label, fn in impls:
+                best[label] = max(best.get(label, 0.0), fn())
+        loops = [v for k, v in best.items() if k.startswith("torch loop")]
+        peer = max(loops) if loops else float("nan")
+        for label, rate in best.items():
+            rows.append({"case": name, "impl": label, "width": m, "batch": B, "d": d, "dtype": dtype,
+                         "rate": rate, "vs_torch_loop": rate / peer,
+                         "vs_torch_trainer": rate / best.get("bigstep torch trainer (1 thread)", float("nan"))})
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
     ap.add_argument("--figure2", action="store_true", help="run the full Figure 2 1-D workload (minutes)")
     ap.add_argument("--figure2-scale", type=float, default=1.0,
                     help="with --figure2: multiply every run's steps by this (e.g. 0.01 for a smoke run)")
+    ap.add_argument("--nd", action="store_true", help="also time the d-D trainers (Figures 2-5 networks)")
+    ap.add_argument("--only-nd", action="store_true", help="time the d-D trainers only")
     ap.add_argument("--out", default=str(RESULTS / "training_cpu.json"))
+    ap.add_argument("--machine", default=None, help="a name for the machine, stored with the d-D results")
     args = ap.parse_args(argv)
+    if args.only_nd:
+        load = _common.OtherLoad()
+        rows = nd_section(args.quick)
+        _report_nd(rows, load.share(), args.out, args.machine)
+        return
 
     import bigstep
 
@@ -198,7 +360,40 @@ def main(argv=None) -> None:
         "machine": _common.machine_info(),
         "bigstep_threads": bigstep._backend.core().openmp_max_threads() if bigstep._backend.core() else None,
     }
+    if args.nd:
+        payload["nd"] = _nd_payload(nd_section(args.quick), load.share())
     path = _common.write_json(args.out, payload)
+    print(f"wrote {path}")
+
+
+def _nd_payload(rows, other):
+    for r in rows:
+        r["rate_str"] = f"{r['rate']:,.1f}"
+        r["ratio_str"] = f"{r['vs_torch_loop']:.1f}x"
+        r["ratio2_str"] = f"{r['vs_torch_trainer']:.1f}x"
+    print(f"d-D trainers, one network; other processes took {other:.0%} of the CPU meanwhile (shared machine)")
+    print(_common.format_table(rows, [("case", "workload"), ("impl", "implementation"), ("rate_str", "steps/s"),
+                                      ("ratio_str", "vs torch loop"), ("ratio2_str", "vs bigstep torch trainer")]))
+    fused = {r["case"]: r["vs_torch_loop"] for r in rows if r["impl"] == "fused cpp"}
+    return {"results": [{k: r[k] for k in ("case", "impl", "width", "batch", "d", "dtype", "rate", "vs_torch_loop",
+                                           "vs_torch_trainer")} for r in rows],
+            "target": {"what": "fused d-D trainer (cpp, one network, one thread) vs the faster plain torch CPU loop",
+                       "needs": f">= {TARGET}x", "got": fused,
+                       "met": {k: bool(v >= TARGET) for k, v in fused.items()}},
+            "other_load_share": other}
+
+
+def _report_nd(rows, other, out, machine=None):
+    import json
+    from pathlib import Path
+
+    path = Path(out)
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload["nd"] = _nd_payload(rows, other)
+    payload["nd"]["machine"] = _common.machine_info()
+    if machine:
+        payload["nd"]["machine"]["name"] = machine
+    path = _common.write_json(out, payload)
     print(f"wrote {path}")
 
 

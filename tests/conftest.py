@@ -14,7 +14,7 @@ probes the hardware at import time) over
 
 A device backend (``cuda``, ``torch``) runs a test only where it has the kernels of the
 test's family (:func:`test_family`: the module ``test_<family>.py``, or an entry of
-``FAMILY_OF_TEST``); elsewhere the test is skipped with the reason.
+``FAMILY_OF_TEST`` or ``FAMILY_OF_MODULE``); elsewhere the test is skipped with the reason.
 
 The fixture's value is the backend name to pass as ``backend=`` ("cuda", "cpp",
 "numba", "torch").  ``all_backend_ids()`` and ``use_backend(id)`` give the same list and switch
@@ -135,6 +135,10 @@ FAMILY_OF_TEST = {
     "test_sgd.py::test_train_gd_decreases_the_exact_risk": "relu_risk",  # exact GD: relu_risk kernels
     "test_interop.py::test_memory_mapped_data_are_not_copied": "relu_risk",  # DSMRisk first (then rf, sgd)
 }
+# test module -> the family all its tests exercise (where the module's name is not the family's)
+FAMILY_OF_MODULE = {
+    "test_training_fused.py": "sgd_nd",  # the fused d-D trainer; torch's loop: test_training_nd.py
+}
 
 
 def test_family(node) -> str | None:
@@ -145,6 +149,8 @@ def test_family(node) -> str | None:
     name = f"{module}::{node.originalname}"
     if name in FAMILY_OF_TEST:
         return FAMILY_OF_TEST[name]
+    if module in FAMILY_OF_MODULE:
+        return FAMILY_OF_MODULE[module]
     stem = module[len("test_"):-len(".py")] if module.startswith("test_") else ""
     return stem if stem in _backend.FAMILIES else None
 

@@ -20,6 +20,17 @@ from bigstep.random import gaussian_noise, uniform  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def torch_route(monkeypatch):
+    """These tests are about the torch trainer: bigstep.train_dsm / train_diffusion here take
+    backend="torch" unless a test passes another (on the CPU the default is the fused kernel,
+    tested in tests/test_training_fused.py against the same references)."""
+    import functools
+
+    for name in ("train_dsm", "train_diffusion"):
+        monkeypatch.setattr(bigstep, name, functools.partial(getattr(problems, name), backend="torch"))
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny problems: one torch thread (two threads on a busy 2-core machine can be 100x
     slower for these sizes, the OpenMP threads waiting on each other)."""
@@ -427,9 +438,12 @@ def test_num_threads_is_restored():
 
 
 def test_missing_torch_names_the_extra(monkeypatch):
+    """The torch route needs torch and says how to install it; the CPU default does not."""
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match=r"bigstep\[torch\]"):
         bigstep.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1)
+    res = problems.train_dsm(X2, 0.9, 0.5, lr=0.1, steps=1, width=8, record=("loss",))
+    assert res.steps_done.tolist() == [1]
 
 
 @pytest.mark.parametrize("module", [problems, mc])

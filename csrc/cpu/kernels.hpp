@@ -33,6 +33,8 @@ struct SamplerSteps;  // bigstep/sampler.hpp
 }  // namespace bigstep
 namespace bigstep::cpu {
 struct SgdChunk;  // bigstep/sgd.hpp
+template <class T>
+struct SgdNdChunk;  // bigstep/sgd_nd.hpp
 }  // namespace bigstep::cpu
 
 // --- optimal-score family (optimal_score_1d_kernels.cpp, optimal_score_nd_*.cpp,
@@ -134,9 +136,12 @@ struct SgdChunk;  // bigstep/sgd.hpp
   KERNEL(sampler_normals, void,                                                                     \
     (std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, double* out, index_t count))
 
-// --- SGD family (sgd_kernels.cpp, bigstep/sgd.hpp) --------------------------------------
+// --- SGD family (sgd_kernels.cpp, bigstep/sgd.hpp; sgd_nd_kernels.cpp, bigstep/sgd_nd.hpp) ---
 // sgd_train: one chunk of steps of many 1-D networks trained side by side (SgdChunk).
 #define BIGSTEP_SGD_PLAIN(KERNEL) KERNEL(sgd_train, void, (const SgdChunk& c))
+// sgd_nd_train: one chunk of steps of many d-D networks (DSM or time-conditional
+//   diffusion, SgdNdChunk<T>: parameters in T, data and draws in double; sgd_nd_kernels.cpp).
+#define BIGSTEP_SGD_TYPED(KERNEL) KERNEL(sgd_nd_train, void, (const SgdNdChunk<T>& c))
 
 // --- local family (local_kernels.cpp, math in bigstep/local.hpp) ----------------------
 // local_posterior_mean: the local (equivariant = false) or equivariant local posterior mean
@@ -154,7 +159,8 @@ struct SgdChunk;  // bigstep/sgd.hpp
   BIGSTEP_OPTIMAL_SCORE_TYPED(KERNEL)                                                               \
   BIGSTEP_FGT_TYPED(KERNEL)                                                                         \
   BIGSTEP_METRICS_TYPED(KERNEL)                                                                     \
-  BIGSTEP_LOCAL_TYPED(KERNEL)
+  BIGSTEP_LOCAL_TYPED(KERNEL)                                                                       \
+  BIGSTEP_SGD_TYPED(KERNEL)
 #define BIGSTEP_PLAIN_KERNELS(KERNEL)                                                               \
   BIGSTEP_OPTIMAL_SCORE_PLAIN(KERNEL)                                                               \
   BIGSTEP_RANDOM_FEATURES_PLAIN(KERNEL)                                                             \

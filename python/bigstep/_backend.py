@@ -78,6 +78,11 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
         "sgd_train": ("x", "mu", "sigma", "lr", "seed", "w1", "w2", "b", "batch", "train_inner", "clip", "k0", "k1",
                       "diverged_step", "loss_sum", "loss_count"),
     },
+    "sgd_nd": {
+        "sgd_nd_train": ("x", "data_of", "diffusion", "mu", "sigma", "times", "mus", "sigmas", "cdf", "norm", "lr",
+                         "seed", "w1t", "b", "w2", "batch", "max_abs", "k0", "k1", "steps", "diverged_step",
+                         "loss_sum", "loss_count"),
+    },
 }
 
 _lock = threading.Lock()

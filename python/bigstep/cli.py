@@ -38,8 +38,12 @@ def _demo(args) -> int:
 def _reproduce(args) -> int:
     from .reproduce import reproduce
 
-    report = reproduce(args.figure, out=args.out, quick=args.quick, seed=args.seed, device=args.device,
-                       progress=not args.no_progress)
+    try:
+        report = reproduce(args.figure, out=args.out, seed=args.seed, quick=not args.full, device=args.device,
+                           progress=not args.no_progress, backend=args.backend, panels=args.panel)
+    except ImportError as exc:  # an optional package: one line saying which and how to install it
+        print(f"bigstep reproduce {args.figure}: {exc}", file=sys.stderr)
+        return 2
     print(report.text())
     print(f"{args.figure}: {report.verdict}; files written:")
     for f in report.files:
@@ -102,7 +106,13 @@ def main(argv=None) -> int:
                          description="\n".join(f"{k}: {v[1]}" for k, v in FIGURES.items()),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("figure", choices=sorted(FIGURES))
-    rep.add_argument("--quick", action="store_true", help="small sizes: minutes on 2 CPU cores")
+    size = rep.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes: minutes on 2 CPU cores (the default)")
+    size.add_argument("--full", action="store_true", help="the paper's settings (Appendix E)")
+    rep.add_argument("--backend", default="auto", choices=["auto", "cpp", "numba"],
+                     help="CPU kernels to run on (default: the compiled ones, else Numba)")
+    rep.add_argument("--panel", action="append", default=None,
+                     help="run only this panel (repeatable): fig2 d=1|d=10, fig5 d=1|d=10|diffusion")
     rep.add_argument("--out", default=None, help="output folder (default ./bigstep-<figure>)")
     rep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     rep.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 
 from ._report import Report
@@ -36,7 +37,7 @@ FIGURES = {
 
 
 def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, device: str = "cpu",
-              progress: bool = True) -> Report:
+              progress: bool = True, backend: str = "auto", panels=None) -> Report:
     """Run one reproduction and write its files under ``out``.
 
     Parameters
@@ -46,21 +47,29 @@ def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, devi
     out : str or path or None
         The folder (default ``./bigstep-FIGURE``), created if needed.
     seed : int
-        The Philox seed, >= 0.
+        The base seed, >= 0 (each replicate derives its own Philox seed from it).
     quick : bool
-        Sizes that finish in minutes on 2 CPU cores and still show the effect; the full
-        run uses the paper's settings (Appendix E).
+        Sizes that finish in minutes to an hour on 2 CPU cores; the full run uses the
+        paper's settings (Appendix E).
     device : str
         "cpu" or "cuda" (the torch trainers).
     progress : bool
         Progress bars.
+    backend : str
+        "auto", "cpp" or "numba": runs every CPU kernel of the reproduction on that backend.
+    panels : str or list of str or None
+        A subset of a multi-panel figure's panels (fig2: "d=1", "d=10"; fig5: "d=1",
+        "d=10", "diffusion"); the verdict then covers those panels only, and the summary
+        says so.
 
     Returns
     -------
     Report
-        The claim, the verdict, the numbers and the paths of the files written.
+        The claim, the verdict with its confidence, the numbers and the paths of the files
+        written.
     """
     from .._validate import integer
+    from ._common import cpu_backend
 
     if figure not in FIGURES:
         raise ValueError(f"figure must be one of {sorted(FIGURES)}, got {figure!r}")
@@ -70,6 +79,20 @@ def reproduce(figure: str, *, out=None, seed: int = 0, quick: bool = False, devi
     out = Path(out if out is not None else f"bigstep-{figure}")
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f".{FIGURES[figure][0]}", __name__)
-    report = module.run(out, quick=bool(quick), seed=seed, device=device, progress=bool(progress))
+    extra = {}
+    if panels is not None:
+        names = getattr(module, "PANEL_NAMES", None)
+        if names is None:
+            raise ValueError(f"panels: {figure} has no panels to choose from")
+        panels = [panels] if isinstance(panels, str) else list(panels)
+        bad = [p for p in panels if p not in names]
+        if bad or not panels:
+            raise ValueError(f"panels must be a non-empty subset of {list(names)} for {figure}, got {panels!r}")
+        extra["panels"] = tuple(p for p in names if p in panels)
+    cpu0 = time.process_time()
+    with cpu_backend(backend):
+        report = module.run(out, quick=bool(quick), seed=seed, device=device, progress=bool(progress), **extra)
+    report.cpu_seconds = time.process_time() - cpu0
+    report.settings.setdefault("backend", backend)
     report.write(out)
     return report

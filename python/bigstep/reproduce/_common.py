@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import _streams as streams
@@ -32,6 +34,41 @@ def training_set(seed: int, n: int, d: int | None = None, scale: float = 1.0, in
     return scale * (z if d is None else z.reshape(n, d))
 
 
+def replicate_seed(seed: int, r: int) -> int:
+    """Philox seed of replicate r of a run with base seed ``seed``: runs with different
+    base seeds share no replicate (seed * 2^16 + r)."""
+    return int(seed) * 65536 + int(r)
+
+
+@contextlib.contextmanager
+def cpu_backend(backend: str):
+    """Every CPU kernel call of the block whose backend is "auto" runs on ``backend``
+    ("auto", "cpp" or "numba"): how a reproduction is run on the Numba fallback."""
+    from .. import _backend
+
+    if backend not in ("auto", "cpp", "numba"):
+        raise ValueError(f"backend must be 'auto', 'cpp' or 'numba', got {backend!r}")
+    if backend == "auto":
+        yield
+        return
+    reason = _backend.why_unavailable(backend)
+    if reason is not None:
+        raise ValueError(f"backend {backend!r} is not available: {reason}")
+    before = _backend.CPU_BACKENDS
+    _backend.CPU_BACKENDS = (backend,)
+    try:
+        yield
+    finally:
+        _backend.CPU_BACKENDS = before
+
+
+def compiled_jobs() -> bool:
+    """Whether "auto" runs the compiled kernels (jobs may then share the cores as threads)."""
+    from .. import _backend
+
+    return _backend.CPU_BACKENDS[0] == "cpp" and _backend.why_unavailable("cpp") is None
+
+
 def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
@@ -43,8 +80,10 @@ def late_excess_risk(history, steps: int) -> float:
     return float(late["excess_risk"].mean()) if len(late) else float("nan")
 
 
-def torch_missing() -> str:
-    """"" when torch can be imported, else why not (the d-D panels need it)."""
-    import importlib.util
+def score_norm2(x, mu: float, sigma: float) -> float:
+    """(1/n) sum_i E_i ||s*(Y)||^2 = d / sigma^2 - R_n(s*) (s* is the L2 projection of the
+    target -(Y - mu x_i) / sigma^2, whose mean square is d / sigma^2), 1-D exact: the scale
+    of the relative excess risk (excess risk / ||s*||^2)."""
+    from ..optimal_risk import optimal_risk
 
-    return "" if importlib.util.find_spec("torch") is not None else "torch is not installed"
+    return 1.0 / sigma**2 - float(optimal_risk(x, mu, sigma))

@@ -28,7 +28,7 @@ def map_jobs(fn, jobs, *, cost=None, progress=False, label="jobs", workers=None)
     results = [None] * len(jobs)
     done = 0
     if workers is None:
-        workers = (os.cpu_count() or 1) if _backend.core() is not None else 1
+        workers = (os.cpu_count() or 1) if _backend.CPU_BACKENDS[0] == "cpp" and _backend.core() is not None else 1
     if workers <= 1:
         for i in order:
             results[i] = fn(jobs[i])

@@ -18,7 +18,6 @@ from .._arrays import as_numpy
 from .._validate import integer, real_scalar, training_data, uint64
 from ..nets import ReLUNet1D, ReLUNetND, TimeReLUScore
 from ..random import gaussian_noise, uniform
-from ._args import torch_module
 
 __all__ = ["excess_risk_mc", "sharpness_mc", "diffusion_sharpness_mc"]
 
@@ -153,42 +152,14 @@ def _sharpness_args(n_mc, seed, tol, max_iter, num_threads):
     return K, seed, float(tol), max_iter
 
 
-def _fixed_sample_sharpness(torch, W1, b, W2, u, zc, norm, tol, max_iter, num_threads, out_bias=None):
+def _fixed_sample_sharpness(W1, b1, W2, u, zc, norm, tol, max_iter, out_bias=None):
     """lambda_max of the Hessian wrt theta = (W1, b1, W2) (flattened in that order) of
-    L(theta) = sum ||(1/m) W2 relu(W1 u + b) [+ out_bias] + zc||^2 / norm over the rows of
-    u (N, p), zc (N, d): Lanczos on exact Hessian-vector products (double backward through
-    the retained graph of the gradient), float64 on the CPU."""
-    from .._lanczos import largest_eigenvalue
+    L(theta) = sum ||(1/m) W2 relu(W1 u + b1) [+ out_bias] + zc||^2 / norm over the rows of
+    u (N, p), zc (N, d): Lanczos on exact closed-form Hessian-vector products in numpy,
+    float64 (:mod:`bigstep.training._fixed_sample`; no torch needed)."""
+    from ._fixed_sample import sharpness
 
-    m, p = W1.shape
-    d = W2.shape[0]
-    n1, n2 = m * p, m * p + m
-    U = torch.as_tensor(u, dtype=torch.float64)
-    ZC = torch.as_tensor(zc if out_bias is None else zc + out_bias, dtype=torch.float64)
-    theta = torch.as_tensor(np.concatenate([W1.ravel(), b, W2.ravel()]), dtype=torch.float64)
-
-    def loss(th):
-        H = torch.relu(U @ th[:n1].reshape(m, p).T + th[n1:n2])
-        F = H @ th[n2:].reshape(d, m).T / m + ZC
-        return (F * F).sum() / norm
-
-    before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        with torch.enable_grad():
-            theta.requires_grad_(True)
-            (grad,) = torch.autograd.grad(loss(theta), theta, create_graph=True)  # kept: one backward per product
-
-            def hvp(v):
-                vt = torch.as_tensor(v, dtype=torch.float64)
-                (hv,) = torch.autograd.grad(grad, theta, grad_outputs=vt, retain_graph=True)
-                return hv.detach().numpy().copy()
-
-            return largest_eigenvalue(hvp, theta.shape[0], tol=tol, max_iter=max_iter)
-    finally:
-        if num_threads is not None:
-            torch.set_num_threads(before)
+    return sharpness(W1, b1, W2, u, zc if out_bias is None else zc + out_bias, norm, tol=tol, max_iter=max_iter)
 
 
 def _dsm_params(net, d):
@@ -222,7 +193,7 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
     random numbers: the same Z for every network given the same seed), so R_K is one
     deterministic function of theta and its Hessian is computed exactly: Lanczos
     (:mod:`bigstep._lanczos`, full reorthogonalisation, stops at relative residual
-    ``tol``) on exact Hessian-vector products (torch double backward), never forming
+    ``tol``) on exact closed-form Hessian-vector products (numpy, no torch), never forming
     the Hessian.  The authors' notebook did the same on a fixed noise
     sample, by power iteration.
 
@@ -244,7 +215,7 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
     tol, max_iter : float, int or None
         Lanczos' stopping rule (max_iter None: min(number of parameters, 600)).
     num_threads : int or None
-        torch CPU threads for this call (restored afterwards).
+        Accepted for compatibility (the products are numpy matrix products).
 
     Returns
     -------
@@ -283,7 +254,6 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
     >>> bool(np.isclose(sharpness_mc(net, x, 0.9, 0.5, n_mc=50, coordinates="mean"), s / 2))
     True
     """
-    torch = torch_module()
     xa = np.asarray(training_data(x), dtype=np.float64)
     x2 = xa.reshape(-1, 1) if xa.ndim == 1 else xa
     n, d = x2.shape
@@ -296,7 +266,7 @@ def sharpness_mc(net, x, mu, sigma, *, coordinates="sum", n_mc=100, seed=0, tol=
     z = gaussian_noise(seed, (n, K, d), stream=_STREAM_SHARP).reshape(n * K, d)
     u = np.repeat(mu * x2, K, axis=0) + sigma * z
     norm = float(n * K * (d if coordinates == "mean" else 1))
-    return _fixed_sample_sharpness(torch, W1, b, W2, u, z / sigma, norm, tol, max_iter, num_threads)
+    return _fixed_sample_sharpness(W1, b, W2, u, z / sigma, norm, tol, max_iter)
 
 
 def diffusion_sharpness_mc(score, x, *, n_times=None, T=None, delta=None, time_weights=None, schedule=None,
@@ -356,7 +326,6 @@ def diffusion_sharpness_mc(score, x, *, n_times=None, T=None, delta=None, time_w
     from .problems import time_grid
     from .result import TrainResult
 
-    torch = torch_module()
     xa = np.asarray(training_data(x, ndim=2), dtype=np.float64)
     n, d = xa.shape
     K, seed, tol, max_iter = _sharpness_args(n_mc, seed, tol, max_iter, num_threads)
@@ -400,5 +369,5 @@ def diffusion_sharpness_mc(score, x, *, n_times=None, T=None, delta=None, time_w
     u[:, :d] = mus[kt][:, None] * np.repeat(xa, K, axis=0) + sigmas[kt][:, None] * z
     u[:, d] = times[kt]
     b2 = np.asarray(score.b2, dtype=np.float64)
-    return _fixed_sample_sharpness(torch, score.W1, score.b1, score.W2, u, -z, float(n * K * d), tol, max_iter,
-                                   num_threads, out_bias=b2 if np.any(b2) else None)
+    return _fixed_sample_sharpness(score.W1, score.b1, score.W2, u, -z, float(n * K * d), tol, max_iter,
+                                   out_bias=b2 if np.any(b2) else None)

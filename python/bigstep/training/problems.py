@@ -56,7 +56,11 @@ and copied to the training device (and dtype): on CUDA the draws are the CPU's, 
 CUDA run differs from a CPU run only by floating-point rounding.  Generating them costs
 (2 + d) B numbers per step and seed, small beside the step's O(B m p) work.
 
-Requires PyTorch (``pip install bigstep[torch]``); importing bigstep does not import it.
+On the CPU, train_dsm and train_diffusion run by default in the fused compiled trainer
+(:mod:`bigstep.training.sgd_nd`: the same draws, update and divergence rule, no torch;
+``backend="cpp"`` or ``"numba"`` picks its backend); ``backend="torch"`` or a CUDA device
+takes the torch loop above, which requires PyTorch (``pip install bigstep[torch]``).
+Importing bigstep does not import torch.
 """
 
 from __future__ import annotations
@@ -164,8 +168,39 @@ class _DiffusionProblem:
 # ------------------------------------------------------------------ public trainers
 
 
-def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads):
-    torch = torch_module()
+def _route(device, backend):
+    """(route, backend): "fused" with "cpp"/"numba" (CPU, no torch needed) or "torch"."""
+    if not isinstance(backend, str) or backend not in ("auto", "cpp", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'cpp', 'numba' or 'torch', got {backend!r}")
+    on_cpu = isinstance(device, str) and device == "cpu"
+    if backend == "torch" or (backend == "auto" and not on_cpu):
+        return "torch", "torch"
+    if not on_cpu:
+        raise ValueError(f"backend {backend!r} trains on the CPU only; device must be 'cpu', got {device!r} "
+                         "(backend='torch' or 'auto' for a GPU)")
+    from .. import _backend
+
+    return "fused", _backend.resolve(backend, family="sgd_nd")
+
+
+def _numpy_dtype(dtype):
+    """float32 / float64 from a name, a numpy dtype or a torch dtype (without importing torch)."""
+    if str(dtype) in ("float32", "torch.float32"):
+        return np.float32
+    if str(dtype) in ("float64", "torch.float64"):
+        return np.float64
+    try:
+        npd = np.dtype(dtype)
+    except TypeError:
+        npd = None
+    if npd in (np.float32, np.float64):
+        return npd.type
+    raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+
+
+def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads,
+            backend="torch"):
+    route, backend = _route(device, backend)
     lr = np.asarray(positives(lr, "lr"), dtype=np.float64)
     seeds = integers(seed, "seed")
     steps = integers(steps, "steps")
@@ -174,20 +209,37 @@ def _common(lr, seed, steps, batch_size, width, device, dtype, record_every, pro
                          f"got length {len(steps)}")
     batch_size = integer(batch_size, "batch_size", minimum=1)
     width = integer(width, "width", minimum=1)
-    dev = check_device(torch, device)
-    dt = check_dtype(torch, dtype)
+    if route == "torch":
+        torch = torch_module()
+        dev = check_device(torch, device)
+        dt = check_dtype(torch, dtype)
+    else:
+        dev, dt = "cpu", _numpy_dtype(dtype)
     record_every = check_record_every(record_every)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     max_abs = real_scalar(max_abs, "max_abs")
     if num_threads is not None:
         integer(num_threads, "num_threads", minimum=1)
-    return lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs
+    return lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend
+
+
+def _run(problem, backend, **kw):
+    """The torch loop, or the fused CPU kernel of ``backend`` (:mod:`bigstep.training.sgd_nd`);
+    ``num_threads`` is then the kernel's thread count for the call (restored after)."""
+    if backend == "torch":
+        return train_networks(problem, **kw)
+    from .result import TrainResult
+    from .sgd_nd import train_fused, using_threads
+
+    kw.pop("device")
+    with using_threads(backend, kw.pop("num_threads")):
+        return train_fused(problem, backend=backend, result_cls=TrainResult, **kw)
 
 
 def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates="sum", n_mc=1000, seed=0,
               record_every=None, record=("loss", "excess_risk"), max_abs=PARAM_LIMIT, device="cpu",
-              dtype="float64", num_threads=None, progress=False):
+              dtype="float64", num_threads=None, progress=False, backend="auto"):
     """SGD on the DSM loss at one noise level for two-layer ReLU nets R^d -> R^d (Figure 2 right).
 
     With ``Y_b = mu x_{i_b} + sigma Z_b`` and the squared norm summed over the d
@@ -198,7 +250,8 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
         theta <- theta - m lr grad L_j(theta),   theta = (W1, b1, W2)
 
     The draws, the batching of many networks and the divergence rule are those of the
-    module :mod:`bigstep.training.problems`.  Requires PyTorch.
+    module :mod:`bigstep.training.problems`.  On the CPU no PyTorch is needed (the fused
+    trainer); the torch route (``backend="torch"`` or a GPU) requires it.
 
     Parameters
     ----------
@@ -240,12 +293,17 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
     dtype : str or torch.dtype
         "float64" (default) or "float32" (or torch dtypes).
     num_threads : int or None
-        torch CPU threads for this call (restored afterwards); None leaves torch's
-        setting alone.  On a machine shared with other busy processes, 1 thread can be
-        ten times faster than 2 for small batches (the threads wait on each other).
+        Threads for this call (restored afterwards): torch's on the torch route, the
+        compiled kernels' on the fused route; None leaves the setting alone.  On a machine
+        shared with other busy processes, 1 torch thread can be ten times faster than 2
+        for small batches (the threads wait on each other).
     progress : bool
         A progress bar on stderr.  Ctrl-C stops the call within about a second
         (KeyboardInterrupt, nothing returned).
+    backend : str
+        "auto" (default: on the CPU the fused compiled trainer, "cpp" else "numba"; on a
+        GPU torch), "cpp", "numba" (fused, CPU, no torch) or "torch" (the torch loop).
+        Same seed, same draws: the routes agree up to floating-point rounding.
 
     Returns
     -------
@@ -263,8 +321,8 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
     >>> list(res.history.columns)
     ['network', 'lr', 'seed', 'step', 'loss', 'excess_risk', 'excess_risk_se', 'diverged']
     """
-    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs = _common(
-        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads)
+    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend = _common(
+        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads, backend)
     xa = np.asarray(as_numpy(x, "x"), dtype=np.float64)
     if xa.ndim == 3:
         if xa.shape[0] != len(seeds):
@@ -286,9 +344,9 @@ def train_dsm(x, mu, sigma, *, lr, steps, batch_size=50, width=1000, coordinates
         raise ValueError(f"coordinates must be 'sum' or 'mean', got {coordinates!r}")
     problem = _DSMProblem(np.ascontiguousarray(data), mu, sigma, data_of_seed,
                           np.tile(np.arange(len(seeds)), lr.shape[0]), coordinates == "mean")
-    return train_networks(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
-                  dtype=dt, record_every=record_every, record=tuple(record), n_mc=n_mc, progress=progress,
-                  max_abs=max_abs, label="train_dsm", num_threads=num_threads)
+    return _run(problem, backend, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
+                dtype=dt, record_every=record_every, record=tuple(record), n_mc=n_mc, progress=progress,
+                max_abs=max_abs, label="train_dsm", num_threads=num_threads)
 
 
 def time_grid(*, n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule="ou"):
@@ -338,7 +396,7 @@ def time_grid(*, n_times=100, T=1.0, delta=0.01, time_weights="sigma", schedule=
 
 def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T=1.0, delta=0.01,
                     time_weights="sigma", schedule="ou", seed=0, record_every=None, max_abs=PARAM_LIMIT,
-                    device="cpu", dtype="float32", num_threads=None, progress=False):
+                    device="cpu", dtype="float32", num_threads=None, progress=False, backend="auto"):
     """SGD for the time-conditional network of Appendix E (Figures 3 and 4).
 
     No output bias (b2 = 0, not trained):
@@ -354,7 +412,8 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     :func:`bigstep.noise_schedule` ("ou": mu = exp(-t), the paper's text; "notebook":
     mu = exp(-2t)).  The learned score is ``s_theta(x, t) = -r_theta(t, x) / sigma(t)``:
     the result's ``score`` is a :class:`bigstep.TimeReLUScore` (float64) for
-    :func:`bigstep.sample_reverse`.  Requires PyTorch.
+    :func:`bigstep.sample_reverse`.  On the CPU no PyTorch is needed (the fused trainer);
+    the torch route (``backend="torch"`` or a GPU) requires it.
 
     Parameters
     ----------
@@ -375,7 +434,7 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
         The time probabilities and the noise schedule (above).
     record_every : int or None
         Record the mean batch loss every this many steps (and at the end).
-    max_abs, num_threads, progress
+    max_abs, num_threads, progress, backend
         As in :func:`train_dsm`.
     device : str
         "cpu" or "cuda".
@@ -397,14 +456,14 @@ def train_diffusion(x, *, lr, steps, batch_size=5000, width=1000, n_times=100, T
     >>> bigstep.sample_reverse(res.score, 100, 2, seed=1).shape
     (100, 2)
     """
-    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs = _common(
-        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads)
+    lr, seeds, steps, batch_size, width, dev, dt, record_every, max_abs, backend = _common(
+        lr, seed, steps, batch_size, width, device, dtype, record_every, progress, max_abs, num_threads, backend)
     xa = np.asarray(training_data(x, ndim=2), dtype=np.float64)
     times, probs = time_grid(n_times=n_times, T=T, delta=delta, time_weights=time_weights, schedule=schedule)
     from ..scores import noise_schedule
 
     mus, sigmas = noise_schedule(times, kind=schedule)
     problem = _DiffusionProblem(np.ascontiguousarray(xa), times, probs, mus, sigmas, schedule, time_weights)
-    return train_networks(problem, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
-                  dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,
-                  max_abs=max_abs, label="train_diffusion", num_threads=num_threads)
+    return _run(problem, backend, lr=lr, seeds=seeds, steps=steps, batch_size=batch_size, width=width, device=dev,
+                dtype=dt, record_every=record_every, record=("loss",), n_mc=2, progress=progress,
+                max_abs=max_abs, label="train_diffusion", num_threads=num_threads)
