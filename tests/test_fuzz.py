@@ -97,6 +97,14 @@ def call(fn, *args, names=(), **kwargs):
                 f"{type(exc).__name__} names none of {names}: {msg!r}"
         raise Rejected(msg) from None
     dt = time.perf_counter() - t0
+    if dt >= HANG_SECONDS and kwargs.get("backend") == "numba":
+        # the first call of a Numba signature compiles it (a fresh install: 30 s and more for
+        # the local family on a 2-core machine); a hang is a slow call once compiled
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = fn(*args, **kwargs)
+        dt = time.perf_counter() - t0
     assert dt < HANG_SECONDS, f"call took {dt:.1f} s"
     return out
 

@@ -96,6 +96,10 @@ _SCRIPT = textwrap.dedent("""
         "dsm_risk_hessian": lambda: bigstep.dsm_risk_hessian(net, xr, 0.9, 0.3, backend="cpp"),
         "train_sgd": lambda: bigstep.train_sgd(xr, 0.9, 0.3, lr=0.05, steps=20, width=40, record=("loss",),
                                                backend="cpp"),
+        "train_dsm (sgd_nd_train)": lambda: bigstep.train_dsm(a, 0.9, 0.5, lr=0.05, steps=20, batch_size=8, width=16,
+                                                             record=("loss",), backend="cpp"),
+        "train_diffusion (sgd_nd_train)": lambda: bigstep.train_diffusion(a, lr=0.05, steps=20, batch_size=8,
+                                                                         width=16, n_times=10, backend="cpp"),
         "rf.fit (rf_gram)": lambda: rf.fit(xrf, t=0.3, p=40, n_noise=3, lam=1e-2, seed=0, backend="cpp"),
         "rf features (rf_features)": lambda: model.features(xrf),
         "sample_reverse s* 1-D": lambda: bigstep.sample_reverse(bigstep.EmpiricalScore(xr, method="pairwise"), 64, 1,
@@ -137,17 +141,19 @@ _SCRIPT = textwrap.dedent("""
     bigstep._backend.kernels.cache_clear()
 
     def refused(name, args, kwargs):
-        # the first array argument replaced by a 3-D array of the same dtype
+        # the first array argument replaced by a 3-D array of the same dtype (4-D where the
+        # binding takes a 3-D array there, like sgd_nd_train's data sets)
         args = list(args)
         i = next(i for i, v in enumerate(args) if isinstance(v, np.ndarray))
-        args[i] = np.zeros((2, 2, 2), dtype=args[i].dtype)
+        nd = 4 if args[i].ndim == 3 else 3
+        args[i] = np.zeros((2,) * nd, dtype=args[i].dtype)
         fn = original[name]
         def call():
             try:
                 fn(*args, **kwargs)
             except (ValueError, TypeError):
                 return
-            raise AssertionError(f"{name} accepted a 3-D array")
+            raise AssertionError(f"{name} accepted a {nd}-D array")
         return call
 
     for name, (args, kwargs) in sorted(seen.items()):
