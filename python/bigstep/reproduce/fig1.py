@@ -10,7 +10,7 @@ R_n(theta) - R_n(s*) = (1/n) sum_i E_i[(s_theta - s*)^2] (no sampling), averaged
 the readings in the last 20% of training (the SGD iterate keeps moving), and its
 relative size excess / ||s*||^2 with ||s*||^2 = (1/n) sum_i E_i[s*(Y)^2] = 1/sigma^2 - R_n(s*).
 
-Claim, as comparisons over replicates (sign tests, :mod:`._stats`):
+Claim, as comparisons over replicates (sign tests, ``bigstep.reproduce._stats``):
   - at each noise level, the excess risk falls at each step down in lr (0.5 > 0.1 > 0.05);
   - at each lr, s_theta is relatively farther from s* at the smaller sigma (so a smaller
     lr is needed there to approach s*).

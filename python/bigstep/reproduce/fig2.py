@@ -11,7 +11,7 @@ torch needed), with the loss averaged over the coordinates as in the authors' no
 its excess risk (the sum over coordinates) is a Monte Carlo estimate with common random
 numbers across the learning rates of a simulation (no closed form in d > 1).
 
-Claim, as comparisons over simulations (sign tests, :mod:`._stats`): in every panel
+Claim, as comparisons over simulations (sign tests, ``bigstep.reproduce._stats``): in every panel
 (d, sigma), the excess risk falls at each step down in lr (0.5 > 0.1 > 0.05 > 0.01).
 Quick: fewer steps and, in d = 10, width 200 (the settings are in summary.md).
 """

@@ -13,7 +13,7 @@ nearest/second-nearest training distance ratio is below 1/3, and the unbiased MM
 The paper shows one data set; here R replicates each draw their own 10 points and SGD
 seed and train every lr on them (the samplers of a replicate share their draws across
 lrs).  Claim, as comparisons over replicates between the paper's two learning rates
-(small 0.05, large 2; sign tests, :mod:`._stats`):
+(small 0.05, large 2; sign tests, ``bigstep.reproduce._stats``):
   - the small lr memorizes more (memorized fraction) and is closer to s* (MMD^2) than the large;
   - the small lr's samples are closer to the s*-samples than to the Gaussian fit ("like s*");
   - the large lr's samples are closer to the Gaussian fit than to the s*-samples.

@@ -9,7 +9,7 @@ and to the fitted-Gaussian samples, both divided by the MMD^2 between the s*-sam
 the fitted-Gaussian samples (the paper's normalisation); the memorized fraction
 (d1/d2 < 1/3) is reported beside it.
 
-Claim, as comparisons over simulations (sign tests, :mod:`._stats`), with the paper's
+Claim, as comparisons over simulations (sign tests, ``bigstep.reproduce._stats``), with the paper's
 measure (the normalised MMD^2 to the s*-samples, averaged over a simulation's sets):
   - it grows with the dimension: per simulation, Kendall's tau between d and the measure
     is positive;

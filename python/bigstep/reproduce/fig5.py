@@ -25,7 +25,7 @@ Each replicate draws its own data set and SGD seed and trains every lr on them. 
 paper's claim about Figure 5 is the trend ("a larger learning rate leads to convergence
 to a flatter region"): per panel, per replicate, the least-squares slope of log sharpness
 on log lr over the replicate's finished runs, claimed negative (sign test over
-replicates, :mod:`._stats`).  The bound 2/(m lr) is the theory's condition for a
+replicates, ``bigstep.reproduce._stats``).  The bound 2/(m lr) is the theory's condition for a
 linearly stable minimum (eq. 8), not a claim the paper makes about the figure: it is
 checked and reported per lr (runs below it, and the sign test of bound - sharpness),
 outside the verdict.
