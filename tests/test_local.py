@@ -394,12 +394,14 @@ def test_sample_reverse_runs_the_local_machines_and_replays(backend, equivariant
     out = bigstep.sample_reverse(score, N, d, n_steps=steps, delta=0.05, seed=seed, backend=backend)
     h = (1.0 - 0.05) / steps  # uniform grid: tau_k = T - k h, the score read at tau_0 .. tau_{N-1}
     tau = 1.0 - np.arange(steps) * h
-    state = bigstep.gaussian_noise(seed, (N, d), stream=streams.SAMPLER_INITIAL)
+    # the torch backend runs the device path, which draws its noise with the torch random kernels
+    noise = dict(backend="torch") if backend == "torch" else {}
+    state = bigstep.gaussian_noise(seed, (N, d), stream=streams.SAMPLER_INITIAL, **noise)
     for k in range(steps):
         mu, sigma = bigstep.noise_schedule(tau[k])
         s = local.score(state.reshape(N, 4, 4), x[..., 0], float(mu), float(sigma), patch=3,
                         equivariant=equivariant, backend=backend).reshape(N, d)
-        z = bigstep.gaussian_noise(seed, (N, d), stream=streams.SAMPLER_STEPS, offset=k * N * d)
+        z = bigstep.gaussian_noise(seed, (N, d), stream=streams.SAMPLER_STEPS, offset=k * N * d, **noise)
         state = state + h * (state + 2 * s) + np.sqrt(2 * h) * z
     np.testing.assert_array_equal(out, state)
     again = bigstep.sample_reverse(score, N, d, n_steps=steps, delta=0.05, seed=seed, backend=backend)

@@ -110,7 +110,7 @@ def test_every_torch_module_is_a_family():
     mods = {m.name for m in pkgutil.iter_modules(bt.__path__) if not m.name.startswith("_")}
     assert mods <= set(_backend.FAMILIES), mods - set(_backend.FAMILIES)
     assert {f for f in _backend.FAMILIES if "torch" in _backend.backends(f)} == mods
-    assert mods == {"optimal_score", "metrics", "random", "sampler", "sgd"}
+    assert mods == {"optimal_score", "local", "metrics", "random", "sampler", "sgd"}
 
 
 def test_info_reports_the_torch_backend():
@@ -118,7 +118,7 @@ def test_info_reports_the_torch_backend():
     assert "torch" in d["backends"]
     t = d["torch"]
     assert t["version"] == torch.__version__ and "cpu" in t["devices"]
-    assert set(t["families"]) == {"optimal_score", "metrics", "random", "sampler", "sgd"}
+    assert set(t["families"]) == {"optimal_score", "local", "metrics", "random", "sampler", "sgd"}
     from bigstep.info import format_info
 
     assert "torch: " in format_info(d) and "families: optimal_score" in format_info(d)

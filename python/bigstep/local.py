@@ -37,7 +37,8 @@ import numpy as np
 
 from . import _backend
 from ._arrays import as_numpy, prepare, result_dtype, wrap_like
-from ._validate import float32_levels, noise_level, schedule_rate
+from ._torch import device_route
+from ._validate import _all_finite, first_true, float32_levels, noise_level, schedule_rate
 from .scores import Score
 
 __all__ = ["posterior_mean", "score", "LocalScore", "PADDINGS"]
@@ -50,13 +51,16 @@ PADDINGS = {"zeros": 0, "reflect": 1}
 # --------------------------------------------------------------------------- checks
 
 
-def _images(value, name: str) -> np.ndarray:
-    arr = as_numpy(value, name)
+def _images(value, name: str, *, convert=as_numpy):
+    """Images (N, H, W) or (N, H, W, C), finite: a numpy array, or a torch tensor when
+    ``convert`` (the device-array path's conversion) gives tensors."""
+    arr = convert(value, name)
+    shape = tuple(arr.shape)
     if arr.ndim not in (3, 4):
-        raise ValueError(f"{name} must have shape (N, H, W) or (N, H, W, C), got {arr.ndim} dimensions {arr.shape}")
-    if 0 in arr.shape[1:]:
-        raise ValueError(f"{name} must have images of at least one pixel and one channel, got shape {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must have shape (N, H, W) or (N, H, W, C), got {arr.ndim} dimensions {shape}")
+    if 0 in shape[1:]:
+        raise ValueError(f"{name} must have images of at least one pixel and one channel, got shape {shape}")
+    if (not isinstance(arr, np.ndarray) or arr.dtype.kind == "f") and not _all_finite(arr):
         raise ValueError(f"{name} must be finite, got NaN or infinity in the pixels")
     return arr
 
@@ -81,35 +85,54 @@ def check_padding(padding) -> str:
     return padding
 
 
-def _check_scale(sigma: np.ndarray, dtype) -> None:
-    """The logits -D / (2 sigma^2) are formed in the compute type: 1/(2 sigma^2) must be finite there."""
+def _check_scale(sigma, dtype) -> None:
+    """The logits -D / (2 sigma^2) are formed in the compute type: 1/(2 sigma^2) must be
+    finite there (sigma: float64 numpy array or torch tensor; dtype: a numpy dtype)."""
     big = float(np.finfo(dtype).max)
     small = np.sqrt(0.5 / big)
-    if (sigma < small).any():
+    bad = sigma < small
+    if bad.any():
         raise ValueError(f"sigma must be at least {small:.3g} for {np.dtype(dtype).name} inputs (1/(2 sigma^2) "
-                         f"overflows below it), got {sigma[np.argmax(sigma < small)]!r}")
+                         f"overflows below it), got {np.float64(float(sigma[first_true(bad)]))!r}")
 
 
-def _compute(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
-    xa = _images(x, "x")
-    ya = _images(y, "y")
-    if ya.ndim != xa.ndim or ya.shape[1:] != xa.shape[1:]:
-        raise ValueError(f"y must have images of the shape of x's, {xa.shape[1:]}: shape (q, "
-                         f"{', '.join(map(str, xa.shape[1:]))}), got shape {ya.shape}")
+def checked(y, x, mu, sigma, patch, equivariant, padding, *, convert=as_numpy):
+    """The checked arguments of a call: (y, x, mu, sigma, patch, float32?) with y and x
+    as read by ``convert`` (numpy arrays, or torch tensors on the device-array path) and
+    mu, sigma float64 of shape (1,) or (q,)."""
+    xa = _images(x, "x", convert=convert)
+    ya = _images(y, "y", convert=convert)
+    if ya.ndim != xa.ndim or tuple(ya.shape[1:]) != tuple(xa.shape[1:]):
+        raise ValueError(f"y must have images of the shape of x's, {tuple(xa.shape[1:])}: shape (q, "
+                         f"{', '.join(map(str, xa.shape[1:]))}), got shape {tuple(ya.shape)}")
     if xa.shape[0] == 0:
         raise ValueError("x must contain at least one training image, got an empty array")
     if not isinstance(equivariant, (bool, np.bool_)):
         raise TypeError(f"equivariant must be True or False, got {type(equivariant).__name__}")
     padding = check_padding(padding)
-    p = check_patch(patch, xa.shape[1:3], padding)
+    p = check_patch(patch, tuple(xa.shape[1:3]), padding)
     q = ya.shape[0]
-    mua = noise_level(mu, "mu", q)
-    siga = noise_level(sigma, "sigma", q)
-    dtype = result_dtype(ya, xa)
-    if dtype == np.float32:
+    mua = noise_level(mu, "mu", q, convert=convert)
+    siga = noise_level(sigma, "sigma", q, convert=convert)
+    if isinstance(ya, np.ndarray):
+        single = result_dtype(ya, xa) == np.float32
+    else:  # tensors of the device-array path: float32 or float64 (as_tensor converted the others)
+        single = all(str(a.dtype) == "torch.float32" for a in (ya, xa))
+    if single:
         float32_levels(mua, "mu")
         float32_levels(siga, "sigma")
-    _check_scale(siga, dtype)
+    _check_scale(siga, np.float32 if single else np.float64)
+    return ya, xa, mua, siga, p, single
+
+
+def _compute(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
+    if device_route(backend, {"y": y, "x": x, "mu": mu, "sigma": sigma}):  # device arrays, or backend torch/cuda
+        from ._torch._api import local_family
+
+        return local_family(y, x, mu, sigma, what, patch, equivariant, padding, backend)
+    ya, xa, mua, siga, p, single = checked(y, x, mu, sigma, patch, equivariant, padding)
+    q = ya.shape[0]
+    dtype = np.dtype(np.float32 if single else np.float64)
     impl = _backend.kernels("local", _backend.resolve(backend, ya, xa, family="local"))
     image = xa.shape[1:] if xa.ndim == 4 else xa.shape[1:] + (1,)
     yk = prepare(ya, dtype).reshape((q,) + image)
@@ -155,7 +178,8 @@ def posterior_mean(y, x, mu, sigma, *, patch, equivariant=False, padding="zeros"
         "zeros" (pixels outside the image are 0, in y and in x) or "reflect" (mirrored
         about the edge pixel, numpy's "reflect"; needs patch <= min(H, W)).
     backend : str
-        "auto" (cpp, then numba), "cpp" or "numba".
+        "auto" (cpp, then numba for host arrays; torch for tensors on a device), "cpp",
+        "numba" or "torch" (torch operations on the tensors' device, computed in float64).
 
     Returns
     -------

@@ -65,6 +65,8 @@ def as_tensor(a, name: str, *, device: torch.device | None = None, grad: bool = 
         arr = as_numpy(a, name)
         small_float = arr.dtype.kind == "f" and arr.dtype.itemsize <= 4
         arr = prepare(arr, np.float32 if small_float else np.float64).reshape(arr.shape)  # keeps 0-d arrays 0-d
+        if any(st < 0 for st in arr.strides):  # C-contiguous for numpy (a flipped axis of length 1), not for torch
+            arr = arr.copy()
         t = torch.from_numpy(writable_alias(arr))  # the kernels never write their inputs
     else:
         dev = device_of(a)
@@ -156,6 +158,29 @@ def optimal_score_family(y, x, mu, sigma, what: int, backend: str, one_d_only: b
     if single:
         outs = tuple(None if o is None else o[0] for o in outs)
     return outs, name, (mua, siga)
+
+
+# ------------------------------------------------------------------ local denoisers
+
+
+def local_family(y, x, mu, sigma, what: int, patch, equivariant, padding, backend):
+    """bigstep.local._compute for device arrays (or backend torch/cuda): (score, mean) as
+    torch tensors of y's shape on the device, None where not asked for by ``what``."""
+    from ..local import PADDINGS, checked
+
+    named = {"y": y, "x": x, "mu": mu, "sigma": sigma}
+    name, _, conv = start(backend, "local", named)
+    with caller_stream(named.values()):
+        ya, xa, mua, siga, p, single = checked(y, x, mu, sigma, patch, equivariant, padding, convert=conv)
+        dtype = torch.float32 if single else torch.float64
+        image = tuple(xa.shape[1:]) if xa.ndim == 4 else tuple(xa.shape[1:]) + (1,)
+        yk = ya.to(dtype).contiguous().reshape((ya.shape[0],) + image)
+        xk = xa.to(dtype).contiguous().reshape((xa.shape[0],) + image)
+        r = (p - 1) // 2
+        impl = _backend.kernels("local", name)
+        out = impl.local_posterior_mean(yk, xk, mua.to(dtype), siga.to(dtype), r, r, PADDINGS[padding],
+                                        bool(equivariant), what)
+    return tuple(None if o is None else o.reshape(ya.shape) for o in out)
 
 
 # ------------------------------------------------------------------------ metrics
@@ -356,6 +381,7 @@ def sample_reverse(score, n_samples, dim, tau, h, c, seed, x0, return_path, prog
     from .._progress import Progress, run_in_chunks
     from ..sampler import _STREAM_STEPS, _STREAM_X0, _check_x0, _first_chunk
     from ..nets import TimeReLUScore
+    from ..local import LocalScore
     from ..scores import EmpiricalScore, GaussianScore, noise_schedule
     from .random import normals
 
@@ -385,6 +411,9 @@ def sample_reverse(score, n_samples, dim, tau, h, c, seed, x0, return_path, prog
 
             run_in_chunks(chunk, n_steps, bar, first_chunk=_first_chunk(score, n, d, n_steps))
         else:  # any callable: the same update and noise, the score in the caller's array type
+            if type(score) is LocalScore:  # stepped: the local kernels of this backend (torch where it has none)
+                score = functools.partial(score.evaluate, backend=name if name in _backend.backends("local")
+                                          else "torch")
             for k in range(n_steps):
                 s = as_tensor(score(wrap_like(x, like), float(tau[k])), "score(x, t)", device=dev).double()
                 if tuple(s.shape) != (n, d):
