@@ -3,7 +3,8 @@
     s*(y) = (mu sum_i w_i x_i - y) / sigma^2,   w = softmax_i(-||y - mu x_i||^2 / (2 sigma^2))
 
 Methods, on the same inputs in one process, each at its best thread setting:
-bigstep (cpp, numba; 2 threads), numpy (chunked stable softmax), scipy.special.logsumexp,
+bigstep's pairwise kernels (cpp, numba; 2 threads; method="pairwise", the fast Gauss
+transform has its own cases, --fgt), numpy (chunked stable softmax), scipy.special.logsumexp,
 torch (cdist + softmax; scaled_dot_product_attention with the per-key bias as attn_mask)
 and pykeops (LazyTensor sumsoftmaxweight) where it runs.
 
@@ -162,7 +163,9 @@ def _bigstep(backend: str) -> Method:
         import bigstep
 
         bigstep.set_num_threads(threads)
-        return bigstep.optimal_score(y, x, mu, sigma, backend=backend)
+        # the pairwise kernels: "auto" would take the fast Gauss transform at moderate sigma
+        # in 1-D, which needs far fewer than one exp per pair (its own cases: --fgt)
+        return bigstep.optimal_score(y, x, mu, sigma, backend=backend, method="pairwise")
 
     return Method(f"bigstep {backend}", run, threads=(2,), all_queries=True,
                   unavailable=lambda dims: _common.bigstep_backend_error(backend, dims))
