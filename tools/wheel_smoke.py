@@ -51,7 +51,10 @@ out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "bigstep"), 
 check(f"SIMD {simd}" in out and "backends available: cpp" in out, "`bigstep info` says the same")
 
 pkg = os.path.dirname(bigstep.__file__)
-check(not any(n.startswith("_cuda") for n in os.listdir(pkg)), "no bigstep._cuda in the CPU wheel")
+# no compiled CUDA module (bigstep._cuda, bigstep._cuda_emu); the pure-Python launchers in
+# bigstep/_cuda_kernels ship in every wheel
+check(not any(n.startswith("_cuda") and n.endswith((".so", ".pyd")) for n in os.listdir(pkg)),
+      "no compiled bigstep._cuda in the CPU wheel")
 ldd = subprocess.run(["ldd", core.__file__], capture_output=True, text=True).stdout
 check("cuda" not in ldd.lower(), "_core needs no CUDA library")
 check("not found" not in ldd, "_core's libraries all resolve")
