@@ -759,6 +759,20 @@ def test_unavailable_backend_says_why():
             bigstep.optimal_score(y, x, 0.9, 0.5, backend=b)
 
 
+def test_torch_backend_without_torch_is_a_named_error(monkeypatch):
+    """backend="torch" where torch does not import: the registry's ValueError (naming the
+    backend and why), not the device path's ModuleNotFoundError."""
+    from bigstep import _backend
+
+    monkeypatch.setattr(_backend, "torch_error", lambda: "torch failed to import (ModuleNotFoundError: test)")
+    x, y = _xy()
+    for fn in (bigstep.optimal_score, bigstep.log_density, bigstep.posterior_mean):
+        with pytest.raises(ValueError, match=r"(?s)backend 'torch' is not available.*ModuleNotFoundError: test"):
+            fn(y, x, 0.9, 0.5, backend="torch")
+    with pytest.raises(ValueError, match=r"backend 'torch' is not available"):
+        bigstep.local.posterior_mean(np.zeros((1, 4, 4)), np.ones((2, 4, 4)), 0.9, 0.5, patch=3, backend="torch")
+
+
 def test_failed_call_leaves_no_state(backend):
     """An error does not change later results (no partial state)."""
     x, y = _xy()

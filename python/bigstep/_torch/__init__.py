@@ -24,12 +24,17 @@ def device_route(backend, named: dict) -> bool:
     on different devices raise ValueError naming both (``_arrays.common_device``).
     ``backend="cuda"`` with host arrays stays on the host path: the CUDA launchers take
     host arrays themselves (copied to the current device, numpy arrays back).  Invalid
-    backend values return False (the host path reports them)."""
+    backend values return False (the host path reports them); ``backend="torch"`` where
+    torch does not import raises the registry's ValueError."""
     if not isinstance(backend, str):
         return False
     if backend not in DEVICE_BACKENDS and backend != "auto":
         return False
     from .._arrays import common_device
 
+    if backend == "torch":  # without torch the device path cannot even import: say so
+        from .. import _backend
+
+        _backend.resolve("torch")  # ValueError naming the backend, why, and what is available
     on_device = common_device(named) != "cpu"
     return on_device or backend == "torch"
