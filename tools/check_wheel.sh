@@ -74,8 +74,7 @@ assert any("libomp" in n for n in libs), "libomp was not vendored"
 # the compiled CUDA modules (bigstep._cuda, bigstep._cuda_emu) must be absent; the
 # pure-Python launchers (bigstep/_cuda_kernels/*.py) ship in every wheel and are used
 # only where bigstep._cuda imports
-compiled_cuda = [n for n in names if re.match(r"bigstep/_cuda[^/]*\.(so|pyd)$", n) or
-                 re.match(r"bigstep/_cuda[^/]*\.cpython-", n)]
+compiled_cuda = [n for n in names if re.match(r"bigstep/_cuda[^/]*\.(so|pyd)$", n)]
 assert not compiled_cuda, f"the CPU wheel contains a compiled CUDA module: {compiled_cuda}"
 assert not any("cuda" in n.lower() for n in libs), "the CPU wheel vendors a CUDA library"
 lines, worst = [], (0, 0)

@@ -99,3 +99,15 @@ def tree_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
         width //= 2
         t = t[..., :width] + t[..., width:]
     return t[..., 0]
+
+
+def two_product(a, b):
+    """(p, e) with p = fl(a b) and a b = p + e exactly (Dekker/Veltkamp, float64)."""
+    p = a * b
+    split = 134217729.0  # 2^27 + 1
+    ca, cb = split * a, split * b
+    ah = ca - (ca - a)
+    bh = cb - (cb - b)
+    al, bl = a - ah, b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, torch.where(torch.isfinite(e), e, torch.zeros_like(e))

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import F64, budget, tree_sum
-from .optimal_score import _two_product
+from ._common import F64, budget, tree_sum, two_product
 
 __all__ = ["local_posterior_mean"]
 
@@ -149,7 +148,7 @@ def local_posterior_mean(y, x, mu, sigma, rh, rw, padding, equivariant, what):
             if j0 == 0 or not shared_mu:  # mu x = px + ex exactly, (1 or Qc, Nc, C, Hp, Wp)
                 muj = mu64[0:1] if shared_mu else mu64[j0:j1]
                 if xp.dtype == F64:
-                    px, ex = _two_product(muj.reshape(-1, 1, 1, 1, 1), xp[None])
+                    px, ex = two_product(muj.reshape(-1, 1, 1, 1, 1), xp[None])
                 else:  # float32 x float32 products are exact in float64
                     px, ex = muj.reshape(-1, 1, 1, 1, 1) * xp[None].to(F64), None
             yp = yp_all[j0:j1, None]  # (Qc, 1, C, Hp, Wp)

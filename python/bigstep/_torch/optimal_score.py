@@ -42,7 +42,7 @@ import math
 
 import torch
 
-from ._common import F64, budget, ieee_matmul
+from ._common import F64, budget, ieee_matmul, two_product
 
 __all__ = ["optimal_score_1d", "optimal_score_nd", "optimal_score_vjp_y", "optimal_score_vjp_x"]
 
@@ -62,18 +62,6 @@ def _levels(mu, sigma, q):
 # ---------------------------------------------------------------------------- 1-D
 
 
-def _two_product(a, b):
-    """(p, e) with p = fl(a b) and a b = p + e exactly (Dekker/Veltkamp, float64)."""
-    p = a * b
-    split = 134217729.0  # 2^27 + 1
-    ca, cb = split * a, split * b
-    ah = ca - (ca - a)
-    bh = cb - (cb - b)
-    al, bl = a - ah, b - bh
-    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-    return p, torch.where(torch.isfinite(e), e, torch.zeros_like(e))
-
-
 def _setup_1d(y, x, mu, sigma):
     """Per query: x_s (nearest data point to y/mu), e = y - mu x_s (as if by one fma),
     the window [lo, hi) of terms that do not underflow in the input type, and whether
@@ -89,7 +77,7 @@ def _setup_1d(y, x, mu, sigma):
     down = (s == n) | ((s > 0) & ((z - below).abs() <= (above - z).abs()))
     s = torch.where(down, s - 1, s)
     xs = x[s].to(F64)
-    p, err = _two_product(mu, xs)
+    p, err = two_product(mu, xs)
     e = (yd - p) - err
     big_l = 104.0 if x.dtype == torch.float32 else 745.5  # the exp underflow threshold of the input type
     radius = torch.sqrt(2.0 * sigma * sigma * big_l + e * e)
